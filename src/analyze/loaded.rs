@@ -1,0 +1,147 @@
+//! A trace opened for analysis: events, the process timeline rebuilt from
+//! sideband, and a resolver for addresses. Shared by report, script and info.
+
+use super::events::Events;
+use super::timeline::Timeline;
+use crate::perf::attr::Endian;
+use crate::perf::record::{parse_sideband, RecordIter, RecordType, Sideband};
+use crate::symbolize::kallsyms::Kallsyms;
+use crate::symbolize::Resolver;
+use crate::trace::format::BlockKind;
+use crate::trace::reader::BlockRef;
+use crate::trace::{OpenOptions, Trace, TraceError};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Options every analysis shares.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub open: OpenOptions,
+    /// Look for binaries under this directory instead of /.
+    pub symfs: Option<PathBuf>,
+}
+
+/// Counters of things that could not be decoded; printed in report footers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    pub corrupt_blocks_skipped: u64,
+    pub unsplittable_records: u64,
+    pub unparsable_samples: u64,
+    pub unknown_event_samples: u64,
+}
+
+impl std::ops::AddAssign for DecodeStats {
+    fn add_assign(&mut self, o: Self) {
+        self.corrupt_blocks_skipped += o.corrupt_blocks_skipped;
+        self.unsplittable_records += o.unsplittable_records;
+        self.unparsable_samples += o.unparsable_samples;
+        self.unknown_event_samples += o.unknown_event_samples;
+    }
+}
+
+#[derive(Debug)]
+pub struct Loaded {
+    pub trace: Trace,
+    pub events: Events,
+    pub timeline: Timeline,
+    pub resolver: Resolver,
+    /// PERF_RECORD_LOST totals from the sideband.
+    pub lost_records: u64,
+    pub sideband_stats: DecodeStats,
+}
+
+impl Loaded {
+    pub fn open(path: &Path, opts: &LoadOptions) -> Result<Loaded, TraceError> {
+        let trace = Trace::open(path, opts.open)?;
+        Self::from_trace(trace, opts)
+    }
+
+    pub fn from_trace(trace: Trace, opts: &LoadOptions) -> Result<Loaded, TraceError> {
+        let events = Events::new(&trace.meta.events, Endian::Little);
+        let mut stats = DecodeStats::default();
+        let blocks: Vec<BlockRef> = trace.blocks_of(BlockKind::SIDEBAND).copied().collect();
+        let decoded: Vec<Option<std::borrow::Cow<'_, [u8]>>> = blocks
+            .par_iter()
+            .map(|b| trace.decode_or_skip(b))
+            .collect::<Result<_, _>>()?;
+        let info = events.sideband_parse().cloned();
+        // (time, block, seq) orders records; synthesized ones (time 0) first.
+        let mut recs: Vec<(u64, usize, usize, Sideband)> = Vec::new();
+        let mut lost = 0;
+        for (bi, d) in decoded.iter().enumerate() {
+            let Some(d) = d else {
+                stats.corrupt_blocks_skipped += 1;
+                continue;
+            };
+            for (seq, r) in RecordIter::new(d, Endian::Little).enumerate() {
+                let Ok(r) = r else {
+                    stats.unsplittable_records += 1;
+                    break;
+                };
+                let time = info
+                    .as_ref()
+                    .and_then(|i| i.parse_sample_id(r.body).time)
+                    .unwrap_or(0);
+                match parse_sideband(&r, Endian::Little) {
+                    Ok(Sideband::Lost(l)) => lost += l.lost,
+                    Ok(Sideband::LostSamples(n)) => lost += n,
+                    Ok(Sideband::Other) => {}
+                    Ok(s) => recs.push((time, bi, seq, s)),
+                    Err(_) if r.kind == RecordType::SAMPLE => {}
+                    Err(_) => stats.unsplittable_records += 1,
+                }
+            }
+        }
+        recs.sort_by_key(|(t, b, s, _)| (*t, *b, *s));
+        let mut timeline = Timeline::default();
+        for (time, _, _, s) in &recs {
+            match s {
+                Sideband::Comm(c) => timeline.add_comm(c, *time),
+                Sideband::Mmap(m) => timeline.add_mmap(m, *time),
+                Sideband::Fork(t) => timeline.add_fork(t),
+                _ => {}
+            }
+        }
+        let kallsyms = trace
+            .blocks_of(BlockKind::KALLSYMS)
+            .next()
+            .copied()
+            .and_then(|b| {
+                trace
+                    .decode_or_skip(&b)
+                    .ok()
+                    .flatten()
+                    .map(|d| Kallsyms::parse(&String::from_utf8_lossy(&d)))
+            })
+            .unwrap_or_default();
+        let build_ids: HashMap<String, String> = trace
+            .end
+            .as_ref()
+            .map(|e| {
+                e.build_ids
+                    .iter()
+                    .map(|b| (b.path.clone(), b.build_id.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let resolver = Resolver::new(
+            timeline.dsos.clone(),
+            build_ids,
+            kallsyms,
+            opts.symfs.clone(),
+        );
+        Ok(Loaded {
+            trace,
+            events,
+            timeline,
+            resolver,
+            lost_records: lost,
+            sideband_stats: stats,
+        })
+    }
+
+    pub fn sample_blocks(&self) -> Vec<BlockRef> {
+        self.trace.blocks_of(BlockKind::SAMPLES).copied().collect()
+    }
+}

@@ -1,0 +1,12 @@
+//! Offline analyses over an opened trace: report, info, script. Each decodes
+//! blocks in parallel and merges partial results with a total order, so the
+//! output is the same at any thread count.
+
+pub mod events;
+pub mod info;
+pub mod loaded;
+pub mod report;
+pub mod script;
+pub mod timeline;
+
+pub use loaded::{LoadOptions, Loaded};

@@ -1,0 +1,482 @@
+//! `msen report`: where the samples went, by comm, pid, tid, dso, symbol,
+//! cpu and event, with self and children (inclusive) shares when the trace
+//! has call chains.
+//!
+//! Pipeline: decode sample blocks in parallel into per-block maps keyed by
+//! raw values (pid, exec epoch, comm id, ip, ...), merge, resolve each
+//! distinct address once, then group into rows by the requested keys. Rows
+//! are sorted by a total order, so the output does not depend on thread count.
+
+use super::loaded::{DecodeStats, Loaded};
+use crate::perf::record::{frames_of, misc, RecordIter, RecordType};
+use crate::symbolize::Resolved;
+use crate::trace::TraceError;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SortKey {
+    Comm,
+    Pid,
+    Tid,
+    Dso,
+    Sym,
+    Cpu,
+    Event,
+}
+
+impl SortKey {
+    pub fn parse(s: &str) -> Option<SortKey> {
+        Some(match s.trim() {
+            "comm" => SortKey::Comm,
+            "pid" => SortKey::Pid,
+            "tid" => SortKey::Tid,
+            "dso" => SortKey::Dso,
+            "sym" | "symbol" => SortKey::Sym,
+            "cpu" => SortKey::Cpu,
+            "event" => SortKey::Event,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            SortKey::Comm => "comm",
+            SortKey::Pid => "pid",
+            SortKey::Tid => "tid",
+            SortKey::Dso => "dso",
+            SortKey::Sym => "sym",
+            SortKey::Cpu => "cpu",
+            SortKey::Event => "event",
+        }
+    }
+    pub fn header(self) -> &'static str {
+        match self {
+            SortKey::Comm => "Command",
+            SortKey::Pid => "Pid",
+            SortKey::Tid => "Tid",
+            SortKey::Dso => "Shared Object",
+            SortKey::Sym => "Symbol",
+            SortKey::Cpu => "CPU",
+            SortKey::Event => "Event",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Children {
+    /// Show children when the trace has call chains.
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    pub sort: Vec<SortKey>,
+    pub percent_limit: f64,
+    pub top: Option<usize>,
+    pub pids: Vec<u32>,
+    pub comms: Vec<String>,
+    pub cpus: Vec<u32>,
+    pub children: Children,
+    pub progress: bool,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            sort: vec![SortKey::Comm, SortKey::Dso, SortKey::Sym],
+            percent_limit: 0.0,
+            top: None,
+            pids: vec![],
+            comms: vec![],
+            cpus: vec![],
+            children: Children::Auto,
+            progress: false,
+        }
+    }
+}
+
+/// One value of a row's key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyVal {
+    Num(u64),
+    Text(String),
+    /// A symbol: display text ("[.] name"), plain name, kernel flag.
+    Sym {
+        display: String,
+        name: String,
+        kernel: bool,
+    },
+}
+
+impl KeyVal {
+    pub fn display(&self) -> String {
+        match self {
+            KeyVal::Num(n) => n.to_string(),
+            KeyVal::Text(s) => s.clone(),
+            KeyVal::Sym { display, .. } => display.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub event: u16,
+    pub keys: Vec<KeyVal>,
+    pub samples: u64,
+    pub period: u64,
+    pub percent: f64,
+    pub children_period: Option<u64>,
+    pub children_percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventTotal {
+    pub name: String,
+    pub samples: u64,
+    pub period: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub sort: Vec<SortKey>,
+    pub events: Vec<EventTotal>,
+    pub total_samples: u64,
+    pub lost_samples: u64,
+    pub has_children: bool,
+    pub rows: Vec<Row>,
+    /// Rows left out by --percent-limit / --top.
+    pub rows_hidden: usize,
+    pub decode: DecodeStats,
+    /// Samples whose ip did not resolve, by reason.
+    pub unresolved: BTreeMap<String, u64>,
+    pub dso_problems: Vec<(String, String)>,
+    pub software_only: bool,
+    pub clean_close: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RawKey {
+    event: u16,
+    pid: u32,
+    tid: u32,
+    cpu: u32,
+    comm: u32,
+    epoch: u16,
+    kernel: bool,
+    ip: u64,
+    chain: Option<Box<[u64]>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    samples: u64,
+    period: u64,
+}
+
+#[derive(Debug, Default)]
+struct Partial {
+    map: HashMap<RawKey, Acc>,
+    /// Per event: all samples, before filters.
+    totals: Vec<(u64, u64)>,
+    stats: DecodeStats,
+}
+
+impl Partial {
+    fn merge(mut self, o: Partial) -> Partial {
+        let (mut big, small) = if self.map.len() >= o.map.len() {
+            (std::mem::take(&mut self.map), o.map)
+        } else {
+            (o.map, std::mem::take(&mut self.map))
+        };
+        for (k, v) in small {
+            let e = big.entry(k).or_default();
+            e.samples += v.samples;
+            e.period += v.period;
+        }
+        let mut totals = vec![(0, 0); self.totals.len().max(o.totals.len())];
+        for (i, t) in self
+            .totals
+            .iter()
+            .enumerate()
+            .chain(o.totals.iter().enumerate())
+        {
+            totals[i].0 += t.0;
+            totals[i].1 += t.1;
+        }
+        let mut stats = self.stats;
+        stats += o.stats;
+        Partial {
+            map: big,
+            totals,
+            stats,
+        }
+    }
+}
+
+/// Address identity for resolution.
+type AddrKey = (u32, u16, bool, u64);
+
+pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
+    let has_chains = l
+        .events
+        .list
+        .iter()
+        .any(|e| e.attr.sample_type & crate::perf::attr::sample::CALLCHAIN != 0);
+    let children = match cfg.children {
+        Children::Auto => has_chains,
+        Children::On => has_chains,
+        Children::Off => false,
+    };
+    let want_tid = cfg.sort.contains(&SortKey::Tid);
+    let want_cpu = cfg.sort.contains(&SortKey::Cpu);
+    let comm_filter: Option<HashSet<u32>> = (!cfg.comms.is_empty()).then(|| {
+        cfg.comms
+            .iter()
+            .filter_map(|c| l.timeline.comm_id(c))
+            .collect()
+    });
+    let nev = l.events.len();
+
+    let blocks = l.sample_blocks();
+    let pb = crate::output::progress(cfg.progress, blocks.len() as u64, "decoding");
+    let partial = blocks
+        .par_iter()
+        .map(|b| -> Result<Partial, TraceError> {
+            let mut p = Partial {
+                totals: vec![(0, 0); nev],
+                ..Default::default()
+            };
+            let Some(data) = l.trace.decode_or_skip(b)? else {
+                p.stats.corrupt_blocks_skipped += 1;
+                return Ok(p);
+            };
+            for r in RecordIter::new(&data, l.events.endian) {
+                let Ok(r) = r else {
+                    p.stats.unsplittable_records += 1;
+                    break;
+                };
+                if r.kind != RecordType::SAMPLE {
+                    continue;
+                }
+                let Some(ev) = l.events.of_sample(r.body) else {
+                    p.stats.unknown_event_samples += 1;
+                    continue;
+                };
+                let Ok(s) = l.events.list[ev as usize].parse.parse_sample(r.body) else {
+                    p.stats.unparsable_samples += 1;
+                    continue;
+                };
+                let period = s.period.unwrap_or(1);
+                p.totals[ev as usize].0 += 1;
+                p.totals[ev as usize].1 += period;
+                let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));
+                let cpu = s.cpu.unwrap_or(u32::MAX);
+                if !cfg.pids.is_empty() && !cfg.pids.contains(&pid) {
+                    continue;
+                }
+                if !cfg.cpus.is_empty() && !cfg.cpus.contains(&cpu) {
+                    continue;
+                }
+                let time = s.time.unwrap_or(0);
+                let comm = l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX);
+                if let Some(f) = &comm_filter {
+                    if !f.contains(&comm) {
+                        continue;
+                    }
+                }
+                let cpumode = r.cpumode();
+                let kernel = matches!(
+                    cpumode,
+                    misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR
+                );
+                let key = RawKey {
+                    event: ev,
+                    pid,
+                    tid: if want_tid { tid } else { 0 },
+                    cpu: if want_cpu { cpu } else { 0 },
+                    comm,
+                    epoch: l.timeline.epoch_at(pid, time),
+                    kernel,
+                    ip: s.ip.unwrap_or(0),
+                    chain: if children {
+                        s.callchain
+                            .map(|c| c.iter().collect::<Vec<_>>().into_boxed_slice())
+                    } else {
+                        None
+                    },
+                };
+                let a = p.map.entry(key).or_default();
+                a.samples += 1;
+                a.period += period;
+            }
+            pb.inc(1);
+            Ok(p)
+        })
+        .try_reduce(
+            || Partial {
+                totals: vec![(0, 0); nev],
+                ..Default::default()
+            },
+            |a, b| Ok(a.merge(b)),
+        )?;
+    pb.finish_and_clear();
+
+    // Resolve each distinct address once.
+    let mut addrs: HashSet<AddrKey> = HashSet::new();
+    for k in partial.map.keys() {
+        addrs.insert((k.pid, k.epoch, k.kernel, k.ip));
+        if let Some(chain) = &k.chain {
+            for (kernel, ip) in frames(chain, k.kernel) {
+                addrs.insert((k.pid, k.epoch, kernel, ip));
+            }
+        }
+    }
+    let mut addrs: Vec<AddrKey> = addrs.into_iter().collect();
+    addrs.sort_unstable();
+    let resolved: Vec<Resolved> = addrs
+        .par_iter()
+        .map(|&(pid, epoch, kernel, ip)| {
+            if kernel {
+                l.resolver.kernel(ip)
+            } else {
+                l.resolver.user(l.timeline.find_map(pid, epoch, ip), ip)
+            }
+        })
+        .collect();
+    let index: HashMap<AddrKey, usize> = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+
+    let row_key = |k: &RawKey, r: &Resolved| -> Vec<KeyVal> {
+        cfg.sort
+            .iter()
+            .map(|sk| match sk {
+                SortKey::Comm => KeyVal::Text(if k.comm == u32::MAX {
+                    format!(":{}", k.pid)
+                } else {
+                    l.timeline.comm_name(k.comm).to_string()
+                }),
+                SortKey::Pid => KeyVal::Num(k.pid as u64),
+                SortKey::Tid => KeyVal::Num(k.tid as u64),
+                SortKey::Dso => KeyVal::Text(r.dso.clone()),
+                SortKey::Sym => KeyVal::Sym {
+                    display: r.sym_display(),
+                    name: match &r.sym {
+                        Ok(n) => n.clone(),
+                        Err(_) => format!("0x{:x}", r.rel),
+                    },
+                    kernel: r.kernel,
+                },
+                SortKey::Cpu => KeyVal::Num(k.cpu as u64),
+                SortKey::Event => KeyVal::Text(l.events.list[k.event as usize].name.clone()),
+            })
+            .collect()
+    };
+
+    let mut rows: HashMap<(u16, Vec<KeyVal>), (Acc, u64)> = HashMap::new();
+    let mut unresolved: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, a) in &partial.map {
+        let r = &resolved[index[&(k.pid, k.epoch, k.kernel, k.ip)]];
+        if let Err(why) = &r.sym {
+            *unresolved.entry(why.as_str().to_string()).or_default() += a.samples;
+        }
+        let key = row_key(k, r);
+        let e = rows.entry((k.event, key.clone())).or_default();
+        e.0.samples += a.samples;
+        e.0.period += a.period;
+        if let Some(chain) = &k.chain {
+            let mut seen: HashSet<Vec<KeyVal>> = HashSet::new();
+            seen.insert(key);
+            for (kernel, ip) in frames(chain, k.kernel) {
+                let fr = &resolved[index[&(k.pid, k.epoch, kernel, ip)]];
+                seen.insert(row_key(k, fr));
+            }
+            for fk in seen {
+                rows.entry((k.event, fk)).or_default().1 += a.period;
+            }
+        }
+    }
+
+    let totals: Vec<EventTotal> = l
+        .events
+        .list
+        .iter()
+        .zip(partial.totals.iter().chain(std::iter::repeat(&(0, 0))))
+        .map(|(e, t)| EventTotal {
+            name: e.name.clone(),
+            samples: t.0,
+            period: t.1,
+        })
+        .collect();
+    let pct = |ev: u16, v: u64| {
+        let t = totals.get(ev as usize).map_or(0, |t| t.period);
+        if t == 0 {
+            0.0
+        } else {
+            v as f64 * 100.0 / t as f64
+        }
+    };
+    let mut rows: Vec<Row> = rows
+        .into_iter()
+        .map(|((event, keys), (a, ch))| Row {
+            event,
+            keys,
+            samples: a.samples,
+            period: a.period,
+            percent: pct(event, a.period),
+            children_period: children.then_some(ch),
+            children_percent: children.then(|| pct(event, ch)),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        a.event
+            .cmp(&b.event)
+            .then(b.period.cmp(&a.period))
+            .then(b.children_period.cmp(&a.children_period))
+            .then(b.samples.cmp(&a.samples))
+            .then_with(|| a.keys.cmp(&b.keys))
+    });
+    let before = rows.len();
+    if cfg.percent_limit > 0.0 {
+        rows.retain(|r| {
+            r.percent >= cfg.percent_limit
+                || r.children_percent.is_some_and(|c| c >= cfg.percent_limit)
+        });
+    }
+    if let Some(n) = cfg.top {
+        // Top N per event.
+        let mut count: HashMap<u16, usize> = HashMap::new();
+        rows.retain(|r| {
+            let c = count.entry(r.event).or_default();
+            *c += 1;
+            *c <= n
+        });
+    }
+    let mut decode = partial.stats;
+    decode += l.sideband_stats.clone();
+    Ok(Report {
+        sort: cfg.sort.clone(),
+        total_samples: totals.iter().map(|t| t.samples).sum(),
+        events: totals,
+        lost_samples: l.lost_records,
+        has_children: children,
+        rows_hidden: before - rows.len(),
+        rows,
+        decode,
+        unresolved,
+        dso_problems: l.resolver.problems(),
+        software_only: l.trace.meta.software_only,
+        clean_close: l.trace.recovery.clean_close,
+    })
+}
+
+/// The address frames of a raw callchain (see `perf::record::frames_of`).
+pub fn frames(chain: &[u64], sample_kernel: bool) -> impl Iterator<Item = (bool, u64)> + '_ {
+    frames_of(chain.iter().copied(), sample_kernel)
+}
+
+impl Report {
+    pub fn unresolved_total(&self) -> u64 {
+        self.unresolved.values().sum()
+    }
+}

@@ -1,0 +1,280 @@
+//! `msen script`: one decoded record per line, in time order, as text or
+//! JSON lines, with every sample field the trace holds.
+
+use super::loaded::Loaded;
+use super::report::frames;
+use crate::perf::record::{misc, parse_sideband, RecordIter, RecordType, Sample, Sideband};
+use crate::symbolize::Resolved;
+use crate::trace::format::BlockKind;
+use crate::trace::TraceError;
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptFormat {
+    Text,
+    Jsonl,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScriptConfig {
+    pub format: ScriptFormat,
+    /// Also print non-sample records (MMAP2, COMM, FORK, EXIT, LOST, ...).
+    pub all_records: bool,
+}
+
+fn resolve(l: &Loaded, pid: u32, time: u64, kernel: bool, ip: u64) -> Resolved {
+    if kernel {
+        l.resolver.kernel(ip)
+    } else {
+        l.resolver.user(
+            l.timeline.find_map(pid, l.timeline.epoch_at(pid, time), ip),
+            ip,
+        )
+    }
+}
+
+fn sym_text(r: &Resolved) -> String {
+    match &r.sym {
+        Ok(n) => n.clone(),
+        Err(_) => "[unknown]".into(),
+    }
+}
+
+fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> Value {
+    let mut m = Map::new();
+    let pid = s.pid.unwrap_or(0);
+    let time = s.time.unwrap_or(0);
+    let kernel = matches!(
+        cpumode,
+        misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR
+    );
+    m.insert("type".into(), json!("SAMPLE"));
+    m.insert("event".into(), json!(l.events.list[ev as usize].name));
+    m.insert(
+        "comm".into(),
+        json!(l
+            .timeline
+            .comm_at(pid, s.tid.unwrap_or(pid), time)
+            .map(|c| l.timeline.comm_name(c))),
+    );
+    m.insert("pid".into(), json!(s.pid));
+    m.insert("tid".into(), json!(s.tid));
+    m.insert("cpu".into(), json!(s.cpu));
+    m.insert("time".into(), json!(s.time));
+    m.insert("period".into(), json!(s.period));
+    m.insert("ip".into(), json!(s.ip.map(|ip| format!("0x{ip:x}"))));
+    m.insert(
+        "cpumode".into(),
+        json!(if kernel { "kernel" } else { "user" }),
+    );
+    if let Some(ip) = s.ip {
+        let r = resolve(l, pid, time, kernel, ip);
+        m.insert("sym".into(), json!(r.sym.as_ref().ok()));
+        m.insert("dso".into(), json!(r.dso));
+        if let Err(why) = &r.sym {
+            m.insert("unresolved".into(), json!(why.as_str()));
+        }
+    }
+    m.insert("addr".into(), json!(s.addr.map(|a| format!("0x{a:x}"))));
+    m.insert(
+        "data_src".into(),
+        json!(s.data_src.map(|a| format!("0x{a:x}"))),
+    );
+    m.insert("weight".into(), json!(s.weight));
+    if s.ins_lat.is_some() {
+        m.insert("ins_lat".into(), json!(s.ins_lat));
+    }
+    m.insert(
+        "phys_addr".into(),
+        json!(s.phys_addr.map(|a| format!("0x{a:x}"))),
+    );
+    m.insert("id".into(), json!(s.id));
+    let chain: Option<Vec<Value>> = s.callchain.map(|c| {
+        let words: Vec<u64> = c.iter().collect();
+        frames(&words, kernel)
+            .map(|(k, ip)| {
+                let r = resolve(l, pid, time, k, ip);
+                json!({"ip": format!("0x{ip:x}"), "sym": r.sym.as_ref().ok(), "dso": r.dso})
+            })
+            .collect()
+    });
+    m.insert("callchain".into(), json!(chain));
+    let branches: Option<Vec<Value>> = s.branch_stack.map(|_| {
+        s.branches()
+            .map(|b| json!({"from": format!("0x{:x}", b.from), "to": format!("0x{:x}", b.to), "mispred": b.mispred(), "predicted": b.predicted(), "in_tx": b.in_tx(), "abort": b.abort(), "cycles": b.cycles()}))
+            .collect()
+    });
+    m.insert("branch_stack".into(), json!(branches));
+    Value::Object(m)
+}
+
+fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> String {
+    let pid = s.pid.unwrap_or(0);
+    let tid = s.tid.unwrap_or(pid);
+    let time = s.time.unwrap_or(0);
+    let kernel = matches!(
+        cpumode,
+        misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR
+    );
+    let comm = l.timeline.comm_at(pid, tid, time).map_or_else(
+        || ":".to_string() + &pid.to_string(),
+        |c| l.timeline.comm_name(c).to_string(),
+    );
+    let mut out = format!(
+        "{comm:>16} {pid:>7}/{tid:<7} [{:03}] {:>5}.{:06}: {:>10} {}:",
+        s.cpu.unwrap_or(0),
+        time / 1_000_000_000,
+        (time % 1_000_000_000) / 1000,
+        s.period.unwrap_or(1),
+        l.events.list[ev as usize].name
+    );
+    if let Some(a) = s.addr {
+        out.push_str(&format!(" addr {a:016x}"));
+    }
+    if let Some(d) = s.data_src {
+        out.push_str(&format!(" data_src {d:x}"));
+    }
+    if let Some(w) = s.weight {
+        out.push_str(&format!(" weight {w}"));
+    }
+    if let Some(p) = s.phys_addr {
+        out.push_str(&format!(" phys_addr {p:x}"));
+    }
+    if let Some(ip) = s.ip {
+        let r = resolve(l, pid, time, kernel, ip);
+        out.push_str(&format!(" {ip:16x} {} ({})", sym_text(&r), r.dso));
+    }
+    if let Some(c) = s.callchain {
+        let words: Vec<u64> = c.iter().collect();
+        for (k, ip) in frames(&words, kernel) {
+            let r = resolve(l, pid, time, k, ip);
+            out.push_str(&format!("\n\t{ip:16x} {} ({})", sym_text(&r), r.dso));
+        }
+        out.push('\n');
+    }
+    if s.branch_stack.is_some() {
+        out.push_str("\n\tbranches:");
+        for b in s.branches() {
+            out.push_str(&format!(
+                " 0x{:x}/0x{:x}/{}/{}/{}/{}",
+                b.from,
+                b.to,
+                if b.mispred() {
+                    "M"
+                } else if b.predicted() {
+                    "P"
+                } else {
+                    "-"
+                },
+                if b.in_tx() { "X" } else { "-" },
+                if b.abort() { "A" } else { "-" },
+                b.cycles()
+            ));
+        }
+    }
+    out
+}
+
+fn sideband_value(kind: RecordType, sb: &Sideband) -> Value {
+    match sb {
+        Sideband::Mmap(m) => {
+            json!({"type": kind.display_name(), "pid": m.pid, "tid": m.tid, "start": format!("0x{:x}", m.start), "len": m.len, "pgoff": m.pgoff, "prot": m.prot, "filename": m.filename})
+        }
+        Sideband::Comm(c) => {
+            json!({"type": "COMM", "pid": c.pid, "tid": c.tid, "comm": c.comm, "exec": c.exec})
+        }
+        Sideband::Fork(t) => {
+            json!({"type": "FORK", "pid": t.pid, "ppid": t.ppid, "tid": t.tid, "ptid": t.ptid})
+        }
+        Sideband::Exit(t) => {
+            json!({"type": "EXIT", "pid": t.pid, "ppid": t.ppid, "tid": t.tid, "ptid": t.ptid})
+        }
+        Sideband::Lost(x) => json!({"type": "LOST", "id": x.id, "lost": x.lost}),
+        Sideband::LostSamples(n) => json!({"type": "LOST_SAMPLES", "lost": n}),
+        Sideband::Other => json!({"type": kind.display_name()}),
+    }
+}
+
+/// Write every record to `out` in time order. Returns the number of lines.
+pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64, TraceError> {
+    let mut blocks: Vec<_> = l.trace.blocks_of(BlockKind::SAMPLES).copied().collect();
+    if cfg.all_records {
+        blocks.extend(l.trace.blocks_of(BlockKind::SIDEBAND).copied());
+    }
+    let sid = l.events.sideband_parse().cloned();
+    let lines: Vec<Vec<(u64, usize, usize, String)>> = blocks
+        .par_iter()
+        .enumerate()
+        .map(|(bi, b)| -> Result<_, TraceError> {
+            let mut v = Vec::new();
+            let Some(d) = l.trace.decode_or_skip(b)? else {
+                return Ok(v);
+            };
+            for (seq, r) in RecordIter::new(&d, l.events.endian).enumerate() {
+                let Ok(r) = r else { break };
+                if r.kind == RecordType::SAMPLE {
+                    let Some(ev) = l.events.of_sample(r.body) else {
+                        continue;
+                    };
+                    let line = match l.events.list[ev as usize].parse.parse_sample(r.body) {
+                        Ok(s) => {
+                            let t = s.time.unwrap_or(0);
+                            let text = match cfg.format {
+                                ScriptFormat::Jsonl => {
+                                    sample_json(l, ev, r.cpumode(), &s).to_string()
+                                }
+                                ScriptFormat::Text => sample_text(l, ev, r.cpumode(), &s),
+                            };
+                            (t, text)
+                        }
+                        Err(e) => (
+                            0,
+                            match cfg.format {
+                                ScriptFormat::Jsonl => {
+                                    json!({"type": "SAMPLE", "error": e.to_string()}).to_string()
+                                }
+                                ScriptFormat::Text => format!("unparsable sample: {e}"),
+                            },
+                        ),
+                    };
+                    v.push((line.0, bi, seq, line.1));
+                } else {
+                    let id = sid
+                        .as_ref()
+                        .map(|p| p.parse_sample_id(r.body))
+                        .unwrap_or_default();
+                    let t = id.time.unwrap_or(0);
+                    let sb = parse_sideband(&r, l.events.endian).unwrap_or(Sideband::Other);
+                    let mut val = sideband_value(r.kind, &sb);
+                    if let Value::Object(m) = &mut val {
+                        m.insert("time".into(), json!(t));
+                        m.insert("cpu".into(), json!(id.cpu));
+                    }
+                    let text = match cfg.format {
+                        ScriptFormat::Jsonl => val.to_string(),
+                        ScriptFormat::Text => format!(
+                            "{:>5}.{:06}: {}",
+                            t / 1_000_000_000,
+                            (t % 1_000_000_000) / 1000,
+                            val
+                        ),
+                    };
+                    v.push((t, bi, seq, text));
+                }
+            }
+            Ok(v)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut all: Vec<(u64, usize, usize, String)> = lines.into_iter().flatten().collect();
+    all.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    let n = all.len() as u64;
+    for (_, _, _, line) in all {
+        if writeln!(out, "{line}").is_err() {
+            // Broken pipe (e.g. `| head`): stop quietly.
+            break;
+        }
+    }
+    Ok(n)
+}

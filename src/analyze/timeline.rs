@@ -1,0 +1,272 @@
+//! Processes over time, rebuilt from sideband records: thread names, exec
+//! epochs, memory mappings and parents. Samples are resolved against it by
+//! (pid, tid, time) without keeping the records themselves.
+//!
+//! Mappings belong to an exec epoch of their process (epoch n = after the
+//! n-th exec seen). A sample looks up the latest mapping of its epoch that
+//! covers the address; in epoch 0 a process without its own mapping falls
+//! back to its parent's at fork time, since a forked child shares its
+//! parent's address space layout and the kernel reports no mmaps for it.
+
+use crate::perf::record::{Comm, Mmap, Task};
+use std::collections::HashMap;
+
+/// A mapped file (or anonymous region), shared by every mapping of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Dso {
+    pub path: String,
+    pub maj: u32,
+    pub min: u32,
+    pub ino: u64,
+}
+
+impl Dso {
+    /// perf's short name: the file name, or the bracketed pseudo name.
+    pub fn short_name(&self) -> &str {
+        if self.path.starts_with('[') {
+            return &self.path;
+        }
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MapEntry {
+    pub start: u64,
+    pub end: u64,
+    pub pgoff: u64,
+    pub dso: u32,
+    pub prot: u32,
+    pub epoch: u16,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Process {
+    /// Exec times, ascending.
+    execs: Vec<u64>,
+    maps: Vec<MapEntry>,
+    /// Parent pid and fork time.
+    parent: Option<(u32, u64)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    comms: Vec<String>,
+    comm_ids: HashMap<String, u32>,
+    /// tid -> (time, comm id), ascending by time.
+    threads: HashMap<u32, Vec<(u64, u32)>>,
+    procs: HashMap<u32, Process>,
+    pub dsos: Vec<Dso>,
+    dso_ids: HashMap<Dso, u32>,
+}
+
+/// What a timeline resolves an address to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapHit {
+    pub dso: u32,
+    /// Offset in the mapped file (address - start + pgoff).
+    pub file_offset: u64,
+    pub map_start: u64,
+}
+
+impl Timeline {
+    fn intern_comm(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.comm_ids.get(s) {
+            return i;
+        }
+        let i = self.comms.len() as u32;
+        self.comms.push(s.to_string());
+        self.comm_ids.insert(s.to_string(), i);
+        i
+    }
+
+    pub fn comm_name(&self, id: u32) -> &str {
+        self.comms.get(id as usize).map_or("", String::as_str)
+    }
+
+    pub fn comm_id(&self, name: &str) -> Option<u32> {
+        self.comm_ids.get(name).copied()
+    }
+
+    /// Apply records in time order (ties in file order).
+    pub fn add_comm(&mut self, c: &Comm, time: u64) {
+        let id = self.intern_comm(&c.comm);
+        self.threads.entry(c.tid).or_default().push((time, id));
+        if c.exec {
+            self.procs.entry(c.pid).or_default().execs.push(time);
+        }
+    }
+
+    pub fn add_fork(&mut self, t: &Task) {
+        if t.pid != t.ppid {
+            self.procs
+                .entry(t.pid)
+                .or_default()
+                .parent
+                .get_or_insert((t.ppid, t.time));
+        }
+        // A new thread inherits its creator's name until it sets its own.
+        if !self.threads.contains_key(&t.tid) {
+            if let Some(&(_, c)) = self.threads.get(&t.ptid).and_then(|v| v.last()) {
+                self.threads.insert(t.tid, vec![(t.time, c)]);
+            }
+        }
+    }
+
+    pub fn add_mmap(&mut self, m: &Mmap, time: u64) {
+        let dso = Dso {
+            path: m.filename.clone(),
+            maj: m.maj,
+            min: m.min,
+            ino: m.ino,
+        };
+        let id = match self.dso_ids.get(&dso) {
+            Some(&i) => i,
+            None => {
+                let i = self.dsos.len() as u32;
+                self.dsos.push(dso.clone());
+                self.dso_ids.insert(dso, i);
+                i
+            }
+        };
+        let p = self.procs.entry(m.pid).or_default();
+        let epoch = p.execs.partition_point(|&e| e <= time) as u16;
+        p.maps.push(MapEntry {
+            start: m.start,
+            end: m.start.saturating_add(m.len),
+            pgoff: m.pgoff,
+            dso: id,
+            prot: m.prot,
+            epoch,
+        });
+    }
+
+    /// The comm of a thread at `time`.
+    pub fn comm_at(&self, pid: u32, tid: u32, time: u64) -> Option<u32> {
+        let v = self.threads.get(&tid).or_else(|| self.threads.get(&pid))?;
+        let i = v.partition_point(|&(t, _)| t <= time);
+        Some(v[i.saturating_sub(1)].1)
+    }
+
+    /// The exec epoch of a process at `time`.
+    pub fn epoch_at(&self, pid: u32, time: u64) -> u16 {
+        self.procs
+            .get(&pid)
+            .map_or(0, |p| p.execs.partition_point(|&e| e <= time) as u16)
+    }
+
+    /// The mapping covering `addr` in process `pid` during `epoch`.
+    pub fn find_map(&self, pid: u32, epoch: u16, addr: u64) -> Option<MapHit> {
+        let mut pid = pid;
+        let mut epoch = epoch;
+        for _ in 0..16 {
+            let p = self.procs.get(&pid)?;
+            if let Some(m) = p
+                .maps
+                .iter()
+                .rev()
+                .find(|m| m.epoch == epoch && addr >= m.start && addr < m.end)
+            {
+                return Some(MapHit {
+                    dso: m.dso,
+                    file_offset: addr - m.start + m.pgoff,
+                    map_start: m.start,
+                });
+            }
+            if epoch != 0 {
+                return None;
+            }
+            let (ppid, at) = p.parent?;
+            epoch = self.epoch_at(ppid, at);
+            pid = ppid;
+        }
+        None
+    }
+
+    pub fn map_entry(&self, pid: u32, epoch: u16, addr: u64) -> Option<MapEntry> {
+        let p = self.procs.get(&pid)?;
+        p.maps
+            .iter()
+            .rev()
+            .find(|m| m.epoch == epoch && addr >= m.start && addr < m.end)
+            .copied()
+    }
+
+    pub fn process_count(&self) -> usize {
+        self.procs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mmap(pid: u32, start: u64, name: &str) -> Mmap {
+        Mmap {
+            pid,
+            tid: pid,
+            start,
+            len: 0x1000,
+            pgoff: 0,
+            maj: 0,
+            min: 0,
+            ino: 1,
+            ino_generation: 0,
+            prot: 5,
+            flags: 2,
+            build_id: None,
+            filename: name.into(),
+        }
+    }
+
+    #[test]
+    fn exec_starts_a_new_epoch_and_children_use_parent_maps() {
+        let mut t = Timeline::default();
+        t.add_comm(
+            &Comm {
+                pid: 10,
+                tid: 10,
+                comm: "msen".into(),
+                exec: false,
+            },
+            0,
+        );
+        t.add_mmap(&mmap(10, 0x1000, "/usr/bin/msen"), 0);
+        t.add_comm(
+            &Comm {
+                pid: 10,
+                tid: 10,
+                comm: "hot".into(),
+                exec: true,
+            },
+            100,
+        );
+        t.add_mmap(&mmap(10, 0x1000, "/tmp/hot"), 101);
+        t.add_fork(&Task {
+            pid: 11,
+            ppid: 10,
+            tid: 11,
+            ptid: 10,
+            time: 200,
+        });
+        assert_eq!(t.comm_name(t.comm_at(10, 10, 50).unwrap()), "msen");
+        assert_eq!(t.comm_name(t.comm_at(10, 10, 150).unwrap()), "hot");
+        assert_eq!(t.comm_name(t.comm_at(11, 11, 250).unwrap()), "hot");
+        let e = t.epoch_at(10, 150);
+        assert_eq!(e, 1);
+        assert_eq!(
+            t.dsos[t.find_map(10, e, 0x1800).unwrap().dso as usize].path,
+            "/tmp/hot"
+        );
+        assert_eq!(
+            t.dsos[t.find_map(10, 0, 0x1800).unwrap().dso as usize].path,
+            "/usr/bin/msen"
+        );
+        // The child has no maps of its own: its parent's at fork time.
+        assert_eq!(
+            t.dsos[t.find_map(11, 0, 0x1800).unwrap().dso as usize].path,
+            "/tmp/hot"
+        );
+        assert!(t.find_map(10, e, 0x9000).is_none());
+    }
+}

@@ -1,0 +1,399 @@
+//! Command-line definitions (clap) and their validation into the Config
+//! types the library uses. Nothing below this module sees clap.
+
+use crate::analyze::report::{Children, ReportConfig, SortKey};
+use crate::analyze::script::{ScriptConfig, ScriptFormat};
+use crate::analyze::LoadOptions;
+use crate::record::events::parse_event_list;
+use crate::record::{RecordConfig, Sampling, Target};
+use crate::trace::OpenOptions;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    msen record -g -- ./my-program arg          record a command with call chains
+    msen record -a --duration 10 -F 999         record all CPUs for 10 seconds
+    msen record -p 1234,1240 -o app.msen        attach to running processes
+    msen report                                 hot code in msen.data
+    msen report --sort comm,pid,sym --top 20 --format json
+    msen info --format json                     what a trace holds
+    msen script --format jsonl | head           every sample, decoded
+
+EXIT STATUS:
+    0 success, 1 nothing to report (no samples), 2 error";
+
+#[derive(Debug, Parser)]
+#[command(name = "msen", version, about = "Record and analyze micro-architectural samples on Linux", after_help = EXAMPLES)]
+pub struct Cli {
+    /// Worker threads for analysis (default: all CPUs). Output is identical at any count.
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture samples into a trace (needs root or a permissive kernel.perf_event_paranoid).
+    Record(RecordArgs),
+    /// Show where the samples went: by command, shared object, symbol, ...
+    Report(ReportArgs),
+    /// Describe a trace: host, events, topology, record counts, recovery.
+    Info(InfoArgs),
+    /// Print every record, decoded, one per line.
+    Script(ScriptArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "EXAMPLES:\n    msen record -- ./workload\n    msen record -g -F 4000 -o out.msen -- make -j2\n    msen record -a --duration 5\n    msen record -p $(pidof server) --duration 30"
+)]
+pub struct RecordArgs {
+    /// Sample every task on every CPU.
+    #[arg(short = 'a', long = "all-cpus")]
+    pub all_cpus: bool,
+    /// Attach to existing processes (comma-separated pids), following their new threads.
+    #[arg(short = 'p', long = "pid", value_delimiter = ',', value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Events to sample (comma-separated or repeated); default: cycles, or cpu-clock without a PMU.
+    #[arg(short = 'e', long = "event", value_name = "EVENT")]
+    pub events: Vec<String>,
+    /// Sampling frequency in Hz per CPU.
+    #[arg(
+        short = 'F',
+        long = "freq",
+        value_name = "HZ",
+        conflicts_with = "period"
+    )]
+    pub freq: Option<u64>,
+    /// Sample every N events instead of at a frequency.
+    #[arg(short = 'c', long = "count", value_name = "N")]
+    pub period: Option<u64>,
+    /// Record call chains (frame pointers).
+    #[arg(short = 'g')]
+    pub callchain: bool,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Output trace file.
+    #[arg(short = 'o', long = "output", default_value = "msen.data")]
+    pub output: PathBuf,
+    /// Data pages per CPU ring buffer (a power of two).
+    #[arg(short = 'm', long = "mmap-pages", default_value_t = 256)]
+    pub mmap_pages: usize,
+    /// zstd level of trace blocks (1 fastest .. 19 smallest).
+    #[arg(long = "compression-level", default_value_t = 3)]
+    pub level: i32,
+    /// Do not print the capture summary.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// The command to run and record (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InfoFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScriptFormatArg {
+    Text,
+    Jsonl,
+}
+
+/// Options every analysis takes.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Trace to read (default msen.data).
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Trace to read, as a positional argument.
+    #[arg(value_name = "FILE", conflicts_with = "input")]
+    pub file: Option<PathBuf>,
+    /// Analyze the blocks that pass their checksum and skip corrupt ones.
+    #[arg(long)]
+    pub skip_corrupt: bool,
+    /// Look for binaries under this directory (as perf --symfs).
+    #[arg(long, value_name = "DIR")]
+    pub symfs: Option<PathBuf>,
+}
+
+impl InputArgs {
+    pub fn path(&self) -> PathBuf {
+        self.input
+            .clone()
+            .or_else(|| self.file.clone())
+            .unwrap_or_else(|| PathBuf::from("msen.data"))
+    }
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            open: OpenOptions {
+                skip_corrupt: self.skip_corrupt,
+            },
+            symfs: self.symfs.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "SORT KEYS: comm, pid, tid, dso, sym, cpu, event\n\nEXAMPLES:\n    msen report\n    msen report --sort sym --percent-limit 1\n    msen report -i out.msen --comm nginx --format csv"
+)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Group rows by these keys, in order.
+    #[arg(
+        short = 's',
+        long = "sort",
+        value_delimiter = ',',
+        default_value = "comm,dso,sym"
+    )]
+    pub sort: Vec<String>,
+    /// Hide rows below this percentage.
+    #[arg(long = "percent-limit", value_name = "PCT", default_value_t = 0.0)]
+    pub percent_limit: f64,
+    /// Show at most N rows (per event).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Only samples of these pids.
+    #[arg(long = "pid", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Only samples of these commands.
+    #[arg(long = "comm", value_delimiter = ',')]
+    pub comms: Vec<String>,
+    /// Only samples taken on these CPUs.
+    #[arg(long = "cpu", value_delimiter = ',')]
+    pub cpus: Vec<u32>,
+    /// Do not compute inclusive (children) shares from call chains.
+    #[arg(long)]
+    pub no_children: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: InfoFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ScriptArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ScriptFormatArg,
+    /// Also print non-sample records (mmap, comm, fork, exit, lost, ...).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// A user error in the arguments, reported with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl RecordArgs {
+    pub fn to_config(&self, command_line: Vec<String>) -> Result<RecordConfig, UsageError> {
+        let modes =
+            self.all_cpus as u8 + (!self.pids.is_empty()) as u8 + (!self.command.is_empty()) as u8;
+        if modes == 0 {
+            return Err(UsageError("nothing to record: give -a (all CPUs), -p PID, or a command after `--` (e.g. `msen record -- ./app`)".into()));
+        }
+        if modes > 1 {
+            return Err(UsageError(
+                "choose one target: -a, -p PID, or `-- CMD`".into(),
+            ));
+        }
+        let target = if self.all_cpus {
+            Target::AllCpus
+        } else if !self.pids.is_empty() {
+            Target::Pids(self.pids.clone())
+        } else {
+            Target::Command(self.command.clone())
+        };
+        let explicit = !self.events.is_empty();
+        let names = if explicit {
+            self.events.clone()
+        } else {
+            vec!["cycles".to_string()]
+        };
+        let events = parse_event_list(&names).map_err(|e| UsageError(e.to_string()))?;
+        if events.is_empty() {
+            return Err(UsageError("-e needs at least one event".into()));
+        }
+        let sampling = match (self.freq, self.period) {
+            (_, Some(0)) => return Err(UsageError("-c must be at least 1".into())),
+            (_, Some(p)) => Sampling::Period(p),
+            (Some(0), _) => return Err(UsageError("-F must be at least 1 Hz".into())),
+            (Some(f), None) => Sampling::Freq(f),
+            (None, None) => Sampling::Freq(4000),
+        };
+        if !self.mmap_pages.is_power_of_two() || self.mmap_pages < 2 {
+            return Err(UsageError(format!(
+                "--mmap-pages must be a power of two >= 2, not {}",
+                self.mmap_pages
+            )));
+        }
+        let duration = match self.duration {
+            Some(d) if !(d > 0.0 && d.is_finite()) => {
+                return Err(UsageError(format!(
+                    "--duration must be a positive number of seconds, not {d}"
+                )))
+            }
+            Some(d) => Some(Duration::from_secs_f64(d)),
+            None => None,
+        };
+        if !(1..=22).contains(&self.level) {
+            return Err(UsageError(format!(
+                "--compression-level must be 1..=22, not {}",
+                self.level
+            )));
+        }
+        Ok(RecordConfig {
+            target,
+            events,
+            events_explicit: explicit,
+            sampling,
+            callchain: self.callchain,
+            duration,
+            output: self.output.clone(),
+            mmap_pages: self.mmap_pages,
+            compression_level: self.level,
+            command_line,
+            verbose: !self.quiet,
+        })
+    }
+}
+
+impl ReportArgs {
+    pub fn to_config(&self, progress: bool) -> Result<ReportConfig, UsageError> {
+        let mut sort = Vec::new();
+        for s in &self.sort {
+            let k = SortKey::parse(s).ok_or_else(|| {
+                UsageError(format!(
+                    "unknown sort key '{s}'; use comm, pid, tid, dso, sym, cpu, event"
+                ))
+            })?;
+            if !sort.contains(&k) {
+                sort.push(k);
+            }
+        }
+        if sort.is_empty() {
+            return Err(UsageError("--sort needs at least one key".into()));
+        }
+        if !(0.0..=100.0).contains(&self.percent_limit) {
+            return Err(UsageError(
+                "--percent-limit must be between 0 and 100".into(),
+            ));
+        }
+        Ok(ReportConfig {
+            sort,
+            percent_limit: self.percent_limit,
+            top: self.top,
+            pids: self.pids.clone(),
+            comms: self.comms.clone(),
+            cpus: self.cpus.clone(),
+            children: if self.no_children {
+                Children::Off
+            } else {
+                Children::Auto
+            },
+            progress,
+        })
+    }
+}
+
+impl ScriptArgs {
+    pub fn to_config(&self) -> ScriptConfig {
+        ScriptConfig {
+            format: match self.format {
+                ScriptFormatArg::Text => ScriptFormat::Text,
+                ScriptFormatArg::Jsonl => ScriptFormat::Jsonl,
+            },
+            all_records: self.all,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn record_passes_command_flags_through() {
+        let cli = Cli::try_parse_from([
+            "msen", "record", "-g", "-F", "999", "--", "ls", "-l", "--color",
+        ])
+        .unwrap();
+        let Command::Record(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.command, vec!["ls", "-l", "--color"]);
+        let c = r.to_config(vec![]).unwrap();
+        assert_eq!(
+            c.target,
+            Target::Command(vec!["ls".into(), "-l".into(), "--color".into()])
+        );
+        assert_eq!(c.sampling, Sampling::Freq(999));
+        assert!(c.callchain);
+    }
+
+    #[test]
+    fn record_needs_exactly_one_target() {
+        let cli = Cli::try_parse_from(["msen", "record"]).unwrap();
+        let Command::Record(r) = cli.command else {
+            panic!()
+        };
+        assert!(r.to_config(vec![]).is_err());
+        let cli = Cli::try_parse_from(["msen", "record", "-a", "-p", "1"]).unwrap();
+        let Command::Record(r) = cli.command else {
+            panic!()
+        };
+        assert!(r.to_config(vec![]).is_err());
+        let cli = Cli::try_parse_from(["msen", "record", "-p", "1,2"]).unwrap();
+        let Command::Record(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            r.to_config(vec![]).unwrap().target,
+            Target::Pids(vec![1, 2])
+        );
+    }
+
+    #[test]
+    fn report_sort_keys_validate() {
+        let cli = Cli::try_parse_from(["msen", "report", "--sort", "comm,pid,bogus"]).unwrap();
+        let Command::Report(r) = cli.command else {
+            panic!()
+        };
+        assert!(r.to_config(false).is_err());
+        let cli = Cli::try_parse_from(["msen", "report", "x.msen", "-s", "sym"]).unwrap();
+        let Command::Report(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.input.path(), PathBuf::from("x.msen"));
+        assert_eq!(r.to_config(false).unwrap().sort, vec![SortKey::Sym]);
+    }
+}

@@ -1,0 +1,11 @@
+//! msen: a perf-style record-and-analyze toolchain for micro-architectural
+//! sampling on Linux. See DESIGN.md for the architecture and
+//! formats/trace-format.md for the trace format.
+
+pub mod analyze;
+pub mod cli;
+pub mod output;
+pub mod perf;
+pub mod record;
+pub mod symbolize;
+pub mod trace;

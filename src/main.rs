@@ -1,0 +1,152 @@
+//! The `msen` binary: parse, run, map errors to exit codes
+//! (0 ok, 1 nothing to report, 2 error).
+
+use clap::Parser;
+use msen::analyze::{info, report, script, Loaded};
+use msen::cli::{Cli, Command, InfoFormat, ReportFormat};
+use msen::output;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+/// Exit codes (documented in the README and `msen --help`).
+const EXIT_NOTHING: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+enum Outcome {
+    Ok,
+    Nothing(String),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+        {
+            eprintln!("msen: cannot set up {n} threads: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    }
+    match run(cli) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Nothing(why)) => {
+            eprintln!("msen: {why}");
+            ExitCode::from(EXIT_NOTHING)
+        }
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("msen: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn print(s: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Record(args) => {
+            let cfg = args.to_config(std::env::args().collect())?;
+            let verbose = cfg.verbose;
+            let s = msen::record::record(&cfg)?;
+            if verbose {
+                for n in &s.notes {
+                    eprintln!("msen: {n}");
+                }
+                let per = if s.samples > 0 {
+                    format!(", {:.1} bytes/sample", s.bytes as f64 / s.samples as f64)
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "[ msen record: {} samples, {} lost, {:.2} s; wrote {} ({:.3} MB{per}) ]",
+                    s.samples,
+                    s.lost,
+                    s.elapsed.as_secs_f64(),
+                    s.path.display(),
+                    s.bytes as f64 / 1e6
+                );
+            }
+            if let Some(code) = s.workload_exit.filter(|&c| c != 0) {
+                eprintln!("msen: the workload exited with status {code}");
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Report(args) => {
+            let cfg = args.to_config(true)?;
+            let path = args.input.path();
+            let l = Loaded::open(&path, &args.input.load_options())?;
+            let r = report::report(&l, &cfg)?;
+            match args.format {
+                ReportFormat::Table => print(&output::report::render_table(
+                    &r,
+                    &path.display().to_string(),
+                ))?,
+                ReportFormat::Json => print(
+                    &(serde_json::to_string_pretty(&output::report::render_json(&r))? + "\n"),
+                )?,
+                ReportFormat::Csv => print(&output::report::render_csv(&r))?,
+            }
+            if r.total_samples == 0 {
+                return Ok(Outcome::Nothing(format!(
+                    "{} holds no samples",
+                    path.display()
+                )));
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Info(args) => {
+            let path = args.input.path();
+            let l = Loaded::open(&path, &args.input.load_options())?;
+            let i = info::info(&l)?;
+            match args.format {
+                InfoFormat::Text => print(&info::to_text(&l, &i))?,
+                InfoFormat::Json => {
+                    print(&(serde_json::to_string_pretty(&info::to_json(&l, &i))? + "\n"))?
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Script(args) => {
+            let path = args.input.path();
+            let l = Loaded::open(&path, &args.input.load_options())?;
+            let stdout = std::io::stdout();
+            let mut out: Box<dyn Write> = if stdout.is_terminal() {
+                Box::new(stdout.lock())
+            } else {
+                Box::new(std::io::BufWriter::with_capacity(1 << 20, stdout.lock()))
+            };
+            let n = script::script(&l, &args.to_config(), &mut out)?;
+            let _ = out.flush();
+            if n == 0 {
+                return Ok(Outcome::Nothing(format!(
+                    "{} holds no samples",
+                    path.display()
+                )));
+            }
+            Ok(Outcome::Ok)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Rendering: aligned tables, JSON, CSV, and the progress bar (stderr, only
+//! on a terminal).
+
+pub mod report;
+
+use std::io::IsTerminal;
+
+/// A progress bar on stderr when `enabled`, stderr is a terminal, and the job
+/// is long enough to need one; hidden otherwise.
+pub fn progress(enabled: bool, len: u64, what: &str) -> indicatif::ProgressBar {
+    if !enabled || len < 16 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Left-aligned columns separated by two spaces; `right` marks numeric
+/// columns aligned right. The last column is not padded.
+pub fn table(header: &[String], rows: &[Vec<String>], right: &[bool], prefix: &str) -> String {
+    let n = header.len();
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(n) {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let fmt_row = |cells: &[String], lead: &str| {
+        let mut s = String::from(lead);
+        for (i, c) in cells.iter().enumerate().take(n) {
+            let pad = w[i] - c.chars().count();
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                if i + 1 < n {
+                    s.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = fmt_row(header, prefix);
+    let dots: Vec<String> = w.iter().map(|&x| ".".repeat(x)).collect();
+    out.push_str(&fmt_row(&dots, prefix));
+    out.push_str(prefix.trim_end());
+    out.push('\n');
+    let body_lead = " ".repeat(prefix.len());
+    for r in rows {
+        out.push_str(&fmt_row(r, &body_lead));
+    }
+    out
+}
+
+/// CSV field quoting (RFC 4180).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

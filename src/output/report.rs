@@ -1,0 +1,217 @@
+//! Rendering a `Report` as a perf-like table, JSON or CSV.
+
+use super::{csv_field, table};
+use crate::analyze::report::{KeyVal, Report, Row, SortKey};
+use serde_json::{json, Map, Value};
+
+fn pct(p: f64) -> String {
+    format!("{p:.2}%")
+}
+
+pub fn render_table(r: &Report, source: &str) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("# msen report of {source}\n"));
+    if !r.clean_close {
+        out.push_str(
+            "# Note: the capture was cut short (no footer); the samples recovered are shown\n",
+        );
+    }
+    if r.software_only {
+        out.push_str(
+            "# Note: software events only (the recording host had no usable hardware PMU)\n",
+        );
+    }
+    for (ei, ev) in r.events.iter().enumerate() {
+        let rows: Vec<&Row> = r
+            .rows
+            .iter()
+            .filter(|row| row.event as usize == ei)
+            .collect();
+        if r.events.len() > 1 && ev.samples == 0 {
+            continue;
+        }
+        out.push_str("#\n");
+        out.push_str(&format!(
+            "# Samples: {} of event '{}'\n",
+            ev.samples, ev.name
+        ));
+        out.push_str(&format!("# Event count (approx.): {}\n", ev.period));
+        if r.lost_samples > 0 {
+            out.push_str(&format!("# Lost records: {}\n", r.lost_samples));
+        }
+        out.push_str("#\n");
+        let mut header: Vec<String> = Vec::new();
+        let mut right = Vec::new();
+        if r.has_children {
+            header.push("Children".into());
+            header.push("Self".into());
+            right.extend([true, true]);
+        } else {
+            header.push("Overhead".into());
+            right.push(true);
+        }
+        for k in &r.sort {
+            header.push(k.header().into());
+            right.push(matches!(k, SortKey::Pid | SortKey::Tid | SortKey::Cpu));
+        }
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                let mut c = Vec::new();
+                if let Some(ch) = row.children_percent {
+                    c.push(pct(ch));
+                }
+                c.push(pct(row.percent));
+                c.extend(row.keys.iter().map(KeyVal::display));
+                c
+            })
+            .collect();
+        // perf pads the overhead column to 8 characters.
+        if let Some(h) = header.first_mut() {
+            *h = format!("{h:>8}");
+        }
+        out.push_str(&table(&header, &cells, &right, "# "));
+    }
+    out.push_str("#\n");
+    let mut foot = Vec::new();
+    if r.rows_hidden > 0 {
+        foot.push(format!(
+            "{} rows not shown (--percent-limit/--top)",
+            r.rows_hidden
+        ));
+    }
+    let unresolved = r.unresolved_total();
+    if unresolved > 0 {
+        let parts: Vec<String> = r
+            .unresolved
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        foot.push(format!(
+            "{unresolved} samples without a symbol ({})",
+            parts.join(", ")
+        ));
+    }
+    let d = &r.decode;
+    if d.unparsable_samples
+        + d.unsplittable_records
+        + d.unknown_event_samples
+        + d.corrupt_blocks_skipped
+        > 0
+    {
+        foot.push(format!(
+            "decode problems: {} unparsable samples, {} unsplittable records, {} samples of unknown events, {} corrupt blocks skipped",
+            d.unparsable_samples, d.unsplittable_records, d.unknown_event_samples, d.corrupt_blocks_skipped
+        ));
+    }
+    for (path, why) in &r.dso_problems {
+        foot.push(format!("{path}: {why}"));
+    }
+    for f in foot {
+        out.push_str(&format!("# {f}\n"));
+    }
+    out
+}
+
+fn key_json(k: SortKey, v: &KeyVal) -> Value {
+    match (k, v) {
+        (_, KeyVal::Num(n)) => json!(n),
+        (_, KeyVal::Text(s)) => json!(s),
+        (_, KeyVal::Sym { name, .. }) => json!(name),
+    }
+}
+
+pub fn render_json(r: &Report) -> Value {
+    let rows: Vec<Value> = r
+        .rows
+        .iter()
+        .map(|row| {
+            let mut m = Map::new();
+            for (k, v) in r.sort.iter().zip(&row.keys) {
+                m.insert(k.name().into(), key_json(*k, v));
+                if let KeyVal::Sym { kernel, .. } = v {
+                    m.insert("kernel".into(), json!(kernel));
+                }
+            }
+            m.insert(
+                "event".into(),
+                json!(r
+                    .events
+                    .get(row.event as usize)
+                    .map(|e| e.name.as_str())
+                    .unwrap_or("")),
+            );
+            m.insert("samples".into(), json!(row.samples));
+            m.insert("period".into(), json!(row.period));
+            m.insert("percent".into(), json!(round4(row.percent)));
+            if let Some(c) = row.children_percent {
+                m.insert("children_percent".into(), json!(round4(c)));
+                m.insert(
+                    "children_period".into(),
+                    json!(row.children_period.unwrap_or(0)),
+                );
+            }
+            Value::Object(m)
+        })
+        .collect();
+    json!({
+        "total_samples": r.total_samples,
+        "lost_samples": r.lost_samples,
+        "sort_keys": r.sort.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "events": r.events.iter().map(|e| json!({"name": e.name, "samples": e.samples, "period": e.period})).collect::<Vec<_>>(),
+        "software_only": r.software_only,
+        "clean_close": r.clean_close,
+        "has_children": r.has_children,
+        "rows_hidden": r.rows_hidden,
+        "unresolved_samples": r.unresolved,
+        "decode_problems": {
+            "unparsable_samples": r.decode.unparsable_samples,
+            "unsplittable_records": r.decode.unsplittable_records,
+            "unknown_event_samples": r.decode.unknown_event_samples,
+            "corrupt_blocks_skipped": r.decode.corrupt_blocks_skipped,
+        },
+        "rows": rows,
+    })
+}
+
+/// Percentages to 4 decimals: stable text across platforms' float printing.
+fn round4(x: f64) -> f64 {
+    (x * 10000.0).round() / 10000.0
+}
+
+pub fn render_csv(r: &Report) -> String {
+    let mut out = String::new();
+    let mut head: Vec<String> = r.sort.iter().map(|k| k.name().to_string()).collect();
+    head.extend(["event", "samples", "period", "percent"].map(String::from));
+    if r.has_children {
+        head.push("children_percent".into());
+    }
+    out.push_str(&head.join(","));
+    out.push('\n');
+    for row in &r.rows {
+        let mut c: Vec<String> = r
+            .sort
+            .iter()
+            .zip(&row.keys)
+            .map(|(_, v)| match v {
+                KeyVal::Sym { name, .. } => csv_field(name),
+                other => csv_field(&other.display()),
+            })
+            .collect();
+        c.push(csv_field(
+            r.events
+                .get(row.event as usize)
+                .map(|e| e.name.as_str())
+                .unwrap_or(""),
+        ));
+        c.push(row.samples.to_string());
+        c.push(row.period.to_string());
+        c.push(format!("{:.4}", row.percent));
+        if let Some(ch) = row.children_percent {
+            c.push(format!("{ch:.4}"));
+        }
+        out.push_str(&c.join(","));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,231 @@
+//! Turns the byte runs drained from ring buffers into trace blocks: samples of
+//! each ring go to that ring's SAMPLES stream, every other record to one
+//! SIDEBAND stream, each block cut at a size bound or by `flush_all` at the
+//! recorder's flush interval. Counts samples and lost records on the way and
+//! remembers which files were mapped (for build-ids at the end).
+
+use crate::perf::attr::Endian;
+use crate::perf::record::{frames_of, misc};
+use crate::perf::record::{parse_sideband, ParseInfo, RecordIter, RecordType, Sideband};
+use crate::trace::format::STREAM_GLOBAL;
+use crate::trace::meta::EventDesc;
+use crate::trace::{BlockInfo, BlockKind, TraceWriter};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io;
+
+/// Raw bytes at which a stream's block is cut. Large enough for zstd to find
+/// the repetition between samples, small enough to decode in parallel.
+pub const BLOCK_TARGET: usize = 2 << 20;
+
+#[derive(Debug, Default)]
+struct Stream {
+    buf: Vec<u8>,
+    count: u32,
+    first: u64,
+    last: u64,
+}
+
+impl Stream {
+    fn add(&mut self, rec: &[u8], time: Option<u64>) {
+        if let Some(t) = time {
+            if self.count == 0 || t < self.first {
+                self.first = t;
+            }
+            self.last = self.last.max(t);
+        }
+        self.buf.extend_from_slice(rec);
+        self.count += 1;
+    }
+}
+
+#[derive(Debug)]
+pub struct Chunker {
+    samples_by_ring: Vec<(u32, Stream)>,
+    sideband: Stream,
+    sample_time_off: Option<usize>,
+    sideband_info: ParseInfo,
+    /// Parse layouts by sample id, to find kernel addresses in samples.
+    by_id: HashMap<u64, ParseInfo>,
+    pub samples: u64,
+    pub lost: u64,
+    files: BTreeSet<String>,
+    /// Kernel addresses seen (ips and kernel call-chain frames), so that the
+    /// trace keeps only the kallsyms entries it needs.
+    kernel_ips: HashSet<u64>,
+}
+
+/// Bound on distinct kernel addresses remembered (about 16 MiB).
+const MAX_KERNEL_IPS: usize = 1 << 20;
+
+impl Chunker {
+    pub fn new(events: &[EventDesc], rings: usize) -> Chunker {
+        let attr = events.first().map(|e| e.attr.clone()).unwrap_or_default();
+        let info = ParseInfo::new(&attr, Endian::Little);
+        Chunker {
+            samples_by_ring: (0..rings).map(|_| (0, Stream::default())).collect(),
+            sideband: Stream::default(),
+            sample_time_off: info.sample_time_offset(),
+            sideband_info: info,
+            by_id: events
+                .iter()
+                .flat_map(|e| {
+                    e.ids
+                        .iter()
+                        .map(move |&id| (id, ParseInfo::new(&e.attr, Endian::Little)))
+                })
+                .collect(),
+            samples: 0,
+            lost: 0,
+            files: BTreeSet::new(),
+            kernel_ips: HashSet::new(),
+        }
+    }
+
+    /// Files seen in MMAP/MMAP2 records (absolute paths only).
+    pub fn mapped_files(&self) -> impl Iterator<Item = &str> + '_ {
+        self.files.iter().map(String::as_str)
+    }
+
+    /// Kernel addresses the samples touched.
+    pub fn kernel_ips(&self) -> impl Iterator<Item = u64> + '_ {
+        self.kernel_ips.iter().copied()
+    }
+
+    fn note_sample(&mut self, r: &crate::perf::record::RawRecord<'_>) {
+        if self.kernel_ips.len() >= MAX_KERNEL_IPS {
+            return;
+        }
+        // Every msen event starts its samples with IDENTIFIER.
+        let Some(id) = r.body.get(..8).map(|b| Endian::Little.u64(b)) else {
+            return;
+        };
+        let Some(info) = self.by_id.get(&id) else {
+            return;
+        };
+        let Ok(s) = info.parse_sample(r.body) else {
+            return;
+        };
+        let kernel = r.cpumode() == misc::KERNEL;
+        if kernel {
+            if let Some(ip) = s.ip {
+                self.kernel_ips.insert(ip);
+            }
+        }
+        if let Some(c) = s.callchain {
+            for (k, ip) in frames_of(c.iter(), kernel) {
+                if k {
+                    self.kernel_ips.insert(ip);
+                }
+            }
+        }
+    }
+
+    /// Records read from ring `ring` (CPU `cpu`).
+    pub fn push(
+        &mut self,
+        ring: usize,
+        cpu: u32,
+        bytes: &[u8],
+        w: &mut TraceWriter,
+    ) -> io::Result<()> {
+        let mut off = 0;
+        for r in RecordIter::new(bytes, Endian::Little) {
+            // The kernel writes whole records; a bad size here means the ring
+            // protocol broke, and the rest of this run cannot be split.
+            let Ok(r) = r else { break };
+            let len = 8 + r.body.len();
+            let rec = &bytes[off..off + len];
+            off += len;
+            if r.kind == RecordType::SAMPLE {
+                let t = self
+                    .sample_time_off
+                    .and_then(|o| r.body.get(o..o + 8))
+                    .map(|b| Endian::Little.u64(b));
+                self.samples += 1;
+                self.note_sample(&r);
+                let (c, s) = &mut self.samples_by_ring[ring];
+                *c = cpu;
+                s.add(rec, t);
+                if s.buf.len() >= BLOCK_TARGET {
+                    let s = std::mem::take(s);
+                    write_stream(w, BlockKind::SAMPLES, cpu, s)?;
+                }
+            } else {
+                self.note_sideband(&r);
+                let t = self.sideband_info.parse_sample_id(r.body).time;
+                self.sideband.add(rec, t);
+                if self.sideband.buf.len() >= BLOCK_TARGET {
+                    let s = std::mem::take(&mut self.sideband);
+                    write_stream(w, BlockKind::SIDEBAND, STREAM_GLOBAL, s)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records msen made itself (the /proc scan); all sideband.
+    pub fn push_synthesized(&mut self, bytes: &[u8], w: &mut TraceWriter) -> io::Result<()> {
+        for r in RecordIter::new(bytes, Endian::Little).flatten() {
+            self.note_sideband(&r);
+        }
+        if !bytes.is_empty() {
+            let count = RecordIter::new(bytes, Endian::Little).count() as u32;
+            // Synthesized records are stamped time 0, before every sample.
+            write_stream(
+                w,
+                BlockKind::SIDEBAND,
+                STREAM_GLOBAL,
+                Stream {
+                    buf: bytes.to_vec(),
+                    count,
+                    first: 0,
+                    last: 0,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    fn note_sideband(&mut self, r: &crate::perf::record::RawRecord<'_>) {
+        match parse_sideband(r, Endian::Little) {
+            Ok(Sideband::Lost(l)) => self.lost += l.lost,
+            Ok(Sideband::LostSamples(n)) => self.lost += n,
+            Ok(Sideband::Mmap(m)) if m.filename.starts_with('/') => {
+                if !self.files.contains(&m.filename) {
+                    self.files.insert(m.filename);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn flush_all(&mut self, w: &mut TraceWriter) -> io::Result<()> {
+        for (cpu, s) in &mut self.samples_by_ring {
+            if s.count > 0 {
+                write_stream(w, BlockKind::SAMPLES, *cpu, std::mem::take(s))?;
+            }
+        }
+        if self.sideband.count > 0 {
+            write_stream(
+                w,
+                BlockKind::SIDEBAND,
+                STREAM_GLOBAL,
+                std::mem::take(&mut self.sideband),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn write_stream(w: &mut TraceWriter, kind: BlockKind, stream: u32, s: Stream) -> io::Result<()> {
+    w.write_block(
+        BlockInfo {
+            kind,
+            stream,
+            record_count: s.count,
+            first_time: s.first,
+            last_time: s.last,
+        },
+        &s.buf,
+    )
+}

@@ -1,0 +1,10 @@
+//! `msen record`: capability probing, event setup, ring-buffer draining into
+//! trace blocks, and the metadata a trace needs to be read elsewhere.
+
+pub mod chunker;
+pub mod events;
+pub mod procscan;
+pub mod session;
+pub mod sysinfo;
+
+pub use session::{record, RecordConfig, RecordError, RecordSummary, Sampling, Target};

@@ -1,0 +1,156 @@
+//! ELF files: build-ids, function symbol tables, and file-offset -> virtual
+//! address translation through the PT_LOAD segments.
+
+use crate::trace::meta::BuildId;
+use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
+use std::fs::File;
+use std::path::Path;
+
+/// Why an ELF file gave no symbols.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElfProblem {
+    Missing(String),
+    NotElf,
+    BuildIdMismatch { recorded: String, found: String },
+}
+
+/// A function symbol: [start, end) in the file's virtual addresses.
+#[derive(Debug, Clone)]
+pub struct Symbol {
+    pub start: u64,
+    pub end: u64,
+    pub name: String,
+}
+
+/// The symbols and load segments of one ELF file.
+#[derive(Debug, Clone, Default)]
+pub struct ElfSymbols {
+    /// Sorted by start; overlaps resolved to the innermost by lookup order.
+    pub symbols: Vec<Symbol>,
+    /// (file offset, file size, virtual address) of each PT_LOAD segment.
+    pub segments: Vec<(u64, u64, u64)>,
+    pub build_id: Option<String>,
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn map_file(path: &Path) -> Result<memmap2::Mmap, ElfProblem> {
+    let f = File::open(path).map_err(|e| ElfProblem::Missing(e.to_string()))?;
+    // SAFETY: read-only map of a binary we only read; a binary rewritten
+    // under us could fault, as it would for perf or addr2line.
+    unsafe { memmap2::Mmap::map(&f) }.map_err(|e| ElfProblem::Missing(e.to_string()))
+}
+
+/// The GNU build-id of an ELF file, lower-case hex.
+pub fn build_id(path: &Path) -> Option<String> {
+    let m = map_file(path).ok()?;
+    let f = object::File::parse(&*m).ok()?;
+    f.build_id().ok().flatten().map(hex)
+}
+
+/// Build-ids of the given files; files that are not ELF or carry no build-id
+/// are left out.
+pub fn build_ids_of<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<BuildId> {
+    let mut v: Vec<BuildId> = paths
+        .filter_map(|p| {
+            build_id(Path::new(p)).map(|b| BuildId {
+                path: p.to_string(),
+                build_id: b,
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| a.path.cmp(&b.path));
+    v
+}
+
+/// Demangle Rust names; other names are returned as they are.
+pub fn demangle(name: &str) -> String {
+    match rustc_demangle::try_demangle(name) {
+        Ok(d) => format!("{d:#}"),
+        Err(_) => name.to_string(),
+    }
+}
+
+/// Load the function symbols of `path`. When `expect_build_id` is given and
+/// the file's differs, the file is not used.
+pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, ElfProblem> {
+    let m = map_file(path)?;
+    let f = object::File::parse(&*m).map_err(|_| ElfProblem::NotElf)?;
+    let bid = f.build_id().ok().flatten().map(hex);
+    if let (Some(want), Some(found)) = (expect_build_id, bid.as_deref()) {
+        if want != found {
+            return Err(ElfProblem::BuildIdMismatch {
+                recorded: want.to_string(),
+                found: found.to_string(),
+            });
+        }
+    }
+    let mut symbols: Vec<Symbol> = Vec::new();
+    for s in f.symbols().chain(f.dynamic_symbols()) {
+        if s.kind() != SymbolKind::Text || s.address() == 0 || s.is_undefined() {
+            continue;
+        }
+        let Ok(name) = s.name() else { continue };
+        if name.is_empty() {
+            continue;
+        }
+        symbols.push(Symbol {
+            start: s.address(),
+            end: s.address() + s.size(),
+            name: demangle(name),
+        });
+    }
+    // Total order, then drop duplicates (symtab and dynsym list the same
+    // functions).
+    symbols.sort_by(|a, b| {
+        a.start
+            .cmp(&b.start)
+            .then(b.end.cmp(&a.end))
+            .then(a.name.cmp(&b.name))
+    });
+    symbols.dedup_by(|b, a| a.start == b.start && a.end == b.end);
+    // Zero-sized symbols extend to the next symbol (hand-written assembly).
+    for i in 0..symbols.len() {
+        if symbols[i].end == symbols[i].start {
+            symbols[i].end = symbols
+                .get(i + 1)
+                .map_or(symbols[i].start + 1, |n| n.start.max(symbols[i].start + 1));
+        }
+    }
+    let segments = f
+        .segments()
+        .filter_map(|s| {
+            let (off, size) = s.file_range();
+            (size > 0).then_some((off, size, s.address()))
+        })
+        .collect();
+    Ok(ElfSymbols {
+        symbols,
+        segments,
+        build_id: bid,
+    })
+}
+
+impl ElfSymbols {
+    /// Virtual address of a file offset (None outside every loaded segment).
+    pub fn offset_to_vaddr(&self, off: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|(o, sz, _)| off >= *o && off < o + sz)
+            .map(|(o, _, va)| off - o + va)
+    }
+
+    /// The function containing `vaddr`.
+    pub fn lookup(&self, vaddr: u64) -> Option<&Symbol> {
+        let i = self.symbols.partition_point(|s| s.start <= vaddr);
+        // Walk back over earlier-starting symbols: a large symbol may
+        // contain this address even when a smaller one ends before it.
+        self.symbols[..i]
+            .iter()
+            .rev()
+            .take(8)
+            .find(|s| vaddr < s.end)
+    }
+}

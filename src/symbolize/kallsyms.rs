@@ -1,0 +1,98 @@
+//! Kernel symbols from a /proc/kallsyms snapshot (the one captured in the
+//! trace, so a trace reads the same on another kernel).
+
+/// A kernel text symbol; `module` is None for the core kernel.
+#[derive(Debug, Clone)]
+pub struct KSym {
+    pub start: u64,
+    pub name: String,
+    pub module: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Kallsyms {
+    /// Sorted by start; a symbol ends where the next begins.
+    syms: Vec<KSym>,
+}
+
+impl Kallsyms {
+    pub fn parse(text: &str) -> Kallsyms {
+        let mut syms: Vec<KSym> = text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+                let ty = it.next()?;
+                let name = it.next()?;
+                if addr == 0 || !matches!(ty, "t" | "T" | "w" | "W") {
+                    return None;
+                }
+                let module = it
+                    .next()
+                    .map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
+                Some(KSym {
+                    start: addr,
+                    name: name.to_string(),
+                    module,
+                })
+            })
+            .collect();
+        syms.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.name.cmp(&b.name)));
+        syms.dedup_by_key(|s| s.start);
+        Kallsyms { syms }
+    }
+
+    /// kallsyms text holding only the symbols that contain `addrs`, each
+    /// followed by the next symbol so that its end stays known. This is what
+    /// a trace stores: a few kilobytes instead of the whole table.
+    pub fn subset_text(&self, addrs: impl Iterator<Item = u64>) -> String {
+        let mut keep = std::collections::BTreeSet::new();
+        for a in addrs {
+            let i = self.syms.partition_point(|s| s.start <= a);
+            if i > 0 {
+                keep.insert(i - 1);
+                if i < self.syms.len() {
+                    keep.insert(i);
+                }
+            }
+        }
+        let mut out = String::new();
+        for i in keep {
+            let s = &self.syms[i];
+            out.push_str(&format!("{:016x} t {}", s.start, s.name));
+            if let Some(m) = &s.module {
+                out.push_str(&format!("\t[{m}]"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.syms.is_empty()
+    }
+
+    /// The symbol containing `addr` (the last one starting at or below it).
+    pub fn lookup(&self, addr: u64) -> Option<&KSym> {
+        let i = self.syms.partition_point(|s| s.start <= addr);
+        if i == 0 {
+            return None;
+        }
+        self.syms.get(i - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn lookup_and_modules() {
+        let k = Kallsyms::parse("ffffffff81000000 T _stext\nffffffff81000100 t do_one\nffffffff81000200 D some_data\nffffffffc0000000 t nf_hook\t[nf_tables]\n");
+        assert_eq!(k.lookup(0xffffffff81000150).unwrap().name, "do_one");
+        assert_eq!(
+            k.lookup(0xffffffffc0000010).unwrap().module.as_deref(),
+            Some("nf_tables")
+        );
+        assert!(k.lookup(0x1000).is_none());
+    }
+}

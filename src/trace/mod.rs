@@ -1,0 +1,12 @@
+//! The .msen container: byte layouts, writer, reader with recovery, metadata.
+//! formats/trace-format.md is the normative description.
+
+pub mod format;
+pub mod meta;
+pub mod reader;
+pub mod writer;
+
+pub use format::{BlockKind, STREAM_GLOBAL};
+pub use meta::{CaptureEnd, Metadata};
+pub use reader::{OpenOptions, Trace, TraceError};
+pub use writer::{BlockInfo, TraceWriter};

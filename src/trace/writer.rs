@@ -1,0 +1,173 @@
+//! Appending blocks to a .msen trace.
+//!
+//! Every block is complete on disk (header, then payload, in one write) before
+//! the next starts, so a writer killed at any moment leaves a file whose
+//! complete blocks a reader recovers. `finish` appends the footer index and the
+//! trailer that mark a clean close.
+
+use super::format::*;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// What one block holds, for the writer's bookkeeping.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockInfo {
+    pub kind: BlockKind,
+    pub stream: u32,
+    pub record_count: u32,
+    pub first_time: u64,
+    pub last_time: u64,
+}
+
+pub struct TraceWriter {
+    file: File,
+    pos: u64,
+    index: Vec<IndexEntry>,
+    level: i32,
+    compressor: zstd::bulk::Compressor<'static>,
+    bytes_raw: u64,
+}
+
+impl std::fmt::Debug for TraceWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceWriter")
+            .field("pos", &self.pos)
+            .field("blocks", &self.index.len())
+            .field("level", &self.level)
+            .finish()
+    }
+}
+
+impl TraceWriter {
+    /// Create (or truncate) `path` with mode 0600 and write the file header.
+    /// `level` is the zstd level of every block.
+    pub fn create(path: &Path, level: i32) -> io::Result<TraceWriter> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        Self::from_file(file, level)
+    }
+
+    pub fn from_file(mut file: File, level: i32) -> io::Result<TraceWriter> {
+        let header = FileHeader::current().encode();
+        file.write_all(&header)?;
+        Ok(TraceWriter {
+            file,
+            pos: header.len() as u64,
+            index: Vec::new(),
+            level,
+            compressor: zstd::bulk::Compressor::new(level)?,
+            bytes_raw: 0,
+        })
+    }
+
+    pub fn level(&self) -> i32 {
+        self.level
+    }
+
+    /// Bytes written so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Raw (uncompressed) payload bytes written so far.
+    pub fn raw_bytes(&self) -> u64 {
+        self.bytes_raw
+    }
+
+    /// Compress `raw` and append it as one block.
+    pub fn write_block(&mut self, info: BlockInfo, raw: &[u8]) -> io::Result<()> {
+        if raw.len() > MAX_BLOCK_LEN as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "block of {} bytes exceeds the format's {} byte limit",
+                    raw.len(),
+                    MAX_BLOCK_LEN
+                ),
+            ));
+        }
+        let compressed = self.compressor.compress(raw)?;
+        let (codec, payload) = if compressed.len() < raw.len() {
+            (Codec::ZSTD, &compressed[..])
+        } else {
+            (Codec::NONE, raw)
+        };
+        let mut h = BlockHeader {
+            header_size: BLOCK_HEADER_SIZE as u16,
+            kind: info.kind,
+            codec,
+            flags: 0,
+            stored_len: payload.len() as u32,
+            raw_len: raw.len() as u32,
+            record_count: info.record_count,
+            stream: info.stream,
+            first_time: info.first_time,
+            last_time: info.last_time,
+            checksum: 0,
+        };
+        let mut hb = h.encode_without_checksum();
+        h.checksum = block_checksum(&hb, payload);
+        hb[48..52].copy_from_slice(&h.checksum.to_le_bytes());
+        // One buffer, one write: a kill leaves either no block or a cut one
+        // at the tail, never a header separated from its payload by another
+        // block.
+        let mut buf = Vec::with_capacity(hb.len() + payload.len());
+        buf.extend_from_slice(&hb);
+        buf.extend_from_slice(payload);
+        self.file.write_all(&buf)?;
+        if info.kind != BlockKind::INDEX {
+            self.index.push(IndexEntry {
+                offset: self.pos,
+                kind: info.kind,
+                stream: info.stream,
+                record_count: info.record_count,
+                raw_len: h.raw_len,
+                stored_len: h.stored_len,
+                first_time: info.first_time,
+                last_time: info.last_time,
+            });
+        }
+        self.pos += buf.len() as u64;
+        self.bytes_raw += raw.len() as u64;
+        Ok(())
+    }
+
+    /// Make everything written so far durable (used at bounded intervals
+    /// during capture, so a machine crash loses at most one interval).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Append the footer index and trailer, sync, and close.
+    pub fn finish(mut self) -> io::Result<u64> {
+        let mut raw = Vec::with_capacity(self.index.len() * INDEX_ENTRY_SIZE);
+        for e in &self.index {
+            e.encode(&mut raw);
+        }
+        let index_offset = self.pos;
+        let n = self.index.len() as u32;
+        self.write_block(
+            BlockInfo {
+                kind: BlockKind::INDEX,
+                stream: STREAM_GLOBAL,
+                record_count: n,
+                first_time: 0,
+                last_time: 0,
+            },
+            &raw,
+        )?;
+        let mut t = [0u8; TRAILER_SIZE];
+        t[0..8].copy_from_slice(&index_offset.to_le_bytes());
+        t[8..16].copy_from_slice(&TRAILER_MAGIC);
+        self.file.write_all(&t)?;
+        self.pos += TRAILER_SIZE as u64;
+        self.file.sync_all()?;
+        Ok(self.pos)
+    }
+}
