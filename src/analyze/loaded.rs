@@ -103,18 +103,13 @@ impl Loaded {
                 _ => {}
             }
         }
-        let kallsyms = trace
-            .blocks_of(BlockKind::KALLSYMS)
-            .next()
-            .copied()
-            .and_then(|b| {
-                trace
-                    .decode_or_skip(&b)
-                    .ok()
-                    .flatten()
-                    .map(|d| Kallsyms::parse(&String::from_utf8_lossy(&d)))
-            })
-            .unwrap_or_default();
+        let mut kallsyms = Kallsyms::default();
+        if let Some(b) = trace.blocks_of(BlockKind::KALLSYMS).next().copied() {
+            match trace.decode_or_skip(&b)? {
+                Some(d) => kallsyms = Kallsyms::parse(&String::from_utf8_lossy(&d)),
+                None => stats.corrupt_blocks_skipped += 1,
+            }
+        }
         let build_ids: HashMap<String, String> = trace
             .end
             .as_ref()

@@ -10,6 +10,8 @@ pub const MINOR: u16 = 0;
 pub const FILE_HEADER_SIZE: usize = 32;
 pub const BLOCK_MAGIC: [u8; 4] = *b"MBLK";
 pub const BLOCK_HEADER_SIZE: usize = 56;
+/// Block headers may grow in later minors, but not past this.
+pub const MAX_BLOCK_HEADER_SIZE: usize = 1024;
 pub const TRAILER_SIZE: usize = 16;
 pub const INDEX_ENTRY_SIZE: usize = 48;
 /// Largest raw or stored block payload a reader accepts (a sanity bound for

@@ -277,7 +277,12 @@ impl Trace {
             .copied()
         {
             let raw = self.decode(&eb)?;
-            self.end = serde_json::from_slice(&raw).ok();
+            self.end = Some(
+                serde_json::from_slice(&raw).map_err(|e| TraceError::BadMetadata {
+                    path: self.path.clone(),
+                    reason: format!("capture-end block: {e}"),
+                })?,
+            );
         }
         Ok(())
     }
@@ -354,6 +359,9 @@ fn header_at(b: &[u8], pos: usize) -> Result<BlockHeader, &'static str> {
     let h = BlockHeader::decode(&b[pos..]).ok_or("no block header")?;
     if h.stored_len > MAX_BLOCK_LEN || h.raw_len > MAX_BLOCK_LEN {
         return Err("implausible block length");
+    }
+    if h.header_size as usize > MAX_BLOCK_HEADER_SIZE {
+        return Err("implausible block header size");
     }
     Ok(h)
 }
@@ -446,9 +454,26 @@ fn scan(
         };
         let end = pos + h.header_size as usize + h.stored_len as usize;
         if end > b.len() {
-            // The writer was killed while this block was being written.
-            rec.tail_bytes_dropped = left as u64;
-            break;
+            // A block running past the end is what a killed writer leaves,
+            // unless a valid block follows: then its header is damaged.
+            match resync(b, pos + 1) {
+                None => {
+                    rec.tail_bytes_dropped = left as u64;
+                    break;
+                }
+                Some(next) => {
+                    if !skip_corrupt {
+                        return Err((
+                            pos as u64,
+                            "block length runs past the end of the file, yet valid blocks follow"
+                                .into(),
+                        ));
+                    }
+                    rec.corrupt_blocks.push(pos as u64);
+                    pos = next;
+                    continue;
+                }
+            }
         }
         let r = BlockRef {
             offset: pos as u64,
