@@ -27,10 +27,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global()
-        {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global() {
             eprintln!("msen: cannot set up {n} threads: {e}");
             return ExitCode::from(EXIT_ERROR);
         }
@@ -52,10 +49,7 @@ fn main() -> ExitCode {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 fn print(s: &str) -> anyhow::Result<()> {
@@ -75,11 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 for n in &s.notes {
                     eprintln!("msen: {n}");
                 }
-                let per = if s.samples > 0 {
-                    format!(", {:.1} bytes/sample", s.bytes as f64 / s.samples as f64)
-                } else {
-                    String::new()
-                };
+                let per = if s.samples > 0 { format!(", {:.1} bytes/sample", s.bytes as f64 / s.samples as f64) } else { String::new() };
                 eprintln!(
                     "[ msen record: {} samples, {} lost, {:.2} s; wrote {} ({:.3} MB{per}) ]",
                     s.samples,
@@ -100,20 +90,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let l = Loaded::open(&path, &args.input.load_options())?;
             let r = report::report(&l, &cfg)?;
             match args.format {
-                ReportFormat::Table => print(&output::report::render_table(
-                    &r,
-                    &path.display().to_string(),
-                ))?,
-                ReportFormat::Json => print(
-                    &(serde_json::to_string_pretty(&output::report::render_json(&r))? + "\n"),
-                )?,
+                ReportFormat::Table => print(&output::report::render_table(&r, &path.display().to_string()))?,
+                ReportFormat::Json => print(&(serde_json::to_string_pretty(&output::report::render_json(&r))? + "\n"))?,
                 ReportFormat::Csv => print(&output::report::render_csv(&r))?,
             }
             if r.total_samples == 0 {
-                return Ok(Outcome::Nothing(format!(
-                    "{} holds no samples",
-                    path.display()
-                )));
+                return Ok(Outcome::Nothing(format!("{} holds no samples", path.display())));
             }
             Ok(Outcome::Ok)
         }
@@ -123,9 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let i = info::info(&l)?;
             match args.format {
                 InfoFormat::Text => print(&info::to_text(&l, &i))?,
-                InfoFormat::Json => {
-                    print(&(serde_json::to_string_pretty(&info::to_json(&l, &i))? + "\n"))?
-                }
+                InfoFormat::Json => print(&(serde_json::to_string_pretty(&info::to_json(&l, &i))? + "\n"))?,
             }
             Ok(Outcome::Ok)
         }
@@ -141,10 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let n = script::script(&l, &args.to_config(), &mut out)?;
             let _ = out.flush();
             if n == 0 {
-                return Ok(Outcome::Nothing(format!(
-                    "{} holds no samples",
-                    path.display()
-                )));
+                return Ok(Outcome::Nothing(format!("{} holds no samples", path.display())));
             }
             Ok(Outcome::Ok)
         }

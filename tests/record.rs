@@ -25,19 +25,11 @@ fn report(path: &Path, extra: &[&str]) -> serde_json::Value {
 }
 
 fn row<'a>(j: &'a serde_json::Value, sym: &str) -> Option<&'a serde_json::Value> {
-    j["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["sym"] == sym)
+    j["rows"].as_array().unwrap().iter().find(|r| r["sym"] == sym)
 }
 
 fn spawn_hot(prog: &Path, args: &[&str]) -> Child {
-    Command::new(prog)
-        .args(args)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start hot")
+    Command::new(prog).args(args).stdout(Stdio::null()).spawn().expect("start hot")
 }
 
 struct KillOnDrop(Child);
@@ -57,26 +49,11 @@ fn record_command_names_the_hot_function_with_its_share() {
     let d = tmpdir();
     let hot = build_program("hot", d.path());
     let out = d.path().join("t.msen");
-    let o = run(&[
-        "record",
-        "-F",
-        "2000",
-        "-o",
-        out.to_str().unwrap(),
-        "--",
-        hot.to_str().unwrap(),
-        "1.5",
-    ]);
+    let o = run(&["record", "-F", "2000", "-o", out.to_str().unwrap(), "--", hot.to_str().unwrap(), "1.5"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("no hardware PMU"),
-        "the fallback is said once: {}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("no hardware PMU"), "the fallback is said once: {}", stderr(&o));
     assert_eq!(stderr(&o).matches("no hardware PMU").count(), 1);
-    let mode = std::fs::metadata(&out)
-        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
-        .unwrap();
+    let mode = std::fs::metadata(&out).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions())).unwrap();
     assert_eq!(mode & 0o777, 0o600, "traces are private to their owner");
     let j = report(&out, &[]);
     let top = &j["rows"][0];
@@ -86,25 +63,16 @@ fn record_command_names_the_hot_function_with_its_share() {
     // hot_loop does 90% of the work, cold_loop 10%.
     let hp = top["percent"].as_f64().unwrap();
     assert!((80.0..=96.0).contains(&hp), "hot_loop share {hp}");
-    let cp = row(&j, "cold_loop").expect("cold_loop row")["percent"]
-        .as_f64()
-        .unwrap();
+    let cp = row(&j, "cold_loop").expect("cold_loop row")["percent"].as_f64().unwrap();
     assert!((5.0..=15.0).contains(&cp), "cold_loop share {cp}");
-    assert!(
-        j["total_samples"].as_u64().unwrap() > 2000,
-        "1.5 s at 2 kHz"
-    );
+    assert!(j["total_samples"].as_u64().unwrap() > 2000, "1.5 s at 2 kHz");
     let info = json(&run(&["info", "--format", "json", out.to_str().unwrap()]));
     assert_eq!(info["clean_close"], true);
     assert_eq!(info["software_only"], true);
     assert_eq!(info["workload"][0], hot.to_str().unwrap());
     assert!(info["record_counts"]["MMAP2"].as_u64().unwrap() > 0);
     assert!(info["record_counts"]["COMM"].as_u64().unwrap() > 0);
-    assert!(info["capture_end"]["build_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|b| b["path"] == hot.to_str().unwrap()));
+    assert!(info["capture_end"]["build_ids"].as_array().unwrap().iter().any(|b| b["path"] == hot.to_str().unwrap()));
 }
 
 #[test]
@@ -116,17 +84,7 @@ fn record_with_call_chains_gives_children() {
     let d = tmpdir();
     let hot = build_program("hot", d.path());
     let out = d.path().join("g.msen");
-    let o = run(&[
-        "record",
-        "-g",
-        "-F",
-        "1000",
-        "-o",
-        out.to_str().unwrap(),
-        "--",
-        hot.to_str().unwrap(),
-        "1",
-    ]);
+    let o = run(&["record", "-g", "-F", "1000", "-o", out.to_str().unwrap(), "--", hot.to_str().unwrap(), "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j = report(&out, &[]);
     assert_eq!(j["has_children"], true);
@@ -137,19 +95,9 @@ fn record_with_call_chains_gives_children() {
     assert!(hl["children_percent"].as_f64().unwrap() >= hl["percent"].as_f64().unwrap());
     assert!(hl["percent"].as_f64().unwrap() > 75.0);
     // script shows the chain.
-    let s = stdout(&run(&[
-        "script",
-        "--format",
-        "jsonl",
-        out.to_str().unwrap(),
-    ]));
+    let s = stdout(&run(&["script", "--format", "jsonl", out.to_str().unwrap()]));
     let first: serde_json::Value = serde_json::from_str(s.lines().next().unwrap()).unwrap();
-    let chain: Vec<&str> = first["callchain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["sym"].as_str())
-        .collect();
+    let chain: Vec<&str> = first["callchain"].as_array().unwrap().iter().filter_map(|f| f["sym"].as_str()).collect();
     assert!(chain.contains(&"main"), "{chain:?}");
 }
 
@@ -165,39 +113,16 @@ fn record_attaches_to_a_running_process() {
     std::thread::sleep(Duration::from_millis(200));
     let pid = child.0.id().to_string();
     let out = d.path().join("p.msen");
-    let o = run(&[
-        "record",
-        "-p",
-        &pid,
-        "--duration",
-        "1",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = run(&["record", "-p", &pid, "--duration", "1", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j = report(&out, &["--sort", "pid,sym"]);
     assert_eq!(j["rows"][0]["sym"], "hot_loop", "{j:#}");
     assert_eq!(j["rows"][0]["pid"].to_string(), pid);
     let n = j["total_samples"].as_u64().unwrap();
-    assert!(
-        n > 2000,
-        "1 s at the default 4 kHz on a busy thread gave {n}"
-    );
-    let o = run(&[
-        "record",
-        "-p",
-        "999999999",
-        "--duration",
-        "1",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    assert!(n > 2000, "1 s at the default 4 kHz on a busy thread gave {n}");
+    let o = run(&["record", "-p", "999999999", "--duration", "1", "-o", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("no process 999999999"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("no process 999999999"), "{}", stderr(&o));
 }
 
 #[test]
@@ -209,26 +134,13 @@ fn record_all_cpus_sees_every_cpu_and_process() {
     let d = tmpdir();
     let hot = build_program("hot", d.path());
     let ncpu = std::thread::available_parallelism().unwrap().get();
-    let _kids: Vec<KillOnDrop> = (0..ncpu)
-        .map(|_| KillOnDrop(spawn_hot(&hot, &["--forever"])))
-        .collect();
+    let _kids: Vec<KillOnDrop> = (0..ncpu).map(|_| KillOnDrop(spawn_hot(&hot, &["--forever"]))).collect();
     std::thread::sleep(Duration::from_millis(200));
     let out = d.path().join("a.msen");
-    let o = run(&[
-        "record",
-        "-a",
-        "--duration",
-        "1",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = run(&["record", "-a", "--duration", "1", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j = report(&out, &["--sort", "cpu"]);
-    assert_eq!(
-        j["rows"].as_array().unwrap().len(),
-        ncpu,
-        "a row per CPU: {j:#}"
-    );
+    assert_eq!(j["rows"].as_array().unwrap().len(), ncpu, "a row per CPU: {j:#}");
     let j = report(&out, &["--comm", "hot"]);
     assert_eq!(j["rows"][0]["sym"], "hot_loop");
     // The processes existed before the capture: their mappings came from the /proc scan.
@@ -245,29 +157,15 @@ fn zero_lost_samples_at_10khz_on_every_cpu_for_10s() {
     let d = tmpdir();
     let hot = build_program("hot", d.path());
     let ncpu = std::thread::available_parallelism().unwrap().get();
-    let _kids: Vec<KillOnDrop> = (0..ncpu)
-        .map(|_| KillOnDrop(spawn_hot(&hot, &["--forever"])))
-        .collect();
+    let _kids: Vec<KillOnDrop> = (0..ncpu).map(|_| KillOnDrop(spawn_hot(&hot, &["--forever"]))).collect();
     let out = d.path().join("z.msen");
-    let o = run(&[
-        "record",
-        "-a",
-        "-F",
-        "10000",
-        "--duration",
-        "10",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = run(&["record", "-a", "-F", "10000", "--duration", "10", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let info = json(&run(&["info", "--format", "json", out.to_str().unwrap()]));
     assert_eq!(info["lost_samples"], 0, "{info:#}");
     let n = info["samples"].as_u64().unwrap();
     let want = (ncpu as u64) * 10 * 10_000;
-    assert!(
-        n as f64 >= want as f64 * 0.9,
-        "{n} samples of {want} expected"
-    );
+    assert!(n as f64 >= want as f64 * 0.9, "{n} samples of {want} expected");
 }
 
 #[test]
@@ -280,18 +178,7 @@ fn sigkill_mid_capture_leaves_a_readable_trace() {
     let hot = build_program("hot", d.path());
     let _kid = KillOnDrop(spawn_hot(&hot, &["--forever"]));
     let out = d.path().join("k.msen");
-    let mut rec = msen()
-        .args([
-            "record",
-            "-q",
-            "-a",
-            "-F",
-            "2000",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-        .spawn()
-        .unwrap();
+    let mut rec = msen().args(["record", "-q", "-a", "-F", "2000", "-o", out.to_str().unwrap()]).spawn().unwrap();
     // Blocks are written at least once a second: wait for a few.
     std::thread::sleep(Duration::from_millis(2600));
     rec.kill().unwrap();
@@ -313,10 +200,7 @@ fn sigint_stops_cleanly() {
     let _serial = serial();
     let d = tmpdir();
     let out = d.path().join("i.msen");
-    let mut rec = msen()
-        .args(["record", "-q", "-a", "-o", out.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut rec = msen().args(["record", "-q", "-a", "-o", out.to_str().unwrap()]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(800));
     let t = Instant::now();
     // SAFETY: signalling our own child.
@@ -337,17 +221,7 @@ fn a_command_that_cannot_start_is_a_clear_error() {
     let _serial = serial();
     let d = tmpdir();
     let out = d.path().join("e.msen");
-    let o = run(&[
-        "record",
-        "-o",
-        out.to_str().unwrap(),
-        "--",
-        "/nonexistent/program",
-    ]);
+    let o = run(&["record", "-o", out.to_str().unwrap(), "--", "/nonexistent/program"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("cannot start /nonexistent/program"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("cannot start /nonexistent/program"), "{}", stderr(&o));
 }

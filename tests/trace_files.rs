@@ -34,30 +34,10 @@ fn synthetic_trace_reports_known_shares() {
     assert_eq!(
         got,
         vec![
-            (
-                "worker".into(),
-                "[kernel.kallsyms]".into(),
-                "k_hot".into(),
-                54.5455
-            ),
-            (
-                "worker".into(),
-                "[kernel.kallsyms]".into(),
-                "k_warm".into(),
-                27.2727
-            ),
-            (
-                "idler".into(),
-                "[kernel.kallsyms]".into(),
-                "k_warm".into(),
-                9.0909
-            ),
-            (
-                "worker".into(),
-                "worker-bin".into(),
-                "0x1000".into(),
-                9.0909
-            ),
+            ("worker".into(), "[kernel.kallsyms]".into(), "k_hot".into(), 54.5455),
+            ("worker".into(), "[kernel.kallsyms]".into(), "k_warm".into(), 27.2727),
+            ("idler".into(), "[kernel.kallsyms]".into(), "k_warm".into(), 9.0909),
+            ("worker".into(), "worker-bin".into(), "0x1000".into(), 9.0909),
         ]
     );
     assert_eq!(j["unresolved_samples"]["no symbols"], 100);
@@ -69,9 +49,7 @@ fn report_filters_sort_keys_and_formats() {
     let p = d.path().join("s.msen");
     synthetic_trace(&p, 3, true);
     let ps = p.to_str().unwrap();
-    let j = json(&run(&[
-        "report", ps, "--format", "json", "--sort", "pid,cpu",
-    ]));
+    let j = json(&run(&["report", ps, "--format", "json", "--sort", "pid,cpu"]));
     let rows = j["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[0]["pid"], 100);
@@ -79,31 +57,16 @@ fn report_filters_sort_keys_and_formats() {
     assert_eq!(j["rows"].as_array().unwrap().len(), 1);
     // Percentages stay relative to all samples, as perf's do.
     assert_eq!(j["rows"][0]["percent"], 9.0909);
-    let j = json(&run(&[
-        "report", ps, "--format", "json", "--cpu", "1", "--sort", "cpu",
-    ]));
+    let j = json(&run(&["report", ps, "--format", "json", "--cpu", "1", "--sort", "cpu"]));
     assert_eq!(j["rows"][0]["samples"], 550);
-    let j = json(&run(&[
-        "report",
-        ps,
-        "--format",
-        "json",
-        "--percent-limit",
-        "20",
-    ]));
+    let j = json(&run(&["report", ps, "--format", "json", "--percent-limit", "20"]));
     assert_eq!(j["rows"].as_array().unwrap().len(), 2);
     assert_eq!(j["rows_hidden"], 2);
     let j = json(&run(&["report", ps, "--format", "json", "--top", "1"]));
     assert_eq!(j["rows"].as_array().unwrap().len(), 1);
     let csv = stdout(&run(&["report", ps, "--format", "csv", "--sort", "comm"]));
-    assert_eq!(
-        csv.lines().next().unwrap(),
-        "comm,event,samples,period,percent"
-    );
-    assert_eq!(
-        csv.lines().nth(1).unwrap(),
-        "worker,cpu-clock,1000,10000,90.9091"
-    );
+    assert_eq!(csv.lines().next().unwrap(), "comm,event,samples,period,percent");
+    assert_eq!(csv.lines().nth(1).unwrap(), "worker,cpu-clock,1000,10000,90.9091");
 }
 
 #[test]
@@ -119,24 +82,22 @@ fn report_table_matches_golden() {
 
 /// Compare with testdata/golden/NAME; MSEN_BLESS=1 rewrites it.
 fn check_golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/golden")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden").join(name);
     if std::env::var("MSEN_BLESS").is_ok_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "golden {} is missing; run with MSEN_BLESS=1 to create it",
-            path.display()
-        )
-    });
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("golden {} is missing; run with MSEN_BLESS=1 to create it", path.display()));
     if want != actual {
         let out = std::env::temp_dir().join(format!("msen-actual-{name}"));
         std::fs::write(&out, actual).unwrap();
-        panic!("output differs from {}; actual output in {}; rerun with MSEN_BLESS=1 to accept\n--- want\n{want}\n--- got\n{actual}", path.display(), out.display());
+        panic!(
+            "output differs from {}; actual output in {}; rerun with MSEN_BLESS=1 to accept\n--- want\n{want}\n--- got\n{actual}",
+            path.display(),
+            out.display()
+        );
     }
 }
 
@@ -185,10 +146,7 @@ fn script_jsonl_has_every_field_in_time_order() {
     let p = d.path().join("s.msen");
     synthetic_trace(&p, 5, true);
     let o = run(&["script", "--format", "jsonl", p.to_str().unwrap()]);
-    let lines: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 1100);
     let times: Vec<u64> = lines.iter().map(|l| l["time"].as_u64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
@@ -243,11 +201,7 @@ fn not_a_trace_and_empty_files_are_clear_errors() {
     std::fs::write(&p, "hello world, not a trace at all").unwrap();
     let o = run(&["report", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("is not an msen trace"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("is not an msen trace"), "{}", stderr(&o));
     std::fs::write(&p, "").unwrap();
     let o = run(&["info", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
@@ -308,17 +262,8 @@ fn unknown_block_kinds_are_skipped() {
         )
         .unwrap();
     }
-    w.write_block(
-        BlockInfo {
-            kind: BlockKind(999),
-            stream: 0,
-            record_count: 1,
-            first_time: 0,
-            last_time: 0,
-        },
-        b"from a future msen",
-    )
-    .unwrap();
+    w.write_block(BlockInfo { kind: BlockKind(999), stream: 0, record_count: 1, first_time: 0, last_time: 0 }, b"from a future msen")
+        .unwrap();
     w.finish().unwrap();
     let o = run(&["report", "--format", "json", q.to_str().unwrap()]);
     assert!(o.status.success());
@@ -352,16 +297,8 @@ fn bit_flips_are_detected() {
     let p = d.path().join("s.msen");
     synthetic_trace(&p, 4, true);
     let bytes = std::fs::read(&p).unwrap();
-    let good = msen::analyze::report::report(
-        &msen::analyze::Loaded::open(&p, &Default::default()).unwrap(),
-        &Default::default(),
-    )
-    .unwrap();
-    let good_rows: Vec<_> = good
-        .rows
-        .iter()
-        .map(|r| (r.keys.clone(), r.period))
-        .collect();
+    let good = msen::analyze::report::report(&msen::analyze::Loaded::open(&p, &Default::default()).unwrap(), &Default::default()).unwrap();
+    let good_rows: Vec<_> = good.rows.iter().map(|r| (r.keys.clone(), r.period)).collect();
     let mut errors = 0;
     for pos in (0..bytes.len()).step_by(3) {
         let mut b = bytes.clone();
@@ -373,8 +310,7 @@ fn bit_flips_are_detected() {
                 Ok(l) => match msen::analyze::report::report(&l, &Default::default()) {
                     Err(_) => errors += 1,
                     Ok(r) => {
-                        let rows: Vec<_> =
-                            r.rows.iter().map(|r| (r.keys.clone(), r.period)).collect();
+                        let rows: Vec<_> = r.rows.iter().map(|r| (r.keys.clone(), r.period)).collect();
                         assert_eq!(rows, good_rows, "flip at {pos} changed the answer silently");
                     }
                 },
@@ -398,24 +334,14 @@ fn skip_corrupt_analyzes_the_rest() {
     let p = d.path().join("s.msen");
     synthetic_trace(&p, 4, true);
     let t = msen::trace::Trace::open(&p, Default::default()).unwrap();
-    let victim = t
-        .blocks
-        .iter()
-        .find(|b| b.header.kind == msen::trace::BlockKind::SAMPLES)
-        .unwrap();
+    let victim = t.blocks.iter().find(|b| b.header.kind == msen::trace::BlockKind::SAMPLES).unwrap();
     let pos = victim.payload_range().start + 3;
     let mut b = std::fs::read(&p).unwrap();
     b[pos] ^= 0xff;
     std::fs::write(&p, &b).unwrap();
     let o = run(&["report", "--format", "json", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    let o = run(&[
-        "report",
-        "--format",
-        "json",
-        "--skip-corrupt",
-        p.to_str().unwrap(),
-    ]);
+    let o = run(&["report", "--format", "json", "--skip-corrupt", p.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j = json(&o);
     assert_eq!(j["decode_problems"]["corrupt_blocks_skipped"], 1);

@@ -27,11 +27,7 @@ impl Events {
         let list: Vec<EventInfo> = descs
             .iter()
             .map(|d| EventInfo {
-                name: if d.name.is_empty() {
-                    d.attr.default_name()
-                } else {
-                    d.name.clone()
-                },
+                name: if d.name.is_empty() { d.attr.default_name() } else { d.name.clone() },
                 attr: d.attr.clone(),
                 parse: ParseInfo::new(&d.attr, endian),
             })
@@ -49,22 +45,12 @@ impl Events {
             if st & sample::IDENTIFIER != 0 {
                 Some(0)
             } else if st & sample::ID != 0 {
-                Some(
-                    [sample::IP, sample::TID, sample::TIME, sample::ADDR]
-                        .iter()
-                        .filter(|&&b| st & b != 0)
-                        .count(),
-                )
+                Some([sample::IP, sample::TID, sample::TIME, sample::ADDR].iter().filter(|&&b| st & b != 0).count())
             } else {
                 None
             }
         });
-        Events {
-            list,
-            by_id,
-            id_pos,
-            endian,
-        }
+        Events { list, by_id, id_pos, endian }
     }
 
     pub fn len(&self) -> usize {

@@ -23,13 +23,8 @@ pub struct Info {
 }
 
 pub fn info(l: &Loaded) -> Result<Info, TraceError> {
-    let blocks: Vec<_> = l
-        .trace
-        .blocks
-        .iter()
-        .filter(|b| matches!(b.header.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND))
-        .copied()
-        .collect();
+    let blocks: Vec<_> =
+        l.trace.blocks.iter().filter(|b| matches!(b.header.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND)).copied().collect();
     let nev = l.events.len();
     let parts: Vec<(BTreeMap<RecordType, u64>, Vec<u64>, u64)> = blocks
         .par_iter()
@@ -56,10 +51,7 @@ pub fn info(l: &Loaded) -> Result<Info, TraceError> {
             Ok((counts, per_event, bad))
         })
         .collect::<Result<_, _>>()?;
-    let mut i = Info {
-        samples_per_event: vec![0; nev],
-        ..Default::default()
-    };
+    let mut i = Info { samples_per_event: vec![0; nev], ..Default::default() };
     for (counts, per_event, bad) in parts {
         for (k, v) in counts {
             *i.record_counts.entry(k.display_name()).or_insert(0) += v;
@@ -73,24 +65,13 @@ pub fn info(l: &Loaded) -> Result<Info, TraceError> {
     for b in &l.trace.blocks {
         i.blocks += 1;
         *i.blocks_by_kind
-            .entry(
-                b.header
-                    .kind
-                    .name()
-                    .map_or_else(|| format!("unknown({})", b.header.kind.0), str::to_string),
-            )
+            .entry(b.header.kind.name().map_or_else(|| format!("unknown({})", b.header.kind.0), str::to_string))
             .or_insert(0) += 1;
         i.raw_bytes += b.header.raw_len as u64;
         i.stored_bytes += b.header.stored_len as u64;
         if b.header.kind == BlockKind::SAMPLES && b.header.record_count > 0 {
-            i.first_time = Some(
-                i.first_time
-                    .map_or(b.header.first_time, |t| t.min(b.header.first_time)),
-            );
-            i.last_time = Some(
-                i.last_time
-                    .map_or(b.header.last_time, |t| t.max(b.header.last_time)),
-            );
+            i.first_time = Some(i.first_time.map_or(b.header.first_time, |t| t.min(b.header.first_time)));
+            i.last_time = Some(i.last_time.map_or(b.header.last_time, |t| t.max(b.header.last_time)));
         }
     }
     Ok(i)
@@ -168,13 +149,7 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
     let mut line = |k: &str, v: String| s.push_str(&format!("# {k:<18}: {v}\n"));
     line(
         "file",
-        format!(
-            "{} ({} bytes, format {}.{})",
-            l.trace.path().display(),
-            l.trace.file_len(),
-            l.trace.header.major,
-            l.trace.header.minor
-        ),
+        format!("{} ({} bytes, format {}.{})", l.trace.path().display(), l.trace.file_len(), l.trace.header.major, l.trace.header.minor),
     );
     if r.clean_close {
         line("closed cleanly", "yes".into());
@@ -194,44 +169,27 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
     line("os release", m.kernel_release.clone());
     line("arch", m.arch.clone());
     line("cpu", format!("{} {}", m.cpu_vendor, m.cpu_model));
-    line(
-        "cpus",
-        format!("{} online of {}", m.online_cpus.len(), m.nr_cpus),
-    );
+    line("cpus", format!("{} online of {}", m.online_cpus.len(), m.nr_cpus));
     line("cache line", format!("{} bytes", m.cache_line_size));
     let mut nodes: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for c in &m.cpu_nodes {
         nodes.entry(c.node).or_default().push(c.cpu);
     }
     for (n, cpus) in &nodes {
-        let mem: u64 = m
-            .memory_nodes
-            .iter()
-            .filter(|r| r.node == *n)
-            .map(|r| r.end - r.start)
-            .sum();
-        line(
-            &format!("node{n}"),
-            format!("cpus {:?}, {} MiB memory", cpus, mem >> 20),
-        );
+        let mem: u64 = m.memory_nodes.iter().filter(|r| r.node == *n).map(|r| r.end - r.start).sum();
+        line(&format!("node{n}"), format!("cpus {:?}, {} MiB memory", cpus, mem >> 20));
     }
     line("command line", m.command_line.join(" "));
     line("target", m.target.clone());
     line("clock", m.clock.clone());
     if m.software_only {
-        line(
-            "software only",
-            m.fallback_reason.clone().unwrap_or_else(|| "yes".into()),
-        );
+        line("software only", m.fallback_reason.clone().unwrap_or_else(|| "yes".into()));
     }
     if m.synthetic {
         line("synthetic", "yes (generated, not captured)".into());
     }
     if let (Some(a), Some(b)) = (i.first_time, i.last_time) {
-        line(
-            "duration",
-            format!("{:.3} s", b.saturating_sub(a) as f64 / 1e9),
-        );
+        line("duration", format!("{:.3} s", b.saturating_sub(a) as f64 / 1e9));
     }
     for (n, e) in l.events.list.iter().enumerate() {
         let a = &e.attr;
@@ -259,18 +217,11 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
             i.blocks,
             i.raw_bytes,
             i.stored_bytes,
-            if i.stored_bytes > 0 {
-                i.raw_bytes as f64 / i.stored_bytes as f64
-            } else {
-                0.0
-            }
+            if i.stored_bytes > 0 { i.raw_bytes as f64 / i.stored_bytes as f64 } else { 0.0 }
         ),
     );
     if i.samples > 0 {
-        line(
-            "bytes per sample",
-            format!("{:.1}", l.trace.file_len() as f64 / i.samples as f64),
-        );
+        line("bytes per sample", format!("{:.1}", l.trace.file_len() as f64 / i.samples as f64));
     }
     s.push_str("#\n# record counts:\n");
     for (k, v) in &i.record_counts {

@@ -61,10 +61,8 @@ impl Loaded {
         let events = Events::new(&trace.meta.events, Endian::Little);
         let mut stats = DecodeStats::default();
         let blocks: Vec<BlockRef> = trace.blocks_of(BlockKind::SIDEBAND).copied().collect();
-        let decoded: Vec<Option<std::borrow::Cow<'_, [u8]>>> = blocks
-            .par_iter()
-            .map(|b| trace.decode_or_skip(b))
-            .collect::<Result<_, _>>()?;
+        let decoded: Vec<Option<std::borrow::Cow<'_, [u8]>>> =
+            blocks.par_iter().map(|b| trace.decode_or_skip(b)).collect::<Result<_, _>>()?;
         let info = events.sideband_parse().cloned();
         // (time, block, seq) orders records; synthesized ones (time 0) first.
         let mut recs: Vec<(u64, usize, usize, Sideband)> = Vec::new();
@@ -79,10 +77,7 @@ impl Loaded {
                     stats.unsplittable_records += 1;
                     break;
                 };
-                let time = info
-                    .as_ref()
-                    .and_then(|i| i.parse_sample_id(r.body).time)
-                    .unwrap_or(0);
+                let time = info.as_ref().and_then(|i| i.parse_sample_id(r.body).time).unwrap_or(0);
                 match parse_sideband(&r, Endian::Little) {
                     Ok(Sideband::Lost(l)) => lost += l.lost,
                     Ok(Sideband::LostSamples(n)) => lost += n,
@@ -110,30 +105,10 @@ impl Loaded {
                 None => stats.corrupt_blocks_skipped += 1,
             }
         }
-        let build_ids: HashMap<String, String> = trace
-            .end
-            .as_ref()
-            .map(|e| {
-                e.build_ids
-                    .iter()
-                    .map(|b| (b.path.clone(), b.build_id.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let resolver = Resolver::new(
-            timeline.dsos.clone(),
-            build_ids,
-            kallsyms,
-            opts.symfs.clone(),
-        );
-        Ok(Loaded {
-            trace,
-            events,
-            timeline,
-            resolver,
-            lost_records: lost,
-            sideband_stats: stats,
-        })
+        let build_ids: HashMap<String, String> =
+            trace.end.as_ref().map(|e| e.build_ids.iter().map(|b| (b.path.clone(), b.build_id.clone())).collect()).unwrap_or_default();
+        let resolver = Resolver::new(timeline.dsos.clone(), build_ids, kallsyms, opts.symfs.clone());
+        Ok(Loaded { trace, events, timeline, resolver, lost_records: lost, sideband_stats: stats })
     }
 
     pub fn sample_blocks(&self) -> Vec<BlockRef> {

@@ -185,33 +185,21 @@ struct Partial {
 
 impl Partial {
     fn merge(mut self, o: Partial) -> Partial {
-        let (mut big, small) = if self.map.len() >= o.map.len() {
-            (std::mem::take(&mut self.map), o.map)
-        } else {
-            (o.map, std::mem::take(&mut self.map))
-        };
+        let (mut big, small) =
+            if self.map.len() >= o.map.len() { (std::mem::take(&mut self.map), o.map) } else { (o.map, std::mem::take(&mut self.map)) };
         for (k, v) in small {
             let e = big.entry(k).or_default();
             e.samples += v.samples;
             e.period += v.period;
         }
         let mut totals = vec![(0, 0); self.totals.len().max(o.totals.len())];
-        for (i, t) in self
-            .totals
-            .iter()
-            .enumerate()
-            .chain(o.totals.iter().enumerate())
-        {
+        for (i, t) in self.totals.iter().enumerate().chain(o.totals.iter().enumerate()) {
             totals[i].0 += t.0;
             totals[i].1 += t.1;
         }
         let mut stats = self.stats;
         stats += o.stats;
-        Partial {
-            map: big,
-            totals,
-            stats,
-        }
+        Partial { map: big, totals, stats }
     }
 }
 
@@ -219,11 +207,7 @@ impl Partial {
 type AddrKey = (u32, u16, bool, u64);
 
 pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
-    let has_chains = l
-        .events
-        .list
-        .iter()
-        .any(|e| e.attr.sample_type & crate::perf::attr::sample::CALLCHAIN != 0);
+    let has_chains = l.events.list.iter().any(|e| e.attr.sample_type & crate::perf::attr::sample::CALLCHAIN != 0);
     let children = match cfg.children {
         Children::Auto => has_chains,
         Children::On => has_chains,
@@ -231,12 +215,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     };
     let want_tid = cfg.sort.contains(&SortKey::Tid);
     let want_cpu = cfg.sort.contains(&SortKey::Cpu);
-    let comm_filter: Option<HashSet<u32>> = (!cfg.comms.is_empty()).then(|| {
-        cfg.comms
-            .iter()
-            .filter_map(|c| l.timeline.comm_id(c))
-            .collect()
-    });
+    let comm_filter: Option<HashSet<u32>> =
+        (!cfg.comms.is_empty()).then(|| cfg.comms.iter().filter_map(|c| l.timeline.comm_id(c)).collect());
     let nev = l.events.len();
 
     let blocks = l.sample_blocks();
@@ -244,10 +224,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     let partial = blocks
         .par_iter()
         .map(|b| -> Result<Partial, TraceError> {
-            let mut p = Partial {
-                totals: vec![(0, 0); nev],
-                ..Default::default()
-            };
+            let mut p = Partial { totals: vec![(0, 0); nev], ..Default::default() };
             let Some(data) = l.trace.decode_or_skip(b)? else {
                 p.stats.corrupt_blocks_skipped += 1;
                 return Ok(p);
@@ -287,10 +264,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     }
                 }
                 let cpumode = r.cpumode();
-                let kernel = matches!(
-                    cpumode,
-                    misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR
-                );
+                let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
                 let key = RawKey {
                     event: ev,
                     pid,
@@ -300,12 +274,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     epoch: l.timeline.epoch_at(pid, time),
                     kernel,
                     ip: s.ip.unwrap_or(0),
-                    chain: if children {
-                        s.callchain
-                            .map(|c| c.iter().collect::<Vec<_>>().into_boxed_slice())
-                    } else {
-                        None
-                    },
+                    chain: if children { s.callchain.map(|c| c.iter().collect::<Vec<_>>().into_boxed_slice()) } else { None },
                 };
                 let a = p.map.entry(key).or_default();
                 a.samples += 1;
@@ -314,13 +283,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             pb.inc(1);
             Ok(p)
         })
-        .try_reduce(
-            || Partial {
-                totals: vec![(0, 0); nev],
-                ..Default::default()
-            },
-            |a, b| Ok(a.merge(b)),
-        )?;
+        .try_reduce(|| Partial { totals: vec![(0, 0); nev], ..Default::default() }, |a, b| Ok(a.merge(b)))?;
     pb.finish_and_clear();
 
     // Resolve each distinct address once.
@@ -337,13 +300,15 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     addrs.sort_unstable();
     let resolved: Vec<Resolved> = addrs
         .par_iter()
-        .map(|&(pid, epoch, kernel, ip)| {
-            if kernel {
-                l.resolver.kernel(ip)
-            } else {
-                l.resolver.user(l.timeline.find_map(pid, epoch, ip), ip)
-            }
-        })
+        .map(
+            |&(pid, epoch, kernel, ip)| {
+                if kernel {
+                    l.resolver.kernel(ip)
+                } else {
+                    l.resolver.user(l.timeline.find_map(pid, epoch, ip), ip)
+                }
+            },
+        )
         .collect();
     let index: HashMap<AddrKey, usize> = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
 
@@ -351,11 +316,9 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         cfg.sort
             .iter()
             .map(|sk| match sk {
-                SortKey::Comm => KeyVal::Text(if k.comm == u32::MAX {
-                    format!(":{}", k.pid)
-                } else {
-                    l.timeline.comm_name(k.comm).to_string()
-                }),
+                SortKey::Comm => {
+                    KeyVal::Text(if k.comm == u32::MAX { format!(":{}", k.pid) } else { l.timeline.comm_name(k.comm).to_string() })
+                }
                 SortKey::Pid => KeyVal::Num(k.pid as u64),
                 SortKey::Tid => KeyVal::Num(k.tid as u64),
                 SortKey::Dso => KeyVal::Text(r.dso.clone()),
@@ -402,11 +365,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         .list
         .iter()
         .zip(partial.totals.iter().chain(std::iter::repeat(&(0, 0))))
-        .map(|(e, t)| EventTotal {
-            name: e.name.clone(),
-            samples: t.0,
-            period: t.1,
-        })
+        .map(|(e, t)| EventTotal { name: e.name.clone(), samples: t.0, period: t.1 })
         .collect();
     let pct = |ev: u16, v: u64| {
         let t = totals.get(ev as usize).map_or(0, |t| t.period);
@@ -438,10 +397,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     });
     let before = rows.len();
     if cfg.percent_limit > 0.0 {
-        rows.retain(|r| {
-            r.percent >= cfg.percent_limit
-                || r.children_percent.is_some_and(|c| c >= cfg.percent_limit)
-        });
+        rows.retain(|r| r.percent >= cfg.percent_limit || r.children_percent.is_some_and(|c| c >= cfg.percent_limit));
     }
     if let Some(n) = cfg.top {
         // Top N per event.

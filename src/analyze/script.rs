@@ -28,10 +28,7 @@ fn resolve(l: &Loaded, pid: u32, time: u64, kernel: bool, ip: u64) -> Resolved {
     if kernel {
         l.resolver.kernel(ip)
     } else {
-        l.resolver.user(
-            l.timeline.find_map(pid, l.timeline.epoch_at(pid, time), ip),
-            ip,
-        )
+        l.resolver.user(l.timeline.find_map(pid, l.timeline.epoch_at(pid, time), ip), ip)
     }
 }
 
@@ -46,29 +43,17 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> Value {
     let mut m = Map::new();
     let pid = s.pid.unwrap_or(0);
     let time = s.time.unwrap_or(0);
-    let kernel = matches!(
-        cpumode,
-        misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR
-    );
+    let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
     m.insert("type".into(), json!("SAMPLE"));
     m.insert("event".into(), json!(l.events.list[ev as usize].name));
-    m.insert(
-        "comm".into(),
-        json!(l
-            .timeline
-            .comm_at(pid, s.tid.unwrap_or(pid), time)
-            .map(|c| l.timeline.comm_name(c))),
-    );
+    m.insert("comm".into(), json!(l.timeline.comm_at(pid, s.tid.unwrap_or(pid), time).map(|c| l.timeline.comm_name(c))));
     m.insert("pid".into(), json!(s.pid));
     m.insert("tid".into(), json!(s.tid));
     m.insert("cpu".into(), json!(s.cpu));
     m.insert("time".into(), json!(s.time));
     m.insert("period".into(), json!(s.period));
     m.insert("ip".into(), json!(s.ip.map(|ip| format!("0x{ip:x}"))));
-    m.insert(
-        "cpumode".into(),
-        json!(if kernel { "kernel" } else { "user" }),
-    );
+    m.insert("cpumode".into(), json!(if kernel { "kernel" } else { "user" }));
     if let Some(ip) = s.ip {
         let r = resolve(l, pid, time, kernel, ip);
         m.insert("sym".into(), json!(r.sym.as_ref().ok()));
@@ -78,18 +63,12 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> Value {
         }
     }
     m.insert("addr".into(), json!(s.addr.map(|a| format!("0x{a:x}"))));
-    m.insert(
-        "data_src".into(),
-        json!(s.data_src.map(|a| format!("0x{a:x}"))),
-    );
+    m.insert("data_src".into(), json!(s.data_src.map(|a| format!("0x{a:x}"))));
     m.insert("weight".into(), json!(s.weight));
     if s.ins_lat.is_some() {
         m.insert("ins_lat".into(), json!(s.ins_lat));
     }
-    m.insert(
-        "phys_addr".into(),
-        json!(s.phys_addr.map(|a| format!("0x{a:x}"))),
-    );
+    m.insert("phys_addr".into(), json!(s.phys_addr.map(|a| format!("0x{a:x}"))));
     m.insert("id".into(), json!(s.id));
     let chain: Option<Vec<Value>> = s.callchain.map(|c| {
         let words: Vec<u64> = c.iter().collect();
@@ -114,14 +93,9 @@ fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> String {
     let pid = s.pid.unwrap_or(0);
     let tid = s.tid.unwrap_or(pid);
     let time = s.time.unwrap_or(0);
-    let kernel = matches!(
-        cpumode,
-        misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR
-    );
-    let comm = l.timeline.comm_at(pid, tid, time).map_or_else(
-        || ":".to_string() + &pid.to_string(),
-        |c| l.timeline.comm_name(c).to_string(),
-    );
+    let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
+    let comm =
+        l.timeline.comm_at(pid, tid, time).map_or_else(|| ":".to_string() + &pid.to_string(), |c| l.timeline.comm_name(c).to_string());
     let mut out = format!(
         "{comm:>16} {pid:>7}/{tid:<7} [{:03}] {:>5}.{:06}: {:>10} {}:",
         s.cpu.unwrap_or(0),
@@ -222,9 +196,7 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
                         Ok(s) => {
                             let t = s.time.unwrap_or(0);
                             let text = match cfg.format {
-                                ScriptFormat::Jsonl => {
-                                    sample_json(l, ev, r.cpumode(), &s).to_string()
-                                }
+                                ScriptFormat::Jsonl => sample_json(l, ev, r.cpumode(), &s).to_string(),
                                 ScriptFormat::Text => sample_text(l, ev, r.cpumode(), &s),
                             };
                             (t, text)
@@ -232,19 +204,14 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
                         Err(e) => (
                             0,
                             match cfg.format {
-                                ScriptFormat::Jsonl => {
-                                    json!({"type": "SAMPLE", "error": e.to_string()}).to_string()
-                                }
+                                ScriptFormat::Jsonl => json!({"type": "SAMPLE", "error": e.to_string()}).to_string(),
                                 ScriptFormat::Text => format!("unparsable sample: {e}"),
                             },
                         ),
                     };
                     v.push((line.0, bi, seq, line.1));
                 } else {
-                    let id = sid
-                        .as_ref()
-                        .map(|p| p.parse_sample_id(r.body))
-                        .unwrap_or_default();
+                    let id = sid.as_ref().map(|p| p.parse_sample_id(r.body)).unwrap_or_default();
                     let t = id.time.unwrap_or(0);
                     let sb = parse_sideband(&r, l.events.endian).unwrap_or(Sideband::Other);
                     let mut val = sideband_value(r.kind, &sb);
@@ -254,12 +221,7 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
                     }
                     let text = match cfg.format {
                         ScriptFormat::Jsonl => val.to_string(),
-                        ScriptFormat::Text => format!(
-                            "{:>5}.{:06}: {}",
-                            t / 1_000_000_000,
-                            (t % 1_000_000_000) / 1000,
-                            val
-                        ),
+                        ScriptFormat::Text => format!("{:>5}.{:06}: {}", t / 1_000_000_000, (t % 1_000_000_000) / 1000, val),
                     };
                     v.push((t, bi, seq, text));
                 }

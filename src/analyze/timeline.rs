@@ -99,11 +99,7 @@ impl Timeline {
 
     pub fn add_fork(&mut self, t: &Task) {
         if t.pid != t.ppid {
-            self.procs
-                .entry(t.pid)
-                .or_default()
-                .parent
-                .get_or_insert((t.ppid, t.time));
+            self.procs.entry(t.pid).or_default().parent.get_or_insert((t.ppid, t.time));
         }
         // A new thread inherits its creator's name until it sets its own.
         if !self.threads.contains_key(&t.tid) {
@@ -114,12 +110,7 @@ impl Timeline {
     }
 
     pub fn add_mmap(&mut self, m: &Mmap, time: u64) {
-        let dso = Dso {
-            path: m.filename.clone(),
-            maj: m.maj,
-            min: m.min,
-            ino: m.ino,
-        };
+        let dso = Dso { path: m.filename.clone(), maj: m.maj, min: m.min, ino: m.ino };
         let id = match self.dso_ids.get(&dso) {
             Some(&i) => i,
             None => {
@@ -131,14 +122,7 @@ impl Timeline {
         };
         let p = self.procs.entry(m.pid).or_default();
         let epoch = p.execs.partition_point(|&e| e <= time) as u16;
-        p.maps.push(MapEntry {
-            start: m.start,
-            end: m.start.saturating_add(m.len),
-            pgoff: m.pgoff,
-            dso: id,
-            prot: m.prot,
-            epoch,
-        });
+        p.maps.push(MapEntry { start: m.start, end: m.start.saturating_add(m.len), pgoff: m.pgoff, dso: id, prot: m.prot, epoch });
     }
 
     /// The comm of a thread at `time`.
@@ -150,9 +134,7 @@ impl Timeline {
 
     /// The exec epoch of a process at `time`.
     pub fn epoch_at(&self, pid: u32, time: u64) -> u16 {
-        self.procs
-            .get(&pid)
-            .map_or(0, |p| p.execs.partition_point(|&e| e <= time) as u16)
+        self.procs.get(&pid).map_or(0, |p| p.execs.partition_point(|&e| e <= time) as u16)
     }
 
     /// The mapping covering `addr` in process `pid` during `epoch`.
@@ -161,17 +143,8 @@ impl Timeline {
         let mut epoch = epoch;
         for _ in 0..16 {
             let p = self.procs.get(&pid)?;
-            if let Some(m) = p
-                .maps
-                .iter()
-                .rev()
-                .find(|m| m.epoch == epoch && addr >= m.start && addr < m.end)
-            {
-                return Some(MapHit {
-                    dso: m.dso,
-                    file_offset: addr - m.start + m.pgoff,
-                    map_start: m.start,
-                });
+            if let Some(m) = p.maps.iter().rev().find(|m| m.epoch == epoch && addr >= m.start && addr < m.end) {
+                return Some(MapHit { dso: m.dso, file_offset: addr - m.start + m.pgoff, map_start: m.start });
             }
             if epoch != 0 {
                 return None;
@@ -185,11 +158,7 @@ impl Timeline {
 
     pub fn map_entry(&self, pid: u32, epoch: u16, addr: u64) -> Option<MapEntry> {
         let p = self.procs.get(&pid)?;
-        p.maps
-            .iter()
-            .rev()
-            .find(|m| m.epoch == epoch && addr >= m.start && addr < m.end)
-            .copied()
+        p.maps.iter().rev().find(|m| m.epoch == epoch && addr >= m.start && addr < m.end).copied()
     }
 
     pub fn process_count(&self) -> usize {
@@ -222,51 +191,20 @@ mod tests {
     #[test]
     fn exec_starts_a_new_epoch_and_children_use_parent_maps() {
         let mut t = Timeline::default();
-        t.add_comm(
-            &Comm {
-                pid: 10,
-                tid: 10,
-                comm: "msen".into(),
-                exec: false,
-            },
-            0,
-        );
+        t.add_comm(&Comm { pid: 10, tid: 10, comm: "msen".into(), exec: false }, 0);
         t.add_mmap(&mmap(10, 0x1000, "/usr/bin/msen"), 0);
-        t.add_comm(
-            &Comm {
-                pid: 10,
-                tid: 10,
-                comm: "hot".into(),
-                exec: true,
-            },
-            100,
-        );
+        t.add_comm(&Comm { pid: 10, tid: 10, comm: "hot".into(), exec: true }, 100);
         t.add_mmap(&mmap(10, 0x1000, "/tmp/hot"), 101);
-        t.add_fork(&Task {
-            pid: 11,
-            ppid: 10,
-            tid: 11,
-            ptid: 10,
-            time: 200,
-        });
+        t.add_fork(&Task { pid: 11, ppid: 10, tid: 11, ptid: 10, time: 200 });
         assert_eq!(t.comm_name(t.comm_at(10, 10, 50).unwrap()), "msen");
         assert_eq!(t.comm_name(t.comm_at(10, 10, 150).unwrap()), "hot");
         assert_eq!(t.comm_name(t.comm_at(11, 11, 250).unwrap()), "hot");
         let e = t.epoch_at(10, 150);
         assert_eq!(e, 1);
-        assert_eq!(
-            t.dsos[t.find_map(10, e, 0x1800).unwrap().dso as usize].path,
-            "/tmp/hot"
-        );
-        assert_eq!(
-            t.dsos[t.find_map(10, 0, 0x1800).unwrap().dso as usize].path,
-            "/usr/bin/msen"
-        );
+        assert_eq!(t.dsos[t.find_map(10, e, 0x1800).unwrap().dso as usize].path, "/tmp/hot");
+        assert_eq!(t.dsos[t.find_map(10, 0, 0x1800).unwrap().dso as usize].path, "/usr/bin/msen");
         // The child has no maps of its own: its parent's at fork time.
-        assert_eq!(
-            t.dsos[t.find_map(11, 0, 0x1800).unwrap().dso as usize].path,
-            "/tmp/hot"
-        );
+        assert_eq!(t.dsos[t.find_map(11, 0, 0x1800).unwrap().dso as usize].path, "/tmp/hot");
         assert!(t.find_map(10, e, 0x9000).is_none());
     }
 }

@@ -61,12 +61,7 @@ pub struct RecordArgs {
     #[arg(short = 'e', long = "event", value_name = "EVENT")]
     pub events: Vec<String>,
     /// Sampling frequency in Hz per CPU.
-    #[arg(
-        short = 'F',
-        long = "freq",
-        value_name = "HZ",
-        conflicts_with = "period"
-    )]
+    #[arg(short = 'F', long = "freq", value_name = "HZ", conflicts_with = "period")]
     pub freq: Option<u64>,
     /// Sample every N events instead of at a frequency.
     #[arg(short = 'c', long = "count", value_name = "N")]
@@ -132,18 +127,10 @@ pub struct InputArgs {
 
 impl InputArgs {
     pub fn path(&self) -> PathBuf {
-        self.input
-            .clone()
-            .or_else(|| self.file.clone())
-            .unwrap_or_else(|| PathBuf::from("msen.data"))
+        self.input.clone().or_else(|| self.file.clone()).unwrap_or_else(|| PathBuf::from("msen.data"))
     }
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            open: OpenOptions {
-                skip_corrupt: self.skip_corrupt,
-            },
-            symfs: self.symfs.clone(),
-        }
+        LoadOptions { open: OpenOptions { skip_corrupt: self.skip_corrupt }, symfs: self.symfs.clone() }
     }
 }
 
@@ -155,12 +142,7 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// Group rows by these keys, in order.
-    #[arg(
-        short = 's',
-        long = "sort",
-        value_delimiter = ',',
-        default_value = "comm,dso,sym"
-    )]
+    #[arg(short = 's', long = "sort", value_delimiter = ',', default_value = "comm,dso,sym")]
     pub sort: Vec<String>,
     /// Hide rows below this percentage.
     #[arg(long = "percent-limit", value_name = "PCT", default_value_t = 0.0)]
@@ -210,15 +192,14 @@ pub struct UsageError(pub String);
 
 impl RecordArgs {
     pub fn to_config(&self, command_line: Vec<String>) -> Result<RecordConfig, UsageError> {
-        let modes =
-            self.all_cpus as u8 + (!self.pids.is_empty()) as u8 + (!self.command.is_empty()) as u8;
+        let modes = self.all_cpus as u8 + (!self.pids.is_empty()) as u8 + (!self.command.is_empty()) as u8;
         if modes == 0 {
-            return Err(UsageError("nothing to record: give -a (all CPUs), -p PID, or a command after `--` (e.g. `msen record -- ./app`)".into()));
+            return Err(UsageError(
+                "nothing to record: give -a (all CPUs), -p PID, or a command after `--` (e.g. `msen record -- ./app`)".into(),
+            ));
         }
         if modes > 1 {
-            return Err(UsageError(
-                "choose one target: -a, -p PID, or `-- CMD`".into(),
-            ));
+            return Err(UsageError("choose one target: -a, -p PID, or `-- CMD`".into()));
         }
         let target = if self.all_cpus {
             Target::AllCpus
@@ -228,11 +209,7 @@ impl RecordArgs {
             Target::Command(self.command.clone())
         };
         let explicit = !self.events.is_empty();
-        let names = if explicit {
-            self.events.clone()
-        } else {
-            vec!["cycles".to_string()]
-        };
+        let names = if explicit { self.events.clone() } else { vec!["cycles".to_string()] };
         let events = parse_event_list(&names).map_err(|e| UsageError(e.to_string()))?;
         if events.is_empty() {
             return Err(UsageError("-e needs at least one event".into()));
@@ -245,25 +222,17 @@ impl RecordArgs {
             (None, None) => Sampling::Freq(4000),
         };
         if !self.mmap_pages.is_power_of_two() || self.mmap_pages < 2 {
-            return Err(UsageError(format!(
-                "--mmap-pages must be a power of two >= 2, not {}",
-                self.mmap_pages
-            )));
+            return Err(UsageError(format!("--mmap-pages must be a power of two >= 2, not {}", self.mmap_pages)));
         }
         let duration = match self.duration {
             Some(d) if !(d > 0.0 && d.is_finite()) => {
-                return Err(UsageError(format!(
-                    "--duration must be a positive number of seconds, not {d}"
-                )))
+                return Err(UsageError(format!("--duration must be a positive number of seconds, not {d}")))
             }
             Some(d) => Some(Duration::from_secs_f64(d)),
             None => None,
         };
         if !(1..=22).contains(&self.level) {
-            return Err(UsageError(format!(
-                "--compression-level must be 1..=22, not {}",
-                self.level
-            )));
+            return Err(UsageError(format!("--compression-level must be 1..=22, not {}", self.level)));
         }
         Ok(RecordConfig {
             target,
@@ -285,11 +254,8 @@ impl ReportArgs {
     pub fn to_config(&self, progress: bool) -> Result<ReportConfig, UsageError> {
         let mut sort = Vec::new();
         for s in &self.sort {
-            let k = SortKey::parse(s).ok_or_else(|| {
-                UsageError(format!(
-                    "unknown sort key '{s}'; use comm, pid, tid, dso, sym, cpu, event"
-                ))
-            })?;
+            let k =
+                SortKey::parse(s).ok_or_else(|| UsageError(format!("unknown sort key '{s}'; use comm, pid, tid, dso, sym, cpu, event")))?;
             if !sort.contains(&k) {
                 sort.push(k);
             }
@@ -298,9 +264,7 @@ impl ReportArgs {
             return Err(UsageError("--sort needs at least one key".into()));
         }
         if !(0.0..=100.0).contains(&self.percent_limit) {
-            return Err(UsageError(
-                "--percent-limit must be between 0 and 100".into(),
-            ));
+            return Err(UsageError("--percent-limit must be between 0 and 100".into()));
         }
         Ok(ReportConfig {
             sort,
@@ -309,11 +273,7 @@ impl ReportArgs {
             pids: self.pids.clone(),
             comms: self.comms.clone(),
             cpus: self.cpus.clone(),
-            children: if self.no_children {
-                Children::Off
-            } else {
-                Children::Auto
-            },
+            children: if self.no_children { Children::Off } else { Children::Auto },
             progress,
         })
     }
@@ -343,19 +303,11 @@ mod tests {
 
     #[test]
     fn record_passes_command_flags_through() {
-        let cli = Cli::try_parse_from([
-            "msen", "record", "-g", "-F", "999", "--", "ls", "-l", "--color",
-        ])
-        .unwrap();
-        let Command::Record(r) = cli.command else {
-            panic!()
-        };
+        let cli = Cli::try_parse_from(["msen", "record", "-g", "-F", "999", "--", "ls", "-l", "--color"]).unwrap();
+        let Command::Record(r) = cli.command else { panic!() };
         assert_eq!(r.command, vec!["ls", "-l", "--color"]);
         let c = r.to_config(vec![]).unwrap();
-        assert_eq!(
-            c.target,
-            Target::Command(vec!["ls".into(), "-l".into(), "--color".into()])
-        );
+        assert_eq!(c.target, Target::Command(vec!["ls".into(), "-l".into(), "--color".into()]));
         assert_eq!(c.sampling, Sampling::Freq(999));
         assert!(c.callchain);
     }
@@ -363,36 +315,23 @@ mod tests {
     #[test]
     fn record_needs_exactly_one_target() {
         let cli = Cli::try_parse_from(["msen", "record"]).unwrap();
-        let Command::Record(r) = cli.command else {
-            panic!()
-        };
+        let Command::Record(r) = cli.command else { panic!() };
         assert!(r.to_config(vec![]).is_err());
         let cli = Cli::try_parse_from(["msen", "record", "-a", "-p", "1"]).unwrap();
-        let Command::Record(r) = cli.command else {
-            panic!()
-        };
+        let Command::Record(r) = cli.command else { panic!() };
         assert!(r.to_config(vec![]).is_err());
         let cli = Cli::try_parse_from(["msen", "record", "-p", "1,2"]).unwrap();
-        let Command::Record(r) = cli.command else {
-            panic!()
-        };
-        assert_eq!(
-            r.to_config(vec![]).unwrap().target,
-            Target::Pids(vec![1, 2])
-        );
+        let Command::Record(r) = cli.command else { panic!() };
+        assert_eq!(r.to_config(vec![]).unwrap().target, Target::Pids(vec![1, 2]));
     }
 
     #[test]
     fn report_sort_keys_validate() {
         let cli = Cli::try_parse_from(["msen", "report", "--sort", "comm,pid,bogus"]).unwrap();
-        let Command::Report(r) = cli.command else {
-            panic!()
-        };
+        let Command::Report(r) = cli.command else { panic!() };
         assert!(r.to_config(false).is_err());
         let cli = Cli::try_parse_from(["msen", "report", "x.msen", "-s", "sym"]).unwrap();
-        let Command::Report(r) = cli.command else {
-            panic!()
-        };
+        let Command::Report(r) = cli.command else { panic!() };
         assert_eq!(r.input.path(), PathBuf::from("x.msen"));
         assert_eq!(r.to_config(false).unwrap().sort, vec![SortKey::Sym]);
     }

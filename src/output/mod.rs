@@ -12,9 +12,7 @@ pub fn progress(enabled: bool, len: u64, what: &str) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let pb = indicatif::ProgressBar::new(len);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks") {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_message(what.to_string());

@@ -12,29 +12,18 @@ pub fn render_table(r: &Report, source: &str) -> String {
     let mut out = String::new();
     out.push_str(&format!("# msen report of {source}\n"));
     if !r.clean_close {
-        out.push_str(
-            "# Note: the capture was cut short (no footer); the samples recovered are shown\n",
-        );
+        out.push_str("# Note: the capture was cut short (no footer); the samples recovered are shown\n");
     }
     if r.software_only {
-        out.push_str(
-            "# Note: software events only (the recording host had no usable hardware PMU)\n",
-        );
+        out.push_str("# Note: software events only (the recording host had no usable hardware PMU)\n");
     }
     for (ei, ev) in r.events.iter().enumerate() {
-        let rows: Vec<&Row> = r
-            .rows
-            .iter()
-            .filter(|row| row.event as usize == ei)
-            .collect();
+        let rows: Vec<&Row> = r.rows.iter().filter(|row| row.event as usize == ei).collect();
         if r.events.len() > 1 && ev.samples == 0 {
             continue;
         }
         out.push_str("#\n");
-        out.push_str(&format!(
-            "# Samples: {} of event '{}'\n",
-            ev.samples, ev.name
-        ));
+        out.push_str(&format!("# Samples: {} of event '{}'\n", ev.samples, ev.name));
         out.push_str(&format!("# Event count (approx.): {}\n", ev.period));
         if r.lost_samples > 0 {
             out.push_str(&format!("# Lost records: {}\n", r.lost_samples));
@@ -75,30 +64,15 @@ pub fn render_table(r: &Report, source: &str) -> String {
     out.push_str("#\n");
     let mut foot = Vec::new();
     if r.rows_hidden > 0 {
-        foot.push(format!(
-            "{} rows not shown (--percent-limit/--top)",
-            r.rows_hidden
-        ));
+        foot.push(format!("{} rows not shown (--percent-limit/--top)", r.rows_hidden));
     }
     let unresolved = r.unresolved_total();
     if unresolved > 0 {
-        let parts: Vec<String> = r
-            .unresolved
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        foot.push(format!(
-            "{unresolved} samples without a symbol ({})",
-            parts.join(", ")
-        ));
+        let parts: Vec<String> = r.unresolved.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        foot.push(format!("{unresolved} samples without a symbol ({})", parts.join(", ")));
     }
     let d = &r.decode;
-    if d.unparsable_samples
-        + d.unsplittable_records
-        + d.unknown_event_samples
-        + d.corrupt_blocks_skipped
-        > 0
-    {
+    if d.unparsable_samples + d.unsplittable_records + d.unknown_event_samples + d.corrupt_blocks_skipped > 0 {
         foot.push(format!(
             "decode problems: {} unparsable samples, {} unsplittable records, {} samples of unknown events, {} corrupt blocks skipped",
             d.unparsable_samples, d.unsplittable_records, d.unknown_event_samples, d.corrupt_blocks_skipped
@@ -133,23 +107,13 @@ pub fn render_json(r: &Report) -> Value {
                     m.insert("kernel".into(), json!(kernel));
                 }
             }
-            m.insert(
-                "event".into(),
-                json!(r
-                    .events
-                    .get(row.event as usize)
-                    .map(|e| e.name.as_str())
-                    .unwrap_or("")),
-            );
+            m.insert("event".into(), json!(r.events.get(row.event as usize).map(|e| e.name.as_str()).unwrap_or("")));
             m.insert("samples".into(), json!(row.samples));
             m.insert("period".into(), json!(row.period));
             m.insert("percent".into(), json!(round4(row.percent)));
             if let Some(c) = row.children_percent {
                 m.insert("children_percent".into(), json!(round4(c)));
-                m.insert(
-                    "children_period".into(),
-                    json!(row.children_period.unwrap_or(0)),
-                );
+                m.insert("children_period".into(), json!(row.children_period.unwrap_or(0)));
             }
             Value::Object(m)
         })
@@ -198,12 +162,7 @@ pub fn render_csv(r: &Report) -> String {
                 other => csv_field(&other.display()),
             })
             .collect();
-        c.push(csv_field(
-            r.events
-                .get(row.event as usize)
-                .map(|e| e.name.as_str())
-                .unwrap_or(""),
-        ));
+        c.push(csv_field(r.events.get(row.event as usize).map(|e| e.name.as_str()).unwrap_or("")));
         c.push(row.samples.to_string());
         c.push(row.period.to_string());
         c.push(format!("{:.4}", row.percent));

@@ -199,12 +199,10 @@ impl EventAttr {
     /// zero-padded).
     pub fn to_bytes(&self, size: u32) -> Vec<u8> {
         let mut b = vec![0u8; (size as usize).max(136)];
-        let put32 =
-            |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+        let put32 = |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
         put32(&mut b, 0, self.type_);
         put32(&mut b, 4, size);
-        let put64 =
-            |b: &mut Vec<u8>, off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+        let put64 = |b: &mut Vec<u8>, off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
         put64(&mut b, 8, self.config);
         put64(&mut b, 16, self.period_or_freq);
         put64(&mut b, 24, self.sample_type);

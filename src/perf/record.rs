@@ -156,10 +156,7 @@ pub const HEADER_SIZE: usize = 8;
 
 /// The address frames of a raw callchain with their mode (true = kernel),
 /// context markers removed. `kernel` is the mode of the sample itself.
-pub fn frames_of(
-    chain: impl Iterator<Item = u64>,
-    kernel: bool,
-) -> impl Iterator<Item = (bool, u64)> {
+pub fn frames_of(chain: impl Iterator<Item = u64>, kernel: bool) -> impl Iterator<Item = (bool, u64)> {
     let mut kernel = kernel;
     chain.filter_map(move |ip| {
         if ip >= PERF_CONTEXT_MAX {
@@ -185,11 +182,7 @@ pub struct RawRecord<'a> {
 
 impl fmt::Debug for RawRecord<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawRecord")
-            .field("kind", &self.kind)
-            .field("misc", &self.misc)
-            .field("len", &self.body.len())
-            .finish()
+        f.debug_struct("RawRecord").field("kind", &self.kind).field("misc", &self.misc).field("len", &self.body.len()).finish()
     }
 }
 
@@ -205,11 +198,7 @@ pub enum SplitError {
     #[error("record at byte {offset} has size {size}, smaller than its 8-byte header")]
     TooSmall { offset: usize, size: usize },
     #[error("record at byte {offset} has size {size} but only {left} bytes remain")]
-    Truncated {
-        offset: usize,
-        size: usize,
-        left: usize,
-    },
+    Truncated { offset: usize, size: usize, left: usize },
 }
 
 /// Iterates records laid end to end (the layout of a trace block and of a
@@ -223,11 +212,7 @@ pub struct RecordIter<'a> {
 
 impl<'a> RecordIter<'a> {
     pub fn new(buf: &'a [u8], endian: Endian) -> Self {
-        Self {
-            buf,
-            pos: 0,
-            endian,
-        }
+        Self { buf, pos: 0, endian }
     }
     pub fn offset(&self) -> usize {
         self.pos
@@ -244,11 +229,7 @@ impl<'a> Iterator for RecordIter<'a> {
         if left < HEADER_SIZE {
             let pos = self.pos;
             self.pos = self.buf.len();
-            return Some(Err(SplitError::Truncated {
-                offset: pos,
-                size: HEADER_SIZE,
-                left,
-            }));
+            return Some(Err(SplitError::Truncated { offset: pos, size: HEADER_SIZE, left }));
         }
         let h = &self.buf[self.pos..];
         let kind = RecordType(self.endian.u32(h));
@@ -262,11 +243,7 @@ impl<'a> Iterator for RecordIter<'a> {
         if size > left {
             let pos = self.pos;
             self.pos = self.buf.len();
-            return Some(Err(SplitError::Truncated {
-                offset: pos,
-                size,
-                left,
-            }));
+            return Some(Err(SplitError::Truncated { offset: pos, size, left }));
         }
         let body = &h[HEADER_SIZE..size];
         self.pos += size;
@@ -292,14 +269,7 @@ impl ParseInfo {
     pub fn new(a: &EventAttr, endian: Endian) -> Self {
         let st = a.sample_type;
         let mut id_trailer_len = 0;
-        for bit in [
-            sample::TID,
-            sample::TIME,
-            sample::ID,
-            sample::STREAM_ID,
-            sample::CPU,
-            sample::IDENTIFIER,
-        ] {
+        for bit in [sample::TID, sample::TIME, sample::ID, sample::STREAM_ID, sample::CPU, sample::IDENTIFIER] {
             if st & bit != 0 {
                 id_trailer_len += 8;
             }
@@ -332,11 +302,7 @@ impl ParseInfo {
 
     /// Parse a SAMPLE body.
     pub fn parse_sample<'a>(&self, body: &'a [u8]) -> Result<Sample<'a>, DecodeError> {
-        let mut c = Cursor {
-            b: body,
-            pos: 0,
-            e: self.endian,
-        };
+        let mut c = Cursor { b: body, pos: 0, e: self.endian };
         let st = self.sample_type;
         let mut s = Sample::default();
         if st & sample::IDENTIFIER != 0 {
@@ -370,11 +336,9 @@ impl ParseInfo {
         }
         if st & sample::READ != 0 {
             let rf = self.read_format;
-            let extra = (rf & attr::read_format::TOTAL_TIME_ENABLED != 0) as usize
-                + (rf & attr::read_format::TOTAL_TIME_RUNNING != 0) as usize;
-            let per_value = 1
-                + (rf & attr::read_format::ID != 0) as usize
-                + (rf & attr::read_format::LOST != 0) as usize;
+            let extra =
+                (rf & attr::read_format::TOTAL_TIME_ENABLED != 0) as usize + (rf & attr::read_format::TOTAL_TIME_RUNNING != 0) as usize;
+            let per_value = 1 + (rf & attr::read_format::ID != 0) as usize + (rf & attr::read_format::LOST != 0) as usize;
             if rf & attr::read_format::GROUP != 0 {
                 let nr = c.u64()? as usize;
                 c.skip(extra * 8)?;
@@ -459,11 +423,7 @@ impl ParseInfo {
         if !self.sample_id_all || body.len() < self.id_trailer_len {
             return id;
         }
-        let mut c = Cursor {
-            b: &body[body.len() - self.id_trailer_len..],
-            pos: 0,
-            e: self.endian,
-        };
+        let mut c = Cursor { b: &body[body.len() - self.id_trailer_len..], pos: 0, e: self.endian };
         let st = self.sample_type;
         // Infallible: the slice is exactly id_trailer_len long.
         let mut next = || c.u64().unwrap_or(0);
@@ -599,11 +559,7 @@ impl<'a> Sample<'a> {
         let n = w.map_or(0, |w| w.len() / 3);
         (0..n).filter_map(move |i| {
             let w = w?;
-            Some(BranchEntry {
-                from: w.get(3 * i)?,
-                to: w.get(3 * i + 1)?,
-                flags: w.get(3 * i + 2)?,
-            })
+            Some(BranchEntry { from: w.get(3 * i)?, to: w.get(3 * i + 1)?, flags: w.get(3 * i + 2)? })
         })
     }
 }
@@ -628,11 +584,7 @@ impl<'a> Cursor<'a> {
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or(DecodeError::Overflow)?;
         if end > self.b.len() {
-            return Err(DecodeError::Short {
-                at: self.pos,
-                want: n,
-                len: self.b.len(),
-            });
+            return Err(DecodeError::Short { at: self.pos, want: n, len: self.b.len() });
         }
         let s = &self.b[self.pos..end];
         self.pos = end;
@@ -718,11 +670,7 @@ pub enum Sideband {
 /// Decode a non-sample record. The sample_id trailer is not part of the result
 /// (use `ParseInfo::parse_sample_id`).
 pub fn parse_sideband(r: &RawRecord<'_>, e: Endian) -> Result<Sideband, DecodeError> {
-    let mut c = Cursor {
-        b: r.body,
-        pos: 0,
-        e,
-    };
+    let mut c = Cursor { b: r.body, pos: 0, e };
     Ok(match r.kind {
         RecordType::MMAP => {
             let pid = c.u32()?;
@@ -741,11 +689,7 @@ pub fn parse_sideband(r: &RawRecord<'_>, e: Endian) -> Result<Sideband, DecodeEr
                 min: 0,
                 ino: 0,
                 ino_generation: 0,
-                prot: if r.misc & misc::MMAP_DATA != 0 {
-                    libc::PROT_READ as u32
-                } else {
-                    (libc::PROT_READ | libc::PROT_EXEC) as u32
-                },
+                prot: if r.misc & misc::MMAP_DATA != 0 { libc::PROT_READ as u32 } else { (libc::PROT_READ | libc::PROT_EXEC) as u32 },
                 flags: 0,
                 build_id: None,
                 filename,
@@ -776,50 +720,22 @@ pub fn parse_sideband(r: &RawRecord<'_>, e: Endian) -> Result<Sideband, DecodeEr
             let prot = c.u32()?;
             let flags = c.u32()?;
             let filename = cstr(&r.body[c.pos..]);
-            Sideband::Mmap(Mmap {
-                pid,
-                tid,
-                start,
-                len,
-                pgoff,
-                maj,
-                min,
-                ino,
-                ino_generation,
-                prot,
-                flags,
-                build_id,
-                filename,
-            })
+            Sideband::Mmap(Mmap { pid, tid, start, len, pgoff, maj, min, ino, ino_generation, prot, flags, build_id, filename })
         }
         RecordType::COMM => {
             let pid = c.u32()?;
             let tid = c.u32()?;
-            Sideband::Comm(Comm {
-                pid,
-                tid,
-                comm: cstr(&r.body[c.pos..]),
-                exec: r.misc & misc::COMM_EXEC != 0,
-            })
+            Sideband::Comm(Comm { pid, tid, comm: cstr(&r.body[c.pos..]), exec: r.misc & misc::COMM_EXEC != 0 })
         }
         RecordType::FORK | RecordType::EXIT => {
-            let t = Task {
-                pid: c.u32()?,
-                ppid: c.u32()?,
-                tid: c.u32()?,
-                ptid: c.u32()?,
-                time: c.u64()?,
-            };
+            let t = Task { pid: c.u32()?, ppid: c.u32()?, tid: c.u32()?, ptid: c.u32()?, time: c.u64()? };
             if r.kind == RecordType::FORK {
                 Sideband::Fork(t)
             } else {
                 Sideband::Exit(t)
             }
         }
-        RecordType::LOST => Sideband::Lost(Lost {
-            id: c.u64()?,
-            lost: c.u64()?,
-        }),
+        RecordType::LOST => Sideband::Lost(Lost { id: c.u64()?, lost: c.u64()? }),
         RecordType::LOST_SAMPLES => Sideband::LostSamples(c.u64()?),
         _ => Sideband::Other,
     })
@@ -842,14 +758,7 @@ mod tests {
     use super::*;
 
     fn info(st: u64) -> ParseInfo {
-        ParseInfo::new(
-            &EventAttr {
-                sample_type: st,
-                flags: attr::flag::SAMPLE_ID_ALL,
-                ..Default::default()
-            },
-            Endian::Little,
-        )
+        ParseInfo::new(&EventAttr { sample_type: st, flags: attr::flag::SAMPLE_ID_ALL, ..Default::default() }, Endian::Little)
     }
 
     #[test]
@@ -866,21 +775,7 @@ mod tests {
             | sample::DATA_SRC
             | sample::PHYS_ADDR;
         let mut b = Vec::new();
-        for w in [
-            42u64,
-            0x401000,
-            (7u64 << 32) | 5,
-            1000,
-            0xdead,
-            1,
-            4000,
-            2,
-            0x401000,
-            0x402000,
-            33,
-            0x1_0000_0002,
-            0x9000,
-        ] {
+        for w in [42u64, 0x401000, (7u64 << 32) | 5, 1000, 0xdead, 1, 4000, 2, 0x401000, 0x402000, 33, 0x1_0000_0002, 0x9000] {
             b.extend_from_slice(&w.to_le_bytes());
         }
         let s = info(st).parse_sample(&b).unwrap();
@@ -891,10 +786,7 @@ mod tests {
         assert_eq!(s.addr, Some(0xdead));
         assert_eq!(s.cpu, Some(1));
         assert_eq!(s.period, Some(4000));
-        assert_eq!(
-            s.callchain.unwrap().iter().collect::<Vec<_>>(),
-            vec![0x401000, 0x402000]
-        );
+        assert_eq!(s.callchain.unwrap().iter().collect::<Vec<_>>(), vec![0x401000, 0x402000]);
         assert_eq!(s.weight, Some(33));
         assert_eq!(s.data_src, Some(0x1_0000_0002));
         assert_eq!(s.phys_addr, Some(0x9000));
@@ -919,13 +811,7 @@ mod tests {
         buf.extend_from_slice(&[9, 0, 0, 0, 0, 0, 4, 0]);
         let v: Vec<_> = RecordIter::new(&buf, Endian::Little).collect();
         assert!(v[0].is_ok());
-        assert_eq!(
-            v[1].as_ref().unwrap_err(),
-            &SplitError::TooSmall {
-                offset: 24,
-                size: 4
-            }
-        );
+        assert_eq!(v[1].as_ref().unwrap_err(), &SplitError::TooSmall { offset: 24, size: 4 });
         assert_eq!(v.len(), 2);
     }
 
@@ -937,15 +823,6 @@ mod tests {
             body.extend_from_slice(&w.to_le_bytes());
         }
         let id = p.parse_sample_id(&body);
-        assert_eq!(
-            id,
-            SampleId {
-                pid: Some(8),
-                tid: Some(9),
-                time: Some(555),
-                id: Some(77),
-                cpu: Some(3)
-            }
-        );
+        assert_eq!(id, SampleId { pid: Some(8), tid: Some(9), time: Some(555), id: Some(77), cpu: Some(3) });
     }
 }

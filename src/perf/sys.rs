@@ -32,27 +32,12 @@ const IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
 const IOC_ID: libc::c_ulong = 0x8008_2407;
 
 /// Open one perf event. `pid` -1 means any task, `cpu` -1 any CPU.
-pub fn perf_event_open(
-    attr: &EventAttr,
-    size: u32,
-    pid: i32,
-    cpu: i32,
-    group_fd: RawFd,
-) -> io::Result<OwnedFd> {
+pub fn perf_event_open(attr: &EventAttr, size: u32, pid: i32, cpu: i32, group_fd: RawFd) -> io::Result<OwnedFd> {
     let bytes = attr.to_bytes(size);
     // SAFETY: `bytes` is a perf_event_attr of `size` bytes in the kernel's
     // layout, alive for the duration of the call; the kernel only reads it
     // (it may write `size` back on E2BIG, within the buffer we own).
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            bytes.as_ptr(),
-            pid,
-            cpu,
-            group_fd,
-            PERF_FLAG_FD_CLOEXEC,
-        )
-    };
+    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, bytes.as_ptr(), pid, cpu, group_fd, PERF_FLAG_FD_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -80,11 +65,7 @@ pub fn disable(fd: &OwnedFd) -> io::Result<()> {
 
 /// Send this event's records into `target`'s ring buffer (same CPU required).
 pub fn set_output(fd: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
-    ioctl(
-        fd.as_raw_fd(),
-        IOC_SET_OUTPUT,
-        target.as_raw_fd() as libc::c_ulong,
-    )
+    ioctl(fd.as_raw_fd(), IOC_SET_OUTPUT, target.as_raw_fd() as libc::c_ulong)
 }
 
 /// The kernel's id for an event, as it appears in PERF_SAMPLE_IDENTIFIER.
@@ -118,16 +99,8 @@ impl RingBuffer {
         let map_len = (1 + data_pages) * page;
         // SAFETY: mapping a perf event fd as the kernel documents; the result
         // is checked against MAP_FAILED before use.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
+        let base =
+            unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
@@ -135,23 +108,10 @@ impl RingBuffer {
         // SAFETY: the first page is perf_event_mmap_page; data_offset/data_size
         // live at 1040/1048 (kernels >= 4.1; zero before, then data starts at
         // one page).
-        let (off, size) = unsafe {
-            (
-                std::ptr::read_volatile(base.add(1040) as *const u64),
-                std::ptr::read_volatile(base.add(1048) as *const u64),
-            )
-        };
-        let (data_offset, data_size) = if off == 0 {
-            (page, data_pages * page)
-        } else {
-            (off as usize, size as usize)
-        };
-        Ok(RingBuffer {
-            base,
-            map_len,
-            data_offset,
-            data_size,
-        })
+        let (off, size) =
+            unsafe { (std::ptr::read_volatile(base.add(1040) as *const u64), std::ptr::read_volatile(base.add(1048) as *const u64)) };
+        let (data_offset, data_size) = if off == 0 { (page, data_pages * page) } else { (off as usize, size as usize) };
+        Ok(RingBuffer { base, map_len, data_offset, data_size })
     }
 
     fn head(&self) -> &AtomicU64 {
@@ -177,8 +137,7 @@ impl RingBuffer {
         // SAFETY: [data_offset, data_offset + data_size) lies inside the
         // mapping; the kernel does not write the region between tail and head
         // until we advance data_tail.
-        let data =
-            unsafe { std::slice::from_raw_parts(self.base.add(self.data_offset), self.data_size) };
+        let data = unsafe { std::slice::from_raw_parts(self.base.add(self.data_offset), self.data_size) };
         let start = (tail & mask) as usize;
         let first = len.min(self.data_size - start);
         out.extend_from_slice(&data[start..start + first]);
@@ -216,9 +175,7 @@ pub fn online_cpus() -> Vec<u32> {
         .map(|s| parse_cpu_list(s.trim()))
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| {
-            let n = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1);
+            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             (0..n as u32).collect()
         })
 }

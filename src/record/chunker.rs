@@ -66,14 +66,7 @@ impl Chunker {
             sideband: Stream::default(),
             sample_time_off: info.sample_time_offset(),
             sideband_info: info,
-            by_id: events
-                .iter()
-                .flat_map(|e| {
-                    e.ids
-                        .iter()
-                        .map(move |&id| (id, ParseInfo::new(&e.attr, Endian::Little)))
-                })
-                .collect(),
+            by_id: events.iter().flat_map(|e| e.ids.iter().map(move |&id| (id, ParseInfo::new(&e.attr, Endian::Little)))).collect(),
             samples: 0,
             lost: 0,
             files: BTreeSet::new(),
@@ -121,13 +114,7 @@ impl Chunker {
     }
 
     /// Records read from ring `ring` (CPU `cpu`).
-    pub fn push(
-        &mut self,
-        ring: usize,
-        cpu: u32,
-        bytes: &[u8],
-        w: &mut TraceWriter,
-    ) -> io::Result<()> {
+    pub fn push(&mut self, ring: usize, cpu: u32, bytes: &[u8], w: &mut TraceWriter) -> io::Result<()> {
         let mut off = 0;
         for r in RecordIter::new(bytes, Endian::Little) {
             // The kernel writes whole records; a bad size here means the ring
@@ -137,10 +124,7 @@ impl Chunker {
             let rec = &bytes[off..off + len];
             off += len;
             if r.kind == RecordType::SAMPLE {
-                let t = self
-                    .sample_time_off
-                    .and_then(|o| r.body.get(o..o + 8))
-                    .map(|b| Endian::Little.u64(b));
+                let t = self.sample_time_off.and_then(|o| r.body.get(o..o + 8)).map(|b| Endian::Little.u64(b));
                 self.samples += 1;
                 self.note_sample(&r);
                 let (c, s) = &mut self.samples_by_ring[ring];
@@ -171,17 +155,7 @@ impl Chunker {
         if !bytes.is_empty() {
             let count = RecordIter::new(bytes, Endian::Little).count() as u32;
             // Synthesized records are stamped time 0, before every sample.
-            write_stream(
-                w,
-                BlockKind::SIDEBAND,
-                STREAM_GLOBAL,
-                Stream {
-                    buf: bytes.to_vec(),
-                    count,
-                    first: 0,
-                    last: 0,
-                },
-            )?;
+            write_stream(w, BlockKind::SIDEBAND, STREAM_GLOBAL, Stream { buf: bytes.to_vec(), count, first: 0, last: 0 })?;
         }
         Ok(())
     }
@@ -206,26 +180,12 @@ impl Chunker {
             }
         }
         if self.sideband.count > 0 {
-            write_stream(
-                w,
-                BlockKind::SIDEBAND,
-                STREAM_GLOBAL,
-                std::mem::take(&mut self.sideband),
-            )?;
+            write_stream(w, BlockKind::SIDEBAND, STREAM_GLOBAL, std::mem::take(&mut self.sideband))?;
         }
         Ok(())
     }
 }
 
 fn write_stream(w: &mut TraceWriter, kind: BlockKind, stream: u32, s: Stream) -> io::Result<()> {
-    w.write_block(
-        BlockInfo {
-            kind,
-            stream,
-            record_count: s.count,
-            first_time: s.first,
-            last_time: s.last,
-        },
-        &s.buf,
-    )
+    w.write_block(BlockInfo { kind, stream, record_count: s.count, first_time: s.first, last_time: s.last }, &s.buf)
 }

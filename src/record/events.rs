@@ -18,18 +18,11 @@ pub struct EventSpec {
 
 impl EventSpec {
     pub fn is_hardware(&self) -> bool {
-        matches!(
-            self.type_,
-            type_id::HARDWARE | type_id::HW_CACHE | type_id::RAW
-        ) || self.type_ >= 6
+        matches!(self.type_, type_id::HARDWARE | type_id::HW_CACHE | type_id::RAW) || self.type_ >= 6
     }
     /// Software events whose samples carry a data address (PERF_SAMPLE_ADDR).
     pub fn has_data_addr(&self) -> bool {
-        self.type_ == type_id::SOFTWARE
-            && matches!(
-                self.config,
-                sw::PAGE_FAULTS | sw::PAGE_FAULTS_MIN | sw::PAGE_FAULTS_MAJ
-            )
+        self.type_ == type_id::SOFTWARE && matches!(self.config, sw::PAGE_FAULTS | sw::PAGE_FAULTS_MIN | sw::PAGE_FAULTS_MAJ)
     }
 }
 
@@ -48,23 +41,11 @@ const NAMES: &[(&str, u32, u64)] = &[
     ("cache-references", type_id::HARDWARE, hw::CACHE_REFERENCES),
     ("cache-misses", type_id::HARDWARE, hw::CACHE_MISSES),
     ("branches", type_id::HARDWARE, hw::BRANCH_INSTRUCTIONS),
-    (
-        "branch-instructions",
-        type_id::HARDWARE,
-        hw::BRANCH_INSTRUCTIONS,
-    ),
+    ("branch-instructions", type_id::HARDWARE, hw::BRANCH_INSTRUCTIONS),
     ("branch-misses", type_id::HARDWARE, hw::BRANCH_MISSES),
     ("bus-cycles", type_id::HARDWARE, hw::BUS_CYCLES),
-    (
-        "stalled-cycles-frontend",
-        type_id::HARDWARE,
-        hw::STALLED_CYCLES_FRONTEND,
-    ),
-    (
-        "stalled-cycles-backend",
-        type_id::HARDWARE,
-        hw::STALLED_CYCLES_BACKEND,
-    ),
+    ("stalled-cycles-frontend", type_id::HARDWARE, hw::STALLED_CYCLES_FRONTEND),
+    ("stalled-cycles-backend", type_id::HARDWARE, hw::STALLED_CYCLES_BACKEND),
     ("ref-cycles", type_id::HARDWARE, hw::REF_CPU_CYCLES),
     ("cpu-clock", type_id::SOFTWARE, sw::CPU_CLOCK),
     ("task-clock", type_id::SOFTWARE, sw::TASK_CLOCK),
@@ -90,32 +71,19 @@ pub fn parse_event(s: &str) -> Result<EventSpec, EventParseError> {
     let (type_, config) = if let Some(&(_, t, c)) = NAMES.iter().find(|(n, _, _)| *n == base) {
         (t, c)
     } else if let Some(hex) = base.strip_prefix('r').filter(|h| !h.is_empty()) {
-        let c = u64::from_str_radix(hex.trim_start_matches("0x"), 16)
-            .map_err(|_| EventParseError::Unknown(s.to_string()))?;
+        let c = u64::from_str_radix(hex.trim_start_matches("0x"), 16).map_err(|_| EventParseError::Unknown(s.to_string()))?;
         (type_id::RAW, c)
     } else {
         return Err(EventParseError::Unknown(s.to_string()));
     };
-    let mut spec = EventSpec {
-        name: s.to_string(),
-        type_,
-        config,
-        exclude_user: false,
-        exclude_kernel: false,
-        precise: None,
-    };
+    let mut spec = EventSpec { name: s.to_string(), type_, config, exclude_user: false, exclude_kernel: false, precise: None };
     let (mut u, mut k, mut p) = (false, false, 0u8);
     for c in mods.chars() {
         match c {
             'u' => u = true,
             'k' => k = true,
             'p' if p < 3 => p += 1,
-            _ => {
-                return Err(EventParseError::Modifier {
-                    event: s.to_string(),
-                    modifier: c.to_string(),
-                })
-            }
+            _ => return Err(EventParseError::Modifier { event: s.to_string(), modifier: c.to_string() }),
         }
     }
     if u || k {
@@ -130,12 +98,7 @@ pub fn parse_event(s: &str) -> Result<EventSpec, EventParseError> {
 
 /// Parse a comma-separated list (`-e a,b -e c`).
 pub fn parse_event_list(items: &[String]) -> Result<Vec<EventSpec>, EventParseError> {
-    items
-        .iter()
-        .flat_map(|s| s.split(','))
-        .filter(|s| !s.trim().is_empty())
-        .map(parse_event)
-        .collect()
+    items.iter().flat_map(|s| s.split(',')).filter(|s| !s.trim().is_empty()).map(parse_event).collect()
 }
 
 #[cfg(test)]
@@ -145,36 +108,13 @@ mod tests {
     #[test]
     fn names_and_modifiers() {
         let e = parse_event("cycles:upp").unwrap();
-        assert_eq!(
-            (
-                e.type_,
-                e.config,
-                e.exclude_user,
-                e.exclude_kernel,
-                e.precise
-            ),
-            (0, 0, false, true, Some(2))
-        );
+        assert_eq!((e.type_, e.config, e.exclude_user, e.exclude_kernel, e.precise), (0, 0, false, true, Some(2)));
         let e = parse_event("r01c2:k").unwrap();
-        assert_eq!(
-            (e.type_, e.config, e.exclude_user),
-            (type_id::RAW, 0x1c2, true)
-        );
+        assert_eq!((e.type_, e.config, e.exclude_user), (type_id::RAW, 0x1c2, true));
         assert!(parse_event("cpu-clock").unwrap().type_ == type_id::SOFTWARE);
         assert!(parse_event("page-faults").unwrap().has_data_addr());
-        assert!(matches!(
-            parse_event("nope"),
-            Err(EventParseError::Unknown(_))
-        ));
-        assert!(matches!(
-            parse_event("cycles:z"),
-            Err(EventParseError::Modifier { .. })
-        ));
-        assert_eq!(
-            parse_event_list(&["cycles,cpu-clock".into(), "page-faults".into()])
-                .unwrap()
-                .len(),
-            3
-        );
+        assert!(matches!(parse_event("nope"), Err(EventParseError::Unknown(_))));
+        assert!(matches!(parse_event("cycles:z"), Err(EventParseError::Modifier { .. })));
+        assert_eq!(parse_event_list(&["cycles,cpu-clock".into(), "page-faults".into()]).unwrap().len(), 3);
     }
 }

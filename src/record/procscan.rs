@@ -7,14 +7,7 @@ use crate::perf::record::{build_record, misc, RecordType};
 use std::fs;
 
 /// The sample_id trailer for a synthesized record, laid out for `sample_type`.
-pub fn sample_id_trailer(
-    sample_type: u64,
-    pid: u32,
-    tid: u32,
-    time: u64,
-    id: u64,
-    cpu: u32,
-) -> Vec<u8> {
+pub fn sample_id_trailer(sample_type: u64, pid: u32, tid: u32, time: u64, id: u64, cpu: u32) -> Vec<u8> {
     let mut v = Vec::new();
     if sample_type & sample::TID != 0 {
         v.extend_from_slice(&pid.to_le_bytes());
@@ -52,11 +45,7 @@ pub fn comm_record(pid: u32, tid: u32, comm: &str, exec: bool, trailer: &[u8]) -
     body.extend_from_slice(&tid.to_le_bytes());
     body.extend_from_slice(&padded_str(comm));
     body.extend_from_slice(trailer);
-    build_record(
-        RecordType::COMM,
-        if exec { misc::COMM_EXEC } else { 0 },
-        &body,
-    )
+    build_record(RecordType::COMM, if exec { misc::COMM_EXEC } else { 0 }, &body)
 }
 
 /// One line of /proc/PID/maps.
@@ -122,55 +111,33 @@ pub fn mmap2_record(pid: u32, tid: u32, m: &MapsLine, trailer: &[u8]) -> Vec<u8>
     body.extend_from_slice(&m.ino.to_le_bytes());
     body.extend_from_slice(&0u64.to_le_bytes());
     body.extend_from_slice(&m.prot.to_le_bytes());
-    let flags = if m.shared {
-        libc::MAP_SHARED
-    } else {
-        libc::MAP_PRIVATE
-    } as u32;
+    let flags = if m.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE } as u32;
     body.extend_from_slice(&flags.to_le_bytes());
     let name = if m.path.is_empty() { "//anon" } else { &m.path };
     body.extend_from_slice(&padded_str(name));
     body.extend_from_slice(trailer);
-    let misc_bits = misc::USER
-        | if m.prot & libc::PROT_EXEC as u32 == 0 {
-            misc::MMAP_DATA
-        } else {
-            0
-        };
+    let misc_bits = misc::USER | if m.prot & libc::PROT_EXEC as u32 == 0 { misc::MMAP_DATA } else { 0 };
     build_record(RecordType::MMAP2, misc_bits, &body)
 }
 
 /// Synthesize COMM for every thread and MMAP2 for every mapping of `pid`.
 /// A process that exits meanwhile yields what was read before it went.
 pub fn synthesize_process(pid: u32, sample_type: u64, id: u64, out: &mut Vec<u8>) {
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim_end().to_string())
-        .unwrap_or_default();
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim_end().to_string()).unwrap_or_default();
     if comm.is_empty() {
         return;
     }
     let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-                .collect()
-        })
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect())
         .unwrap_or_default();
     tids.sort_unstable();
     if tids.is_empty() {
         tids.push(pid);
     }
     for &tid in &tids {
-        let tcomm = fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-            .map(|s| s.trim_end().to_string())
-            .unwrap_or_else(|_| comm.clone());
-        out.extend_from_slice(&comm_record(
-            pid,
-            tid,
-            &tcomm,
-            false,
-            &sample_id_trailer(sample_type, pid, tid, 0, id, 0),
-        ));
+        let tcomm =
+            fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).map(|s| s.trim_end().to_string()).unwrap_or_else(|_| comm.clone());
+        out.extend_from_slice(&comm_record(pid, tid, &tcomm, false, &sample_id_trailer(sample_type, pid, tid, 0, id, 0)));
     }
     if let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) {
         let trailer = sample_id_trailer(sample_type, pid, pid, 0, id, 0);
@@ -183,11 +150,7 @@ pub fn synthesize_process(pid: u32, sample_type: u64, id: u64, out: &mut Vec<u8>
 /// Every numeric entry of /proc.
 pub fn all_pids() -> Vec<u32> {
     let mut v: Vec<u32> = fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-                .collect()
-        })
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect())
         .unwrap_or_default();
     v.sort_unstable();
     v
@@ -196,11 +159,7 @@ pub fn all_pids() -> Vec<u32> {
 /// Thread ids of a process.
 pub fn threads_of(pid: u32) -> Vec<u32> {
     let mut v: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-                .collect()
-        })
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect())
         .unwrap_or_default();
     v.sort_unstable();
     v
@@ -215,28 +174,12 @@ mod tests {
     #[test]
     fn maps_line_roundtrips_through_mmap2() {
         let l = parse_maps_line("7f0000001000-7f0000003000 r-xp 00001000 fd:01 1234                       /usr/lib/libc.so.6").unwrap();
-        assert_eq!(
-            (l.start, l.end, l.pgoff, l.maj, l.min, l.ino),
-            (0x7f0000001000, 0x7f0000003000, 0x1000, 0xfd, 1, 1234)
-        );
+        assert_eq!((l.start, l.end, l.pgoff, l.maj, l.min, l.ino), (0x7f0000001000, 0x7f0000003000, 0x1000, 0xfd, 1, 1234));
         assert_eq!(l.path, "/usr/lib/libc.so.6");
-        let rec = mmap2_record(
-            10,
-            10,
-            &l,
-            &sample_id_trailer(sample::TID | sample::TIME, 10, 10, 0, 0, 0),
-        );
-        let r = RecordIter::new(&rec, Endian::Little)
-            .next()
-            .unwrap()
-            .unwrap();
-        let Sideband::Mmap(m) = parse_sideband(&r, Endian::Little).unwrap() else {
-            panic!()
-        };
-        assert_eq!(
-            (m.start, m.len, m.pgoff, m.ino),
-            (0x7f0000001000, 0x2000, 0x1000, 1234)
-        );
+        let rec = mmap2_record(10, 10, &l, &sample_id_trailer(sample::TID | sample::TIME, 10, 10, 0, 0, 0));
+        let r = RecordIter::new(&rec, Endian::Little).next().unwrap().unwrap();
+        let Sideband::Mmap(m) = parse_sideband(&r, Endian::Little).unwrap() else { panic!() };
+        assert_eq!((m.start, m.len, m.pgoff, m.ino), (0x7f0000001000, 0x2000, 0x1000, 1234));
         // The trailer follows the padded name, so the name must stop at its NUL.
         assert_eq!(m.filename, "/usr/lib/libc.so.6");
         let anon = parse_maps_line("7f0000001000-7f0000003000 rw-p 00000000 00:00 0 ").unwrap();

@@ -80,12 +80,7 @@ pub enum RecordError {
     #[error("no process {0} (it may have exited); check the pid with `ps -p {0}`")]
     NoSuchProcess(u32),
     #[error("cannot open event {event} on cpu {cpu}: {source}{hint}")]
-    Open {
-        event: String,
-        cpu: i32,
-        source: io::Error,
-        hint: String,
-    },
+    Open { event: String, cpu: i32, source: io::Error, hint: String },
     #[error("cannot map the ring buffer of cpu {cpu}: {source}; lower --mmap-pages or raise `ulimit -l`")]
     Mmap { cpu: u32, source: io::Error },
     #[error("cannot start {cmd}: {source}")]
@@ -137,16 +132,8 @@ fn permission_hint(all_cpus: bool) -> String {
 }
 
 /// Build the attr for one event of this capture.
-fn base_attr(
-    spec: &EventSpec,
-    cfg: &RecordConfig,
-    tracking: bool,
-    any_addr: bool,
-    exclude_kernel: bool,
-    data_bytes: usize,
-) -> EventAttr {
-    let mut st =
-        sample::IDENTIFIER | sample::IP | sample::TID | sample::TIME | sample::CPU | sample::PERIOD;
+fn base_attr(spec: &EventSpec, cfg: &RecordConfig, tracking: bool, any_addr: bool, exclude_kernel: bool, data_bytes: usize) -> EventAttr {
+    let mut st = sample::IDENTIFIER | sample::IP | sample::TID | sample::TIME | sample::CPU | sample::PERIOD;
     if cfg.callchain {
         st |= sample::CALLCHAIN;
     }
@@ -221,9 +208,7 @@ fn probe_events(cfg: &RecordConfig, notes: &mut Vec<String>) -> (Vec<EventSpec>,
             }
             continue;
         }
-        let start = spec
-            .precise
-            .unwrap_or(if cfg.events_explicit { 0 } else { 3 });
+        let start = spec.precise.unwrap_or(if cfg.events_explicit { 0 } else { 3 });
         let mut chosen = None;
         let mut last_err = None;
         for p in (0..=start).rev() {
@@ -255,10 +240,7 @@ fn probe_events(cfg: &RecordConfig, notes: &mut Vec<String>) -> (Vec<EventSpec>,
                 if let Some(mut cc) = cc {
                     cc.exclude_user = spec.exclude_user;
                     cc.exclude_kernel = spec.exclude_kernel;
-                    if !out
-                        .iter()
-                        .any(|o| o.type_ == cc.type_ && o.config == cc.config)
-                    {
+                    if !out.iter().any(|o| o.type_ == cc.type_ && o.config == cc.config) {
                         out.push(cc);
                     }
                 }
@@ -287,28 +269,18 @@ struct Workload {
 impl Workload {
     fn spawn(argv: &[String]) -> Result<Workload, RecordError> {
         let cmd = argv.first().cloned().unwrap_or_default();
-        let spawn_err = |source| RecordError::Spawn {
-            cmd: cmd.clone(),
-            source,
-        };
+        let spawn_err = |source| RecordError::Spawn { cmd: cmd.clone(), source };
         let cargs: Vec<CString> = argv
             .iter()
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<_, _>>()
-            .map_err(|_| {
-                spawn_err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "argument contains a NUL byte",
-                ))
-            })?;
+            .map_err(|_| spawn_err(io::Error::new(io::ErrorKind::InvalidInput, "argument contains a NUL byte")))?;
         let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
         ptrs.push(std::ptr::null());
         let mut go = [0i32; 2];
         let mut err = [0i32; 2];
         // SAFETY: pipe2 writes two fds into each array.
-        if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0
-            || unsafe { libc::pipe2(err.as_mut_ptr(), libc::O_CLOEXEC) } != 0
-        {
+        if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0 || unsafe { libc::pipe2(err.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
             return Err(spawn_err(io::Error::last_os_error()));
         }
         // SAFETY: the child only calls async-signal-safe functions (read,
@@ -342,12 +314,7 @@ impl Workload {
         let go_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(go[1]) };
         // SAFETY: err[0] is a valid fd owned by us from here on.
         let err_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(err[0]) };
-        Ok(Workload {
-            pid,
-            go: Some(go_fd),
-            exec_err: Some(err_fd),
-            exited: None,
-        })
+        Ok(Workload { pid, go: Some(go_fd), exec_err: Some(err_fd), exited: None })
     }
 
     /// Let the child exec; report exec failure.
@@ -360,19 +327,10 @@ impl Workload {
             let mut e = 0i32;
             // SAFETY: reading up to 4 bytes into an i32; the write end closes
             // on a successful exec (CLOEXEC), so read returns 0 then.
-            let n = unsafe {
-                libc::read(
-                    errfd.as_raw_fd(),
-                    &mut e as *mut i32 as *mut libc::c_void,
-                    4,
-                )
-            };
+            let n = unsafe { libc::read(errfd.as_raw_fd(), &mut e as *mut i32 as *mut libc::c_void, 4) };
             if n == 4 {
                 self.wait(true);
-                return Err(RecordError::Spawn {
-                    cmd: cmd.to_string(),
-                    source: io::Error::from_raw_os_error(e),
-                });
+                return Err(RecordError::Spawn { cmd: cmd.to_string(), source: io::Error::from_raw_os_error(e) });
             }
         }
         Ok(())
@@ -384,14 +342,9 @@ impl Workload {
         }
         let mut status = 0;
         // SAFETY: waitpid on our own child.
-        let r =
-            unsafe { libc::waitpid(self.pid, &mut status, if block { 0 } else { libc::WNOHANG }) };
+        let r = unsafe { libc::waitpid(self.pid, &mut status, if block { 0 } else { libc::WNOHANG }) };
         if r == self.pid {
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            };
+            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
             self.exited = Some(code);
         }
         self.exited
@@ -417,7 +370,9 @@ pub fn record(cfg: &RecordConfig) -> Result<RecordSummary, RecordError> {
     let all_software = events.iter().all(|e| !e.is_hardware());
     let exclude_kernel = !is_root() && sysinfo::perf_event_paranoid().is_some_and(|p| p >= 2);
     if exclude_kernel {
-        notes.push("kernel.perf_event_paranoid >= 2 and not root: sampling user space only (as `:u`); run as root for kernel samples".into());
+        notes.push(
+            "kernel.perf_event_paranoid >= 2 and not root: sampling user space only (as `:u`); run as root for kernel samples".into(),
+        );
     }
     let any_addr = events.iter().any(|e| e.has_data_addr());
 
@@ -426,17 +381,7 @@ pub fn record(cfg: &RecordConfig) -> Result<RecordSummary, RecordError> {
         _ => None,
     };
     // Kill a spawned-but-unstarted child on any error path below.
-    let result = run(
-        cfg,
-        &events,
-        all_software,
-        fallback,
-        exclude_kernel,
-        any_addr,
-        workload.as_mut(),
-        &mut notes,
-        started,
-    );
+    let result = run(cfg, &events, all_software, fallback, exclude_kernel, any_addr, workload.as_mut(), &mut notes, started);
     if result.is_err() {
         if let Some(w) = workload.as_mut() {
             if w.exited.is_none() {
@@ -491,18 +436,12 @@ fn run(
         let mut ids = Vec::new();
         for &cpu in &cpus {
             for &pid in &pids {
-                let fd =
-                    match open_attr(&mut attr, pid, cpu as i32) {
-                        Ok(fd) => fd,
-                        // A thread that exited since we listed it.
-                        Err(e)
-                            if e.raw_os_error() == Some(libc::ESRCH)
-                                && matches!(cfg.target, Target::Pids(_))
-                                && pid > 0 =>
-                        {
-                            continue
-                        }
-                        Err(e) => return Err(match e.raw_os_error() {
+                let fd = match open_attr(&mut attr, pid, cpu as i32) {
+                    Ok(fd) => fd,
+                    // A thread that exited since we listed it.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) && matches!(cfg.target, Target::Pids(_)) && pid > 0 => continue,
+                    Err(e) => {
+                        return Err(match e.raw_os_error() {
                             Some(libc::EACCES) | Some(libc::EPERM) => RecordError::Permission {
                                 event: spec.name.clone(),
                                 hint: permission_hint(matches!(cfg.target, Target::AllCpus)),
@@ -512,53 +451,33 @@ fn run(
                                 event: spec.name.clone(),
                                 cpu: cpu as i32,
                                 hint: match no_pmu_note(&e) {
-                                    Some(_) => {
-                                        "; this host has no hardware PMU for it: use -e cpu-clock"
-                                            .into()
-                                    }
+                                    Some(_) => "; this host has no hardware PMU for it: use -e cpu-clock".into(),
                                     None => String::new(),
                                 },
                                 source: e,
                             },
-                        }),
-                    };
-                ids.push(
-                    sys::event_id(&fd).map_err(|e| {
-                        RecordError::Other(format!("PERF_EVENT_IOC_ID failed: {e}"))
-                    })?,
-                );
+                        })
+                    }
+                };
+                ids.push(sys::event_id(&fd).map_err(|e| RecordError::Other(format!("PERF_EVENT_IOC_ID failed: {e}")))?);
                 match rings.iter().position(|r| r.cpu == cpu) {
                     Some(ri) => {
                         let owner = &fds[rings[ri].owner];
-                        sys::set_output(&fd, owner).map_err(|e| {
-                            RecordError::Other(format!(
-                                "redirecting event output on cpu {cpu}: {e}"
-                            ))
-                        })?;
+                        sys::set_output(&fd, owner)
+                            .map_err(|e| RecordError::Other(format!("redirecting event output on cpu {cpu}: {e}")))?;
                     }
                     None => {
-                        let buf = RingBuffer::new(&fd, cfg.mmap_pages)
-                            .map_err(|source| RecordError::Mmap { cpu, source })?;
-                        rings.push(Ring {
-                            cpu,
-                            buf,
-                            owner: fds.len(),
-                        });
+                        let buf = RingBuffer::new(&fd, cfg.mmap_pages).map_err(|source| RecordError::Mmap { cpu, source })?;
+                        rings.push(Ring { cpu, buf, owner: fds.len() });
                     }
                 }
                 fds.push(fd);
             }
         }
-        descs.push(EventDesc {
-            name: spec.name.clone(),
-            attr: attr.clone(),
-            ids,
-        });
+        descs.push(EventDesc { name: spec.name.clone(), attr: attr.clone(), ids });
     }
     if fds.is_empty() {
-        return Err(RecordError::Other(
-            "no event could be opened: every target thread exited".into(),
-        ));
+        return Err(RecordError::Other("no event could be opened: every target thread exited".into()));
     }
 
     let mut meta = Metadata {
@@ -576,38 +495,20 @@ fn run(
         fallback_reason: fallback,
         target: match &cfg.target {
             Target::AllCpus => "all CPUs".into(),
-            Target::Pids(p) => format!(
-                "pid {}",
-                p.iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+            Target::Pids(p) => format!("pid {}", p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")),
             Target::Command(a) => format!("command: {}", a.join(" ")),
         },
         ..Default::default()
     };
     sysinfo::describe_machine(&mut meta);
 
-    let out_err = |source| RecordError::Output {
-        path: cfg.output.clone(),
-        source,
-    };
-    let write_err = |source| RecordError::Write {
-        path: cfg.output.clone(),
-        source,
-    };
+    let out_err = |source| RecordError::Output { path: cfg.output.clone(), source };
+    let write_err = |source| RecordError::Write { path: cfg.output.clone(), source };
     let mut writer = TraceWriter::create(&cfg.output, cfg.compression_level).map_err(out_err)?;
     let meta_json = serde_json::to_vec(&meta).map_err(|e| RecordError::Other(e.to_string()))?;
     writer
         .write_block(
-            BlockInfo {
-                kind: BlockKind::METADATA,
-                stream: STREAM_GLOBAL,
-                record_count: 1,
-                first_time: 0,
-                last_time: 0,
-            },
+            BlockInfo { kind: BlockKind::METADATA, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 },
             &meta_json,
         )
         .map_err(write_err)?;
@@ -642,42 +543,22 @@ fn run(
     for pid in synth_pids {
         procscan::synthesize_process(pid, tracking.attr.sample_type, id0, &mut synth);
     }
-    chunker
-        .push_synthesized(&synth, &mut writer)
-        .map_err(write_err)?;
+    chunker.push_synthesized(&synth, &mut writer).map_err(write_err)?;
 
     let deadline = cfg.duration.map(|d| Instant::now() + d);
-    let mut pollfds: Vec<libc::pollfd> = rings
-        .iter()
-        .map(|r| libc::pollfd {
-            fd: fds[r.owner].as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut pollfds: Vec<libc::pollfd> =
+        rings.iter().map(|r| libc::pollfd { fd: fds[r.owner].as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
     let mut scratch = Vec::with_capacity(data_bytes);
     let mut last_flush = Instant::now();
     let stop_reason;
     loop {
-        let timeout_ms = deadline.map_or(100, |d| {
-            d.saturating_duration_since(Instant::now())
-                .as_millis()
-                .min(100) as i32
-        });
+        let timeout_ms = deadline.map_or(100, |d| d.saturating_duration_since(Instant::now()).as_millis().min(100) as i32);
         // SAFETY: pollfds is a valid array of pollfd for the duration of the call.
-        unsafe {
-            libc::poll(
-                pollfds.as_mut_ptr(),
-                pollfds.len() as libc::nfds_t,
-                timeout_ms,
-            )
-        };
+        unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
         for (ri, ring) in rings.iter_mut().enumerate() {
             scratch.clear();
             if ring.buf.drain_into(&mut scratch) > 0 {
-                chunker
-                    .push(ri, ring.cpu, &scratch, &mut writer)
-                    .map_err(write_err)?;
+                chunker.push(ri, ring.cpu, &scratch, &mut writer).map_err(write_err)?;
             }
         }
         if last_flush.elapsed() >= Duration::from_secs(1) {
@@ -699,10 +580,7 @@ fn run(
             }
         }
         if let Target::Pids(ps) = &cfg.target {
-            if ps
-                .iter()
-                .all(|p| !Path::new(&format!("/proc/{p}")).exists())
-            {
+            if ps.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()) {
                 stop_reason = "target processes exited";
                 break;
             }
@@ -717,9 +595,7 @@ fn run(
     for (ri, ring) in rings.iter_mut().enumerate() {
         scratch.clear();
         if ring.buf.drain_into(&mut scratch) > 0 {
-            chunker
-                .push(ri, ring.cpu, &scratch, &mut writer)
-                .map_err(write_err)?;
+            chunker.push(ri, ring.cpu, &scratch, &mut writer).map_err(write_err)?;
         }
     }
     chunker.flush_all(&mut writer).map_err(write_err)?;
@@ -738,13 +614,7 @@ fn run(
         let text = k.subset_text(chunker.kernel_ips());
         writer
             .write_block(
-                BlockInfo {
-                    kind: BlockKind::KALLSYMS,
-                    stream: STREAM_GLOBAL,
-                    record_count: 1,
-                    first_time: 0,
-                    last_time: 0,
-                },
+                BlockInfo { kind: BlockKind::KALLSYMS, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 },
                 text.as_bytes(),
             )
             .map_err(write_err)?;
@@ -761,22 +631,13 @@ fn run(
     let end_json = serde_json::to_vec(&end).map_err(|e| RecordError::Other(e.to_string()))?;
     writer
         .write_block(
-            BlockInfo {
-                kind: BlockKind::CAPTURE_END,
-                stream: STREAM_GLOBAL,
-                record_count: 1,
-                first_time: 0,
-                last_time: 0,
-            },
+            BlockInfo { kind: BlockKind::CAPTURE_END, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 },
             &end_json,
         )
         .map_err(write_err)?;
     let bytes = writer.finish().map_err(write_err)?;
     if chunker.lost > 0 {
-        notes.push(format!(
-            "the kernel dropped {} records (ring buffer full); raise --mmap-pages or lower -F",
-            chunker.lost
-        ));
+        notes.push(format!("the kernel dropped {} records (ring buffer full); raise --mmap-pages or lower -F", chunker.lost));
     }
     Ok(RecordSummary {
         path: cfg.output.clone(),

@@ -53,14 +53,7 @@ pub fn build_id(path: &Path) -> Option<String> {
 /// Build-ids of the given files; files that are not ELF or carry no build-id
 /// are left out.
 pub fn build_ids_of<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<BuildId> {
-    let mut v: Vec<BuildId> = paths
-        .filter_map(|p| {
-            build_id(Path::new(p)).map(|b| BuildId {
-                path: p.to_string(),
-                build_id: b,
-            })
-        })
-        .collect();
+    let mut v: Vec<BuildId> = paths.filter_map(|p| build_id(Path::new(p)).map(|b| BuildId { path: p.to_string(), build_id: b })).collect();
     v.sort_by(|a, b| a.path.cmp(&b.path));
     v
 }
@@ -81,10 +74,7 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
     let bid = f.build_id().ok().flatten().map(hex);
     if let (Some(want), Some(found)) = (expect_build_id, bid.as_deref()) {
         if want != found {
-            return Err(ElfProblem::BuildIdMismatch {
-                recorded: want.to_string(),
-                found: found.to_string(),
-            });
+            return Err(ElfProblem::BuildIdMismatch { recorded: want.to_string(), found: found.to_string() });
         }
     }
     let mut symbols: Vec<Symbol> = Vec::new();
@@ -96,27 +86,16 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
         if name.is_empty() {
             continue;
         }
-        symbols.push(Symbol {
-            start: s.address(),
-            end: s.address() + s.size(),
-            name: demangle(name),
-        });
+        symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: demangle(name) });
     }
     // Total order, then drop duplicates (symtab and dynsym list the same
     // functions).
-    symbols.sort_by(|a, b| {
-        a.start
-            .cmp(&b.start)
-            .then(b.end.cmp(&a.end))
-            .then(a.name.cmp(&b.name))
-    });
+    symbols.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.name.cmp(&b.name)));
     symbols.dedup_by(|b, a| a.start == b.start && a.end == b.end);
     // Zero-sized symbols extend to the next symbol (hand-written assembly).
     for i in 0..symbols.len() {
         if symbols[i].end == symbols[i].start {
-            symbols[i].end = symbols
-                .get(i + 1)
-                .map_or(symbols[i].start + 1, |n| n.start.max(symbols[i].start + 1));
+            symbols[i].end = symbols.get(i + 1).map_or(symbols[i].start + 1, |n| n.start.max(symbols[i].start + 1));
         }
     }
     let segments = f
@@ -126,20 +105,13 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
             (size > 0).then_some((off, size, s.address()))
         })
         .collect();
-    Ok(ElfSymbols {
-        symbols,
-        segments,
-        build_id: bid,
-    })
+    Ok(ElfSymbols { symbols, segments, build_id: bid })
 }
 
 impl ElfSymbols {
     /// Virtual address of a file offset (None outside every loaded segment).
     pub fn offset_to_vaddr(&self, off: u64) -> Option<u64> {
-        self.segments
-            .iter()
-            .find(|(o, sz, _)| off >= *o && off < o + sz)
-            .map(|(o, _, va)| off - o + va)
+        self.segments.iter().find(|(o, sz, _)| off >= *o && off < o + sz).map(|(o, _, va)| off - o + va)
     }
 
     /// The function containing `vaddr`.
@@ -147,10 +119,6 @@ impl ElfSymbols {
         let i = self.symbols.partition_point(|s| s.start <= vaddr);
         // Walk back over earlier-starting symbols: a large symbol may
         // contain this address even when a smaller one ends before it.
-        self.symbols[..i]
-            .iter()
-            .rev()
-            .take(8)
-            .find(|s| vaddr < s.end)
+        self.symbols[..i].iter().rev().take(8).find(|s| vaddr < s.end)
     }
 }

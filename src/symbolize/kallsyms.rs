@@ -27,14 +27,8 @@ impl Kallsyms {
                 if addr == 0 || !matches!(ty, "t" | "T" | "w" | "W") {
                     return None;
                 }
-                let module = it
-                    .next()
-                    .map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
-                Some(KSym {
-                    start: addr,
-                    name: name.to_string(),
-                    module,
-                })
+                let module = it.next().map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
+                Some(KSym { start: addr, name: name.to_string(), module })
             })
             .collect();
         syms.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.name.cmp(&b.name)));
@@ -87,12 +81,11 @@ mod tests {
     use super::*;
     #[test]
     fn lookup_and_modules() {
-        let k = Kallsyms::parse("ffffffff81000000 T _stext\nffffffff81000100 t do_one\nffffffff81000200 D some_data\nffffffffc0000000 t nf_hook\t[nf_tables]\n");
-        assert_eq!(k.lookup(0xffffffff81000150).unwrap().name, "do_one");
-        assert_eq!(
-            k.lookup(0xffffffffc0000010).unwrap().module.as_deref(),
-            Some("nf_tables")
+        let k = Kallsyms::parse(
+            "ffffffff81000000 T _stext\nffffffff81000100 t do_one\nffffffff81000200 D some_data\nffffffffc0000000 t nf_hook\t[nf_tables]\n",
         );
+        assert_eq!(k.lookup(0xffffffff81000150).unwrap().name, "do_one");
+        assert_eq!(k.lookup(0xffffffffc0000010).unwrap().module.as_deref(), Some("nf_tables"));
         assert!(k.lookup(0x1000).is_none());
     }
 }

@@ -70,20 +70,9 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn new(
-        dsos: Vec<Dso>,
-        build_ids: HashMap<String, String>,
-        kallsyms: Kallsyms,
-        symfs: Option<PathBuf>,
-    ) -> Resolver {
+    pub fn new(dsos: Vec<Dso>, build_ids: HashMap<String, String>, kallsyms: Kallsyms, symfs: Option<PathBuf>) -> Resolver {
         let elf = (0..dsos.len()).map(|_| OnceLock::new()).collect();
-        Resolver {
-            dsos,
-            build_ids,
-            elf,
-            kallsyms,
-            symfs,
-        }
+        Resolver { dsos, build_ids, elf, kallsyms, symfs }
     }
 
     pub fn dso(&self, id: u32) -> Option<&Dso> {
@@ -103,10 +92,7 @@ impl Resolver {
                 Some(root) => root.join(dso.path.trim_start_matches('/')),
                 None => PathBuf::from(&dso.path),
             };
-            elf::load(
-                Path::new(&path),
-                self.build_ids.get(&dso.path).map(String::as_str),
-            )
+            elf::load(Path::new(&path), self.build_ids.get(&dso.path).map(String::as_str))
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -115,12 +101,7 @@ impl Resolver {
     /// Resolve a user-space address given the mapping that covers it.
     pub fn user(&self, hit: Option<MapHit>, addr: u64) -> Resolved {
         let Some(hit) = hit else {
-            return Resolved {
-                dso: "[unknown]".into(),
-                sym: Err(Unresolved::NoMap),
-                kernel: false,
-                rel: addr,
-            };
+            return Resolved { dso: "[unknown]".into(), sym: Err(Unresolved::NoMap), kernel: false, rel: addr };
         };
         let dso = self.dsos.get(hit.dso as usize);
         let name = dso.map_or("[unknown]".to_string(), |d| d.short_name().to_string());
@@ -136,23 +117,13 @@ impl Resolver {
             Err(_) => Err(Unresolved::NoSymbols),
         };
         // perf prints the file-relative address of unresolved user code.
-        Resolved {
-            dso: name,
-            sym,
-            kernel: false,
-            rel: hit.file_offset,
-        }
+        Resolved { dso: name, sym, kernel: false, rel: hit.file_offset }
     }
 
     /// Resolve a kernel address from the captured kallsyms.
     pub fn kernel(&self, addr: u64) -> Resolved {
         if self.kallsyms.is_empty() {
-            return Resolved {
-                dso: "[kernel.kallsyms]".into(),
-                sym: Err(Unresolved::NoKallsyms),
-                kernel: true,
-                rel: addr,
-            };
+            return Resolved { dso: "[kernel.kallsyms]".into(), sym: Err(Unresolved::NoKallsyms), kernel: true, rel: addr };
         }
         match self.kallsyms.lookup(addr) {
             Some(k) => Resolved {
@@ -164,12 +135,7 @@ impl Resolver {
                 kernel: true,
                 rel: addr,
             },
-            None => Resolved {
-                dso: "[kernel.kallsyms]".into(),
-                sym: Err(Unresolved::OutsideFunctions),
-                kernel: true,
-                rel: addr,
-            },
+            None => Resolved { dso: "[kernel.kallsyms]".into(), sym: Err(Unresolved::OutsideFunctions), kernel: true, rel: addr },
         }
     }
 
@@ -180,10 +146,9 @@ impl Resolver {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| match c.get() {
-                Some(Err(ElfProblem::BuildIdMismatch { recorded, found })) => Some((
-                    self.dsos[i].path.clone(),
-                    format!("build-id mismatch: recorded {recorded}, file has {found}; not used"),
-                )),
+                Some(Err(ElfProblem::BuildIdMismatch { recorded, found })) => {
+                    Some((self.dsos[i].path.clone(), format!("build-id mismatch: recorded {recorded}, file has {found}; not used")))
+                }
                 Some(Err(ElfProblem::Missing(e))) if self.dsos[i].path.starts_with('/') => {
                     Some((self.dsos[i].path.clone(), format!("not readable: {e}")))
                 }

@@ -17,6 +17,9 @@ pub const INDEX_ENTRY_SIZE: usize = 48;
 /// Largest raw or stored block payload a reader accepts (a sanity bound for
 /// scanning damaged files; writers stay far below it).
 pub const MAX_BLOCK_LEN: u32 = 256 << 20;
+/// Block flag: the payload (after decompression) holds perf records in the
+/// record-columns encoding (see `delta`).
+pub const BLOCK_FLAG_RECORD_COLUMNS: u8 = 1;
 /// `stream` value for blocks not tied to one CPU.
 pub const STREAM_GLOBAL: u32 = u32::MAX;
 
@@ -90,12 +93,7 @@ pub struct FileHeader {
 
 impl FileHeader {
     pub fn current() -> Self {
-        FileHeader {
-            major: MAJOR,
-            minor: MINOR,
-            header_size: FILE_HEADER_SIZE as u32,
-            flags: 0,
-        }
+        FileHeader { major: MAJOR, minor: MINOR, header_size: FILE_HEADER_SIZE as u32, flags: 0 }
     }
 
     pub fn encode(&self) -> [u8; FILE_HEADER_SIZE] {
@@ -151,19 +149,9 @@ impl BlockHeader {
             return None;
         }
         let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
-        let u32_at =
-            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let u64_at = |o: usize| {
-            u64::from_le_bytes([
-                bytes[o],
-                bytes[o + 1],
-                bytes[o + 2],
-                bytes[o + 3],
-                bytes[o + 4],
-                bytes[o + 5],
-                bytes[o + 6],
-                bytes[o + 7],
-            ])
+            u64::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3], bytes[o + 4], bytes[o + 5], bytes[o + 6], bytes[o + 7]])
         };
         let header_size = u16_at(4);
         if (header_size as usize) < BLOCK_HEADER_SIZE {
@@ -229,18 +217,7 @@ impl IndexEntry {
             return None;
         }
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let u64_at = |o: usize| {
-            u64::from_le_bytes([
-                b[o],
-                b[o + 1],
-                b[o + 2],
-                b[o + 3],
-                b[o + 4],
-                b[o + 5],
-                b[o + 6],
-                b[o + 7],
-            ])
-        };
+        let u64_at = |o: usize| u64::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3], b[o + 4], b[o + 5], b[o + 6], b[o + 7]]);
         Some(IndexEntry {
             offset: u64_at(0),
             kind: BlockKind(u16::from_le_bytes([b[8], b[9]])),

@@ -1,6 +1,7 @@
 //! The .msen container: byte layouts, writer, reader with recovery, metadata.
 //! formats/trace-format.md is the normative description.
 
+pub mod delta;
 pub mod format;
 pub mod meta;
 pub mod reader;

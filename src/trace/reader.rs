@@ -22,34 +22,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     #[error("cannot open {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path} is empty: the capture wrote nothing (was msen record stopped before it started?)"
-    )]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("{path} is empty: the capture wrote nothing (was msen record stopped before it started?)")]
     Empty { path: PathBuf },
     #[error("{path} is not an msen trace (no MSENTRAC magic){hint}")]
     NotATrace { path: PathBuf, hint: &'static str },
     #[error("{path} is a trace of format version {found_major}.{found_minor}; this msen reads {supported_major}.x: use a newer msen")]
-    UnsupportedVersion {
-        path: PathBuf,
-        found_major: u16,
-        found_minor: u16,
-        supported_major: u16,
-    },
+    UnsupportedVersion { path: PathBuf, found_major: u16, found_minor: u16, supported_major: u16 },
     #[error("{path}: file header is damaged (checksum mismatch); the file is corrupted")]
     BadHeader { path: PathBuf },
     #[error("{path}: block at byte {offset} is corrupted ({reason}); pass --skip-corrupt to analyze the remaining blocks")]
-    CorruptBlock {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
-    #[error(
-        "{path}: no metadata block survived; nothing can be decoded without the event descriptions"
-    )]
+    CorruptBlock { path: PathBuf, offset: u64, reason: String },
+    #[error("{path}: no metadata block survived; nothing can be decoded without the event descriptions")]
     NoMetadata { path: PathBuf },
     #[error("{path}: metadata block is unreadable: {reason}")]
     BadMetadata { path: PathBuf, reason: String },
@@ -136,26 +120,14 @@ impl Trace {
     /// truncates while we read it could fault; msen's traces are written once
     /// and then only read, and the recorder never rewrites a finished file.
     pub fn open(path: &Path, opts: OpenOptions) -> Result<Trace, TraceError> {
-        let file = File::open(path).map_err(|source| TraceError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let len = file
-            .metadata()
-            .map_err(|source| TraceError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .len();
+        let file = File::open(path).map_err(|source| TraceError::Open { path: path.to_path_buf(), source })?;
+        let len = file.metadata().map_err(|source| TraceError::Open { path: path.to_path_buf(), source })?.len();
         let bytes = if len == 0 {
             Bytes::Owned(Vec::new())
         } else {
             // SAFETY: read-only private view of a file we do not modify; see
             // the doc comment above for the truncation caveat.
-            let m = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TraceError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let m = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TraceError::Open { path: path.to_path_buf(), source })?;
             Bytes::Map(m)
         };
         Self::from_parts(path.to_path_buf(), bytes, opts)
@@ -172,10 +144,7 @@ impl Trace {
             return Err(TraceError::Empty { path });
         }
         if !is_trace(b) {
-            let hint = if b.starts_with(b"PERFILE2")
-                || b.starts_with(b"PERFFILE")
-                || b.starts_with(b"2ELIFREP")
-            {
+            let hint = if b.starts_with(b"PERFILE2") || b.starts_with(b"PERFFILE") || b.starts_with(b"2ELIFREP") {
                 ": it is a perf.data file, which this msen cannot read yet"
             } else {
                 ""
@@ -188,12 +157,7 @@ impl Trace {
         let major = u16::from_le_bytes([b[8], b[9]]);
         let minor = u16::from_le_bytes([b[10], b[11]]);
         if major != MAJOR {
-            return Err(TraceError::UnsupportedVersion {
-                path,
-                found_major: major,
-                found_minor: minor,
-                supported_major: MAJOR,
-            });
+            return Err(TraceError::UnsupportedVersion { path, found_major: major, found_minor: minor, supported_major: MAJOR });
         }
         if b.len() < 16 {
             return Err(TraceError::BadHeader { path });
@@ -202,12 +166,7 @@ impl Trace {
         if header_size < FILE_HEADER_SIZE || header_size > b.len() {
             return Err(TraceError::BadHeader { path });
         }
-        let crc = u32::from_le_bytes([
-            b[header_size - 4],
-            b[header_size - 3],
-            b[header_size - 2],
-            b[header_size - 1],
-        ]);
+        let crc = u32::from_le_bytes([b[header_size - 4], b[header_size - 3], b[header_size - 2], b[header_size - 1]]);
         if crc32fast::hash(&b[..header_size - 4]) != crc {
             return Err(TraceError::BadHeader { path });
         }
@@ -219,69 +178,33 @@ impl Trace {
         };
 
         let (blocks, recovery) = match read_index(b, header_size) {
-            Ok(blocks) => (
-                blocks,
-                Recovery {
-                    clean_close: true,
-                    ..Default::default()
-                },
-            ),
+            Ok(blocks) => (blocks, Recovery { clean_close: true, ..Default::default() }),
             Err(problem) => {
-                let mut r =
-                    scan(b, header_size, opts.skip_corrupt).map_err(|(offset, reason)| {
-                        TraceError::CorruptBlock {
-                            path: path.clone(),
-                            offset,
-                            reason,
-                        }
-                    })?;
+                let mut r = scan(b, header_size, opts.skip_corrupt).map_err(|(offset, reason)| TraceError::CorruptBlock {
+                    path: path.clone(),
+                    offset,
+                    reason,
+                })?;
                 r.1.index_problem = problem;
                 r
             }
         };
-        let mut t = Trace {
-            path,
-            bytes,
-            header,
-            blocks,
-            recovery,
-            meta: Metadata::default(),
-            end: None,
-            skip_corrupt: opts.skip_corrupt,
-        };
+        let mut t = Trace { path, bytes, header, blocks, recovery, meta: Metadata::default(), end: None, skip_corrupt: opts.skip_corrupt };
         t.load_metadata()?;
         Ok(t)
     }
 
     fn load_metadata(&mut self) -> Result<(), TraceError> {
-        let Some(mb) = self
-            .blocks
-            .iter()
-            .find(|b| b.header.kind == BlockKind::METADATA)
-            .copied()
-        else {
-            return Err(TraceError::NoMetadata {
-                path: self.path.clone(),
-            });
+        let Some(mb) = self.blocks.iter().find(|b| b.header.kind == BlockKind::METADATA).copied() else {
+            return Err(TraceError::NoMetadata { path: self.path.clone() });
         };
         let raw = self.decode(&mb)?;
-        self.meta = serde_json::from_slice(&raw).map_err(|e| TraceError::BadMetadata {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
-        if let Some(eb) = self
-            .blocks
-            .iter()
-            .rev()
-            .find(|b| b.header.kind == BlockKind::CAPTURE_END)
-            .copied()
-        {
+        self.meta = serde_json::from_slice(&raw).map_err(|e| TraceError::BadMetadata { path: self.path.clone(), reason: e.to_string() })?;
+        if let Some(eb) = self.blocks.iter().rev().find(|b| b.header.kind == BlockKind::CAPTURE_END).copied() {
             let raw = self.decode(&eb)?;
             self.end = Some(
-                serde_json::from_slice(&raw).map_err(|e| TraceError::BadMetadata {
-                    path: self.path.clone(),
-                    reason: format!("capture-end block: {e}"),
-                })?,
+                serde_json::from_slice(&raw)
+                    .map_err(|e| TraceError::BadMetadata { path: self.path.clone(), reason: format!("capture-end block: {e}") })?,
             );
         }
         Ok(())
@@ -332,26 +255,27 @@ fn decode_block<'a>(file: &'a [u8], b: &BlockRef) -> Result<Cow<'a, [u8]>, Strin
     if block_checksum(header, payload) != b.header.checksum {
         return Err("checksum mismatch".into());
     }
-    match b.header.codec {
+    let data: Cow<'a, [u8]> = match b.header.codec {
         Codec::NONE => {
             if payload.len() != b.header.raw_len as usize {
                 return Err("stored and raw lengths differ for an uncompressed block".into());
             }
-            Ok(Cow::Borrowed(payload))
+            Cow::Borrowed(payload)
         }
         Codec::ZSTD => {
             let want = b.header.raw_len as usize;
             let v = zstd::bulk::decompress(payload, want).map_err(|e| format!("zstd: {e}"))?;
             if v.len() != want {
-                return Err(format!(
-                    "decompressed to {} bytes, header says {want}",
-                    v.len()
-                ));
+                return Err(format!("decompressed to {} bytes, header says {want}", v.len()));
             }
-            Ok(Cow::Owned(v))
+            Cow::Owned(v)
         }
-        c => Err(format!("unknown codec {c:?}")),
+        c => return Err(format!("unknown codec {c:?}")),
+    };
+    if b.header.flags & BLOCK_FLAG_RECORD_COLUMNS != 0 {
+        return super::delta::decode(&data).map(Cow::Owned).ok_or_else(|| "record-columns encoding is inconsistent".to_string());
     }
+    Ok(data)
 }
 
 /// Validate a block header at `pos`; Err(reason) when it is not a block.
@@ -374,11 +298,7 @@ fn read_index(b: &[u8], header_size: usize) -> Result<Vec<BlockRef>, Option<Stri
     if t[8..16] != TRAILER_MAGIC {
         return Err(None);
     }
-    let bad = |s: &str| {
-        Some(format!(
-            "footer index unreadable ({s}); blocks were found by scanning"
-        ))
-    };
+    let bad = |s: &str| Some(format!("footer index unreadable ({s}); blocks were found by scanning"));
     let mut off = [0u8; 8];
     off.copy_from_slice(&t[..8]);
     let index_offset = u64::from_le_bytes(off) as usize;
@@ -389,10 +309,7 @@ fn read_index(b: &[u8], header_size: usize) -> Result<Vec<BlockRef>, Option<Stri
     if h.kind != BlockKind::INDEX {
         return Err(bad("trailer does not point at an index block"));
     }
-    let r = BlockRef {
-        offset: index_offset as u64,
-        header: h,
-    };
+    let r = BlockRef { offset: index_offset as u64, header: h };
     let raw = decode_block(b, &r).map_err(|e| bad(&e))?;
     if raw.len() % INDEX_ENTRY_SIZE != 0 {
         return Err(bad("index length is not a whole number of entries"));
@@ -405,27 +322,17 @@ fn read_index(b: &[u8], header_size: usize) -> Result<Vec<BlockRef>, Option<Stri
             return Err(bad("entry offset out of range"));
         }
         let h = header_at(b, pos).map_err(bad)?;
-        if h.kind != e.kind
-            || h.stored_len != e.stored_len
-            || pos + h.header_size as usize + h.stored_len as usize > index_offset
-        {
+        if h.kind != e.kind || h.stored_len != e.stored_len || pos + h.header_size as usize + h.stored_len as usize > index_offset {
             return Err(bad("entry disagrees with its block"));
         }
-        blocks.push(BlockRef {
-            offset: e.offset,
-            header: h,
-        });
+        blocks.push(BlockRef { offset: e.offset, header: h });
     }
     Ok(blocks)
 }
 
 /// Walk the file block by block. Err((offset, reason)) on a corrupt block
 /// when not skipping.
-fn scan(
-    b: &[u8],
-    header_size: usize,
-    skip_corrupt: bool,
-) -> Result<(Vec<BlockRef>, Recovery), (u64, String)> {
+fn scan(b: &[u8], header_size: usize, skip_corrupt: bool) -> Result<(Vec<BlockRef>, Recovery), (u64, String)> {
     let mut blocks = Vec::new();
     let mut rec = Recovery::default();
     let mut pos = header_size;
@@ -463,11 +370,7 @@ fn scan(
                 }
                 Some(next) => {
                     if !skip_corrupt {
-                        return Err((
-                            pos as u64,
-                            "block length runs past the end of the file, yet valid blocks follow"
-                                .into(),
-                        ));
+                        return Err((pos as u64, "block length runs past the end of the file, yet valid blocks follow".into()));
                     }
                     rec.corrupt_blocks.push(pos as u64);
                     pos = next;
@@ -475,13 +378,8 @@ fn scan(
                 }
             }
         }
-        let r = BlockRef {
-            offset: pos as u64,
-            header: h,
-        };
-        if block_checksum(&b[pos..pos + h.header_size as usize], &b[r.payload_range()])
-            != h.checksum
-        {
+        let r = BlockRef { offset: pos as u64, header: h };
+        if block_checksum(&b[pos..pos + h.header_size as usize], &b[r.payload_range()]) != h.checksum {
             if !skip_corrupt {
                 return Err((pos as u64, "checksum mismatch".into()));
             }
@@ -509,12 +407,7 @@ fn resync(b: &[u8], from: usize) -> Option<usize> {
         p += rel;
         if let Ok(h) = header_at(b, p) {
             let end = p + h.header_size as usize + h.stored_len as usize;
-            if end <= b.len()
-                && block_checksum(
-                    &b[p..p + h.header_size as usize],
-                    &b[p + h.header_size as usize..end],
-                ) == h.checksum
-            {
+            if end <= b.len() && block_checksum(&b[p..p + h.header_size as usize], &b[p + h.header_size as usize..end]) == h.checksum {
                 return Some(p);
             }
         }

@@ -32,11 +32,7 @@ pub struct TraceWriter {
 
 impl std::fmt::Debug for TraceWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TraceWriter")
-            .field("pos", &self.pos)
-            .field("blocks", &self.index.len())
-            .field("level", &self.level)
-            .finish()
+        f.debug_struct("TraceWriter").field("pos", &self.pos).field("blocks", &self.index.len()).field("level", &self.level).finish()
     }
 }
 
@@ -44,12 +40,7 @@ impl TraceWriter {
     /// Create (or truncate) `path` with mode 0600 and write the file header.
     /// `level` is the zstd level of every block.
     pub fn create(path: &Path, level: i32) -> io::Result<TraceWriter> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
+        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
         Self::from_file(file, level)
     }
 
@@ -85,26 +76,27 @@ impl TraceWriter {
         if raw.len() > MAX_BLOCK_LEN as usize {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "block of {} bytes exceeds the format's {} byte limit",
-                    raw.len(),
-                    MAX_BLOCK_LEN
-                ),
+                format!("block of {} bytes exceeds the format's {} byte limit", raw.len(), MAX_BLOCK_LEN),
             ));
         }
-        let compressed = self.compressor.compress(raw)?;
-        let (codec, payload) = if compressed.len() < raw.len() {
-            (Codec::ZSTD, &compressed[..])
+        // Perf-record blocks go through the record-columns transform first.
+        let delta = matches!(info.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND);
+        let transformed;
+        let (input, flags) = if delta {
+            transformed = super::delta::encode(raw);
+            (&transformed[..], BLOCK_FLAG_RECORD_COLUMNS)
         } else {
-            (Codec::NONE, raw)
+            (raw, 0)
         };
+        let compressed = self.compressor.compress(input)?;
+        let (codec, payload) = if compressed.len() < input.len() { (Codec::ZSTD, &compressed[..]) } else { (Codec::NONE, input) };
         let mut h = BlockHeader {
             header_size: BLOCK_HEADER_SIZE as u16,
             kind: info.kind,
             codec,
-            flags: 0,
+            flags,
             stored_len: payload.len() as u32,
-            raw_len: raw.len() as u32,
+            raw_len: input.len() as u32,
             record_count: info.record_count,
             stream: info.stream,
             first_time: info.first_time,
@@ -152,16 +144,7 @@ impl TraceWriter {
         }
         let index_offset = self.pos;
         let n = self.index.len() as u32;
-        self.write_block(
-            BlockInfo {
-                kind: BlockKind::INDEX,
-                stream: STREAM_GLOBAL,
-                record_count: n,
-                first_time: 0,
-                last_time: 0,
-            },
-            &raw,
-        )?;
+        self.write_block(BlockInfo { kind: BlockKind::INDEX, stream: STREAM_GLOBAL, record_count: n, first_time: 0, last_time: 0 }, &raw)?;
         let mut t = [0u8; TRAILER_SIZE];
         t[0..8].copy_from_slice(&index_offset.to_le_bytes());
         t[8..16].copy_from_slice(&TRAILER_MAGIC);

@@ -7,6 +7,8 @@
  *
  *   usage: hot [seconds]      (default 1.0; runs until the time is spent)
  *          hot --forever      (for -p tests: runs until killed)
+ *          hot --work N       (exactly N rounds, then prints the seconds
+ *                              they took to stderr: for overhead benchmarks)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,17 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
+	if (argc > 2 && strcmp(argv[1], "--work") == 0) {
+		long rounds = atol(argv[2]);
+		double start = now();
+		for (long r = 0; r < rounds; r++) {
+			hot_loop(9000000);
+			cold_loop(1000000);
+		}
+		fprintf(stderr, "%.6f\n", now() - start);
+		printf("%lu\n", sink);
+		return 0;
+	}
 	int forever = argc > 1 && strcmp(argv[1], "--forever") == 0;
 	double seconds = argc > 1 && !forever ? atof(argv[1]) : 1.0;
 	double end = now() + seconds;

@@ -53,18 +53,10 @@ pub fn tmpdir() -> tempfile::TempDir {
 
 /// Build testdata/programs/NAME.c with the flags its header names.
 pub fn build_program(name: &str, dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/programs")
-        .join(format!("{name}.c"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/programs").join(format!("{name}.c"));
     let out = dir.join(name);
     let st = Command::new("cc")
-        .args([
-            "-O2",
-            "-g",
-            "-fno-omit-frame-pointer",
-            "-fno-optimize-sibling-calls",
-            "-o",
-        ])
+        .args(["-O2", "-g", "-fno-omit-frame-pointer", "-fno-optimize-sibling-calls", "-o"])
         .arg(&out)
         .arg(&src)
         .status()
@@ -74,23 +66,13 @@ pub fn build_program(name: &str, dir: &Path) -> PathBuf {
 }
 
 pub fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
 }
 
 /// The sample_type of synthetic traces.
-pub const SYN_ST: u64 =
-    sample::IDENTIFIER | sample::IP | sample::TID | sample::TIME | sample::CPU | sample::PERIOD;
+pub const SYN_ST: u64 = sample::IDENTIFIER | sample::IP | sample::TID | sample::TIME | sample::CPU | sample::PERIOD;
 
-fn sample_rec(
-    kernel: bool,
-    ip: u64,
-    pid: u32,
-    tid: u32,
-    time: u64,
-    cpu: u32,
-    period: u64,
-) -> Vec<u8> {
+fn sample_rec(kernel: bool, ip: u64, pid: u32, tid: u32, time: u64, cpu: u32, period: u64) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(&7u64.to_le_bytes());
     b.extend_from_slice(&ip.to_le_bytes());
@@ -100,11 +82,7 @@ fn sample_rec(
     b.extend_from_slice(&cpu.to_le_bytes());
     b.extend_from_slice(&0u32.to_le_bytes());
     b.extend_from_slice(&period.to_le_bytes());
-    build_record(
-        RecordType::SAMPLE,
-        if kernel { misc::KERNEL } else { misc::USER },
-        &b,
-    )
+    build_record(RecordType::SAMPLE, if kernel { misc::KERNEL } else { misc::USER }, &b)
 }
 
 fn trailer(pid: u32, tid: u32, time: u64, cpu: u32) -> Vec<u8> {
@@ -133,11 +111,7 @@ pub fn synthetic_trace(path: &Path, blocks: usize, finish: bool) -> u64 {
     let meta = Metadata {
         msen_version: "test".into(),
         hostname: "synthetic".into(),
-        events: vec![EventDesc {
-            name: "cpu-clock".into(),
-            attr,
-            ids: vec![7],
-        }],
+        events: vec![EventDesc { name: "cpu-clock".into(), attr, ids: vec![7] }],
         cache_line_size: 64,
         nr_cpus: 2,
         online_cpus: vec![0, 1],
@@ -147,51 +121,15 @@ pub fn synthetic_trace(path: &Path, blocks: usize, finish: bool) -> u64 {
         ..Default::default()
     };
     let mut w = TraceWriter::create(path, 3).unwrap();
-    let g = |kind| BlockInfo {
-        kind,
-        stream: STREAM_GLOBAL,
-        record_count: 1,
-        first_time: 0,
-        last_time: 0,
-    };
-    w.write_block(g(BlockKind::METADATA), &serde_json::to_vec(&meta).unwrap())
-        .unwrap();
+    let g = |kind| BlockInfo { kind, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 };
+    w.write_block(g(BlockKind::METADATA), &serde_json::to_vec(&meta).unwrap()).unwrap();
     let mut sb = Vec::new();
-    sb.extend(msen::record::procscan::comm_record(
-        100,
-        100,
-        "worker",
-        false,
-        &trailer(100, 100, 0, 0),
-    ));
-    sb.extend(msen::record::procscan::comm_record(
-        200,
-        200,
-        "idler",
-        false,
-        &trailer(200, 200, 0, 0),
-    ));
-    let m = msen::record::procscan::parse_maps_line(
-        "00400000-00500000 r-xp 00000000 08:01 42 /nonexistent/worker-bin",
-    )
-    .unwrap();
-    sb.extend(msen::record::procscan::mmap2_record(
-        100,
-        100,
-        &m,
-        &trailer(100, 100, 0, 0),
-    ));
-    w.write_block(
-        BlockInfo {
-            kind: BlockKind::SIDEBAND,
-            stream: STREAM_GLOBAL,
-            record_count: 3,
-            first_time: 0,
-            last_time: 0,
-        },
-        &sb,
-    )
-    .unwrap();
+    sb.extend(msen::record::procscan::comm_record(100, 100, "worker", false, &trailer(100, 100, 0, 0)));
+    sb.extend(msen::record::procscan::comm_record(200, 200, "idler", false, &trailer(200, 200, 0, 0)));
+    let m = msen::record::procscan::parse_maps_line("00400000-00500000 r-xp 00000000 08:01 42 /nonexistent/worker-bin").unwrap();
+    sb.extend(msen::record::procscan::mmap2_record(100, 100, &m, &trailer(100, 100, 0, 0)));
+    w.write_block(BlockInfo { kind: BlockKind::SIDEBAND, stream: STREAM_GLOBAL, record_count: 3, first_time: 0, last_time: 0 }, &sb)
+        .unwrap();
     let mut samples = Vec::new();
     for i in 0..600u64 {
         samples.push((true, 0xffffffff81000010 + (i % 7), 100));
@@ -230,8 +168,7 @@ pub fn synthetic_trace(path: &Path, blocks: usize, finish: bool) -> u64 {
         .unwrap();
     }
     let ks = "ffffffff81000000 T _stext\nffffffff81000010 T k_hot\nffffffff81000100 t k_warm\nffffffff81000200 T k_end\n";
-    w.write_block(g(BlockKind::KALLSYMS), ks.as_bytes())
-        .unwrap();
+    w.write_block(g(BlockKind::KALLSYMS), ks.as_bytes()).unwrap();
     if finish {
         w.finish().unwrap()
     } else {
