@@ -2,6 +2,8 @@
 //! software events (this project's machines have no hardware PMU). These need
 //! root; outside CI they skip and say so.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::path::Path;

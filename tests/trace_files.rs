@@ -1,6 +1,8 @@
 //! Trace files as users meet them: complete, cut short, damaged, not traces
 //! at all, or from a newer msen. No root needed: the traces are synthetic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::path::Path;

@@ -230,7 +230,7 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
         })
         .collect::<Result<_, _>>()?;
     let mut all: Vec<(u64, usize, usize, String)> = lines.into_iter().flatten().collect();
-    all.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    all.sort_by_key(|a| (a.0, a.1, a.2));
     let n = all.len() as u64;
     for (_, _, _, line) in all {
         if writeln!(out, "{line}").is_err() {

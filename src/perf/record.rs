@@ -754,6 +754,7 @@ pub fn build_record(kind: RecordType, misc: u16, body: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

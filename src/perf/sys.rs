@@ -203,6 +203,7 @@ pub fn parse_cpu_list(s: &str) -> Vec<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     #[test]

@@ -165,9 +165,7 @@ impl Chunker {
             Ok(Sideband::Lost(l)) => self.lost += l.lost,
             Ok(Sideband::LostSamples(n)) => self.lost += n,
             Ok(Sideband::Mmap(m)) if m.filename.starts_with('/') => {
-                if !self.files.contains(&m.filename) {
-                    self.files.insert(m.filename);
-                }
+                self.files.insert(m.filename);
             }
             _ => {}
         }

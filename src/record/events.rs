@@ -102,6 +102,7 @@ pub fn parse_event_list(items: &[String]) -> Result<Vec<EventSpec>, EventParseEr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

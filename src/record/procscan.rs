@@ -166,6 +166,7 @@ pub fn threads_of(pid: u32) -> Vec<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::perf::attr::Endian;

@@ -103,7 +103,7 @@ pub fn unix_ns() -> u64 {
 /// /proc/kallsyms, when it shows real addresses (root, or kptr_restrict 0).
 pub fn kallsyms() -> Option<String> {
     let s = fs::read_to_string("/proc/kallsyms").ok()?;
-    let any_real = s.lines().take(1000).any(|l| l.split_whitespace().next().is_some_and(|a| a.trim_start_matches('0').len() > 0));
+    let any_real = s.lines().take(1000).any(|l| l.split_whitespace().next().is_some_and(|a| !a.trim_start_matches('0').is_empty()));
     any_real.then_some(s)
 }
 

@@ -189,6 +189,7 @@ pub fn decode(enc: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::perf::record::{build_record, RecordType};

@@ -1,6 +1,6 @@
 //! Shared helpers for integration tests: the msen binary, test programs
 //! built from testdata/programs, synthetic traces, root checks.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use msen::perf::attr::{flag, sample, EventAttr};
 use msen::perf::record::{build_record, misc, RecordType};
