@@ -109,6 +109,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
+        Command::Manpages { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            for (name, page) in msen::cli::manpages()? {
+                std::fs::write(dir.join(name), page)?;
+            }
+            Ok(Outcome::Ok)
+        }
         Command::Script(args) => {
             let path = args.input.path();
             let l = Loaded::open(&path, &args.input.load_options())?;

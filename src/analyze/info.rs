@@ -118,6 +118,7 @@ pub fn to_json(l: &Loaded, i: &Info) -> Value {
         "page_size": m.page_size,
         "nr_cpus": m.nr_cpus,
         "online_cpus": m.online_cpus,
+        "pmus": m.pmus,
         "cpu_nodes": m.cpu_nodes,
         "memory_nodes": m.memory_nodes,
         "command_line": m.command_line,
@@ -171,6 +172,9 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
     line("cpu", format!("{} {}", m.cpu_vendor, m.cpu_model));
     line("cpus", format!("{} online of {}", m.online_cpus.len(), m.nr_cpus));
     line("cache line", format!("{} bytes", m.cache_line_size));
+    if !m.pmus.is_empty() {
+        line("pmus", m.pmus.join(" "));
+    }
     let mut nodes: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for c in &m.cpu_nodes {
         nodes.entry(c.node).or_default().push(c.cpu);

@@ -44,6 +44,29 @@ pub enum Command {
     Info(InfoArgs),
     /// Print every record, decoded, one per line.
     Script(ScriptArgs),
+    /// Write man pages generated from these definitions into DIR.
+    #[command(hide = true)]
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// Render `msen.1` and `msen-SUBCOMMAND.1` for every visible subcommand.
+pub fn manpages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut pages = Vec::new();
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+    pages.push(("msen.1".to_string(), buf));
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("msen-{}", sub.get_name());
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(sub.clone().display_name(name.clone()).bin_name(format!("msen {}", sub.get_name()))).render(&mut buf)?;
+        pages.push((format!("{name}.1"), buf));
+    }
+    Ok(pages)
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +323,17 @@ mod tests {
     #[test]
     fn clap_definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// man/ is generated from these definitions; regenerate with
+    /// `cargo run -- manpages man` when this fails.
+    #[test]
+    fn man_pages_are_up_to_date() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+        for (name, want) in manpages().unwrap() {
+            let have = std::fs::read(dir.join(&name)).unwrap_or_default();
+            assert!(have == want, "man/{name} is stale: run `cargo run -- manpages man`");
+        }
     }
 
     #[test]

@@ -250,7 +250,8 @@ fn probe_events(cfg: &RecordConfig, notes: &mut Vec<String>) -> (Vec<EventSpec>,
             (None, _) => out.push(spec.clone()),
         }
     }
-    if let Some(f) = &fallback {
+    if let Some(f) = &mut fallback {
+        f.push_str(&format!(" (PMUs registered here: {})", sysinfo::pmus().join(", ")));
         notes.push(f.clone());
     }
     (out, fallback)
@@ -501,6 +502,7 @@ fn run(
         ..Default::default()
     };
     sysinfo::describe_machine(&mut meta);
+    meta.pmus = sysinfo::pmus();
 
     let out_err = |source| RecordError::Output { path: cfg.output.clone(), source };
     let write_err = |source| RecordError::Write { path: cfg.output.clone(), source };

@@ -35,6 +35,8 @@ pub struct Metadata {
     /// Wall clock (ns since the epoch) and the event clock at capture start.
     pub start_unix_ns: u64,
     pub start_clock_ns: u64,
+    /// PMUs the recording kernel registered (/sys/bus/event_source/devices).
+    pub pmus: Vec<String>,
     /// True when no hardware PMU event could be opened and software events
     /// were recorded instead; analyses that need PMU data say so.
     pub software_only: bool,
