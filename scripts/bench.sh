@@ -53,6 +53,17 @@ s_perfz=$(samples_perf "$D/pz.data")
 s_msen=$($MSEN info --format json "$D/m.msen" | awk -F': ' '/^  "samples":/ {gsub(",","",$2); print $2}')
 b_perf=$(stat -c %s "$D/p.data"); b_perfz=$(stat -c %s "$D/pz.data"); b_msen=$(stat -c %s "$D/m.msen")
 
+# System-wide captures of the same size: both CPUs busy, 10 s at FREQ with call chains.
+"$D/hot" --forever >/dev/null & H1=$!
+"$D/hot" --forever >/dev/null & H2=$!
+perf record -q -a -g -F $FREQ -o "$D/pa.data" -- sleep 10 >/dev/null 2>&1
+$MSEN record -q -a -g -F $FREQ --duration 10 -o "$D/ma.msen"
+kill $H1 $H2; wait $H1 $H2 2>/dev/null || true
+sa_perf=$(samples_perf "$D/pa.data")
+sa_msen=$($MSEN info --format json "$D/ma.msen" | awk -F': ' '/^  "samples":/ {gsub(",","",$2); print $2}')
+ra_perf=$(timeit perf report -i "$D/pa.data" --stdio --sort comm,dso,sym)
+ra_msen=$(timeit $MSEN report -i "$D/ma.msen" --sort comm,dso,sym)
+
 r_perf=$(timeit perf report -i "$D/p.data" --stdio --sort comm,dso,sym)
 r_msen=$(timeit $MSEN report -i "$D/m.msen" --sort comm,dso,sym)
 r_perf_nc=$(timeit perf report -i "$D/p.data" --stdio --no-children --sort comm,dso,sym)
@@ -60,13 +71,17 @@ r_msen_nc=$(timeit $MSEN report -i "$D/m.msen" --no-children --sort comm,dso,sym
 
 awk -v base="$base" -v tp="$t_perf" -v tm="$t_msen" \
     -v sp="$s_perf" -v spz="$s_perfz" -v sm="$s_msen" -v bp="$b_perf" -v bpz="$b_perfz" -v bm="$b_msen" \
-    -v rp="$r_perf" -v rm="$r_msen" -v rpn="$r_perf_nc" -v rmn="$r_msen_nc" 'BEGIN {
+    -v rp="$r_perf" -v rm="$r_msen" -v rpn="$r_perf_nc" -v rmn="$r_msen_nc" \
+    -v sap="$sa_perf" -v sam="$sa_msen" -v rap="$ra_perf" -v ram="$ra_msen" \
+    -v bap="$(stat -c %s "$D/pa.data")" -v bam="$(stat -c %s "$D/ma.msen")" 'BEGIN {
   op = (tp - base) / base * 100; om = (tm - base) / base * 100
   printf "record overhead   workload alone %.3f s; under perf %.3f s (+%.2f%%); under msen %.3f s (+%.2f%%)\n", base, tp, op, tm, om
   printf "                  msen/perf slowdown ratio: %.2f (below 1 = msen lighter)\n", (om > 0 && op > 0) ? om / op : 0
   bps_p = bp / sp; bps_pz = bpz / spz; bps_m = bm / sm
   printf "bytes per sample  perf %.1f (%d samples), perf -z %.1f (%d), msen %.1f (%d)\n", bps_p, sp, bps_pz, spz, bps_m, sm
   printf "                  perf/msen %.1fx, perf -z/msen %.1fx\n", bps_p / bps_m, bps_pz / bps_m
+  printf "system-wide -a    perf %d samples %.1f B/sample, msen %d samples %.1f B/sample\n", sap, bap / sap, sam, bam / sam
+  printf "report time (-a)  with children: perf %.3f s, msen %.3f s: %.1fx faster\n", rap, ram, rap / ram
   printf "report time       with children: perf %.3f s, msen %.3f s: %.1fx faster\n", rp, rm, rp / rm
   printf "                  --no-children: perf %.3f s, msen %.3f s: %.1fx faster\n", rpn, rmn, rpn / rmn
 }'

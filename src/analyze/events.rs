@@ -4,7 +4,7 @@
 use crate::perf::attr::{sample, Endian, EventAttr};
 use crate::perf::record::ParseInfo;
 use crate::trace::meta::EventDesc;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 #[derive(Debug, Clone)]
 pub struct EventInfo {
@@ -32,7 +32,7 @@ impl Events {
                 parse: ParseInfo::new(&d.attr, endian),
             })
             .collect();
-        let mut by_id = HashMap::new();
+        let mut by_id = HashMap::default();
         for (i, d) in descs.iter().enumerate() {
             for &id in &d.ids {
                 by_id.insert(id, i as u16);

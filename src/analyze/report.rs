@@ -12,7 +12,8 @@ use crate::perf::record::{frames_of, misc, RecordIter, RecordType};
 use crate::symbolize::Resolved;
 use crate::trace::TraceError;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SortKey {
@@ -287,7 +288,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     pb.finish_and_clear();
 
     // Resolve each distinct address once.
-    let mut addrs: HashSet<AddrKey> = HashSet::new();
+    let mut addrs: HashSet<AddrKey> = HashSet::default();
     for k in partial.map.keys() {
         addrs.insert((k.pid, k.epoch, k.kernel, k.ip));
         if let Some(chain) = &k.chain {
@@ -336,7 +337,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             .collect()
     };
 
-    let mut rows: HashMap<(u16, Vec<KeyVal>), (Acc, u64)> = HashMap::new();
+    let mut rows: HashMap<(u16, Vec<KeyVal>), (Acc, u64)> = HashMap::default();
     let mut unresolved: BTreeMap<String, u64> = BTreeMap::new();
     for (k, a) in &partial.map {
         let r = &resolved[index[&(k.pid, k.epoch, k.kernel, k.ip)]];
@@ -348,7 +349,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         e.0.samples += a.samples;
         e.0.period += a.period;
         if let Some(chain) = &k.chain {
-            let mut seen: HashSet<Vec<KeyVal>> = HashSet::new();
+            let mut seen: HashSet<Vec<KeyVal>> = HashSet::default();
             seen.insert(key);
             for (kernel, ip) in frames(chain, k.kernel) {
                 let fr = &resolved[index[&(k.pid, k.epoch, kernel, ip)]];
@@ -401,7 +402,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     }
     if let Some(n) = cfg.top {
         // Top N per event.
-        let mut count: HashMap<u16, usize> = HashMap::new();
+        let mut count: HashMap<u16, usize> = HashMap::default();
         rows.retain(|r| {
             let c = count.entry(r.event).or_default();
             *c += 1;

@@ -9,7 +9,7 @@
 //! parent's address space layout and the kernel reports no mmaps for it.
 
 use crate::perf::record::{Comm, Mmap, Task};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// A mapped file (or anonymous region), shared by every mapping of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

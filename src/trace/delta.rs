@@ -153,6 +153,25 @@ pub fn decode(enc: &[u8]) -> Option<Vec<u8>> {
     if p.checked_add(tail_len)? != enc.len() {
         return None;
     }
+    // Un-shuffle each group into contiguous delta-coded bodies.
+    let mut bodies: Vec<Vec<u8>> = Vec::with_capacity(ng);
+    for (g, &(_, size)) in groups.iter().enumerate() {
+        let (blen, cnt) = (size - 8, count[g]);
+        let src = &enc[start[g]..start[g] + blen * cnt];
+        let mut body = vec![0u8; blen * cnt];
+        // Transpose in tiles of records so both sides stay in cache.
+        const TILE: usize = 64;
+        for r0 in (0..cnt).step_by(TILE) {
+            let r1 = (r0 + TILE).min(cnt);
+            for k in 0..blen {
+                let col = &src[k * cnt + r0..k * cnt + r1];
+                for (i, &b) in col.iter().enumerate() {
+                    body[(r0 + i) * blen + k] = b;
+                }
+            }
+        }
+        bodies.push(body);
+    }
     let total: usize = groups.iter().zip(&count).map(|(&(_, s), &c)| s * c).sum::<usize>() + tail_len;
     let mut out = Vec::with_capacity(total);
     let mut seen = vec![0usize; ng];
@@ -168,18 +187,15 @@ pub fn decode(enc: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&kind.to_le_bytes());
         out.extend_from_slice(&misc.to_le_bytes());
         out.extend_from_slice(&(size as u16).to_le_bytes());
-        let col = |k: usize| enc[start[g] + k * count[g] + r];
-        if last[g] == usize::MAX {
-            out.extend((0..blen).map(col));
-        } else {
-            let prev = last[g];
-            for w in 0..blen / 8 {
-                let mut d = [0u8; 8];
-                for (j, b) in d.iter_mut().enumerate() {
-                    *b = col(w * 8 + j);
-                }
-                let v = u64::from_le_bytes(d).wrapping_add(word(&out, prev + 8 + w * 8));
-                out.extend_from_slice(&v.to_le_bytes());
+        let body = &bodies[g][r * blen..(r + 1) * blen];
+        out.extend_from_slice(body);
+        if last[g] != usize::MAX {
+            // Add the previous record of the group, word by word, in place.
+            let (done, cur) = out.split_at_mut(at + 8);
+            let prev = &done[last[g] + 8..last[g] + 8 + blen];
+            for (c, p) in cur.chunks_exact_mut(8).zip(prev.chunks_exact(8)) {
+                let v = word(c, 0).wrapping_add(word(p, 0));
+                c.copy_from_slice(&v.to_le_bytes());
             }
         }
         last[g] = at;
