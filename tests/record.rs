@@ -104,6 +104,27 @@ fn record_with_call_chains_gives_children() {
 }
 
 #[test]
+fn record_follows_the_children_of_a_command() {
+    if !require_root("record_follows_the_children_of_a_command") {
+        return;
+    }
+    let _serial = serial();
+    let d = tmpdir();
+    let hot = build_program("hot", d.path());
+    let out = d.path().join("c.msen");
+    let h = hot.to_str().unwrap();
+    let script = format!("{h} 0.6 & {h} 0.6; wait");
+    let o = run(&["record", "-o", out.to_str().unwrap(), "--", "sh", "-c", &script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j = report(&out, &["--sort", "comm,pid", "--comm", "hot"]);
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "two hot children, each its own pid: {j:#}");
+    for r in rows {
+        assert!(r["samples"].as_u64().unwrap() > 1000, "{r}");
+    }
+}
+
+#[test]
 fn record_attaches_to_a_running_process() {
     if !require_root("record_attaches_to_a_running_process") {
         return;

@@ -96,6 +96,7 @@ fn trailer(pid: u32, tid: u32, time: u64, cpu: u32) -> Vec<u8> {
 ///
 /// worker: 600 samples in kernel `k_hot` (period 10 each), 300 in `k_warm`,
 ///         100 user samples at 0x401000; idler: 100 samples in `k_warm`.
+/// One PERF_RECORD_LOST reports 5 lost records.
 /// Samples alternate between cpu 0 and 1 and are spread over `blocks`
 /// SAMPLES blocks. Times go up by 1000 per sample.
 pub fn synthetic_trace(path: &Path, blocks: usize, finish: bool) -> u64 {
@@ -128,8 +129,17 @@ pub fn synthetic_trace(path: &Path, blocks: usize, finish: bool) -> u64 {
     sb.extend(msen::record::procscan::comm_record(200, 200, "idler", false, &trailer(200, 200, 0, 0)));
     let m = msen::record::procscan::parse_maps_line("00400000-00500000 r-xp 00000000 08:01 42 /nonexistent/worker-bin").unwrap();
     sb.extend(msen::record::procscan::mmap2_record(100, 100, &m, &trailer(100, 100, 0, 0)));
-    w.write_block(BlockInfo { kind: BlockKind::SIDEBAND, stream: STREAM_GLOBAL, record_count: 3, first_time: 0, last_time: 0 }, &sb)
-        .unwrap();
+    // The kernel dropped 5 records once (ring buffer full).
+    let mut lost = Vec::new();
+    lost.extend_from_slice(&7u64.to_le_bytes());
+    lost.extend_from_slice(&5u64.to_le_bytes());
+    lost.extend(trailer(100, 100, 1_500_000, 1));
+    sb.extend(build_record(RecordType::LOST, 0, &lost));
+    w.write_block(
+        BlockInfo { kind: BlockKind::SIDEBAND, stream: STREAM_GLOBAL, record_count: 4, first_time: 0, last_time: 1_500_000 },
+        &sb,
+    )
+    .unwrap();
     let mut samples = Vec::new();
     for i in 0..600u64 {
         samples.push((true, 0xffffffff81000010 + (i % 7), 100));
