@@ -109,6 +109,36 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
+        Command::Import(args) => {
+            use std::io::Read;
+            let name = args.input.display().to_string();
+            let bytes = if name == "-" {
+                let mut v = Vec::new();
+                std::io::stdin().lock().read_to_end(&mut v)?;
+                v
+            } else {
+                std::fs::read(&args.input).map_err(|e| anyhow::anyhow!("cannot open {name}: {e}"))?
+            };
+            let pd = msen::perf::data::parse(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let mut w = msen::trace::TraceWriter::create(&args.output, args.level.clamp(1, 22))
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.output.display()))?;
+            let s = msen::import::convert(&pd, &name, &mut w)?;
+            let bytes_out = w.finish()?;
+            eprintln!(
+                "[ msen import: {} samples, {} other records from {name} ({} bytes) into {} ({} bytes){} ]",
+                s.samples,
+                s.other_records,
+                bytes.len(),
+                args.output.display(),
+                bytes_out,
+                if s.trailing_bytes > 0 {
+                    format!("; ignored {} trailing bytes after the last record", s.trailing_bytes)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(Outcome::Ok)
+        }
         Command::Manpages { dir } => {
             std::fs::create_dir_all(&dir)?;
             for (name, page) in msen::cli::manpages()? {

@@ -3,7 +3,6 @@
 
 use super::events::Events;
 use super::timeline::Timeline;
-use crate::perf::attr::Endian;
 use crate::perf::record::{parse_sideband, RecordIter, RecordType, Sideband};
 use crate::symbolize::kallsyms::Kallsyms;
 use crate::symbolize::Resolver;
@@ -40,6 +39,13 @@ impl std::ops::AddAssign for DecodeStats {
     }
 }
 
+/// Does `path` start with a perf.data magic?
+pub fn is_perf_data_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut m = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && crate::perf::data::is_perf_data(&m)
+}
+
 #[derive(Debug)]
 pub struct Loaded {
     pub trace: Trace,
@@ -52,13 +58,23 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Open an msen trace, or a perf.data file (recognized by its magic and
+    /// converted in memory).
     pub fn open(path: &Path, opts: &LoadOptions) -> Result<Loaded, TraceError> {
-        let trace = Trace::open(path, opts.open)?;
+        let trace = if is_perf_data_file(path) {
+            let bytes = std::fs::read(path).map_err(|source| TraceError::Open { path: path.to_path_buf(), source })?;
+            let t = crate::import::perf_data_to_trace_bytes(&bytes, "")
+                .map_err(|e| TraceError::PerfData { path: path.to_path_buf(), reason: e.to_string() })?;
+            Trace::from_bytes(&path.display().to_string(), t, opts.open)?
+        } else {
+            Trace::open(path, opts.open)?
+        };
         Self::from_trace(trace, opts)
     }
 
     pub fn from_trace(trace: Trace, opts: &LoadOptions) -> Result<Loaded, TraceError> {
-        let events = Events::new(&trace.meta.events, Endian::Little);
+        let endian = trace.meta.endian();
+        let events = Events::new(&trace.meta.events, endian);
         let mut stats = DecodeStats::default();
         let blocks: Vec<BlockRef> = trace.blocks_of(BlockKind::SIDEBAND).copied().collect();
         let decoded: Vec<Option<std::borrow::Cow<'_, [u8]>>> =
@@ -72,13 +88,13 @@ impl Loaded {
                 stats.corrupt_blocks_skipped += 1;
                 continue;
             };
-            for (seq, r) in RecordIter::new(d, Endian::Little).enumerate() {
+            for (seq, r) in RecordIter::new(d, endian).enumerate() {
                 let Ok(r) = r else {
                     stats.unsplittable_records += 1;
                     break;
                 };
                 let time = info.as_ref().and_then(|i| i.parse_sample_id(r.body).time).unwrap_or(0);
-                match parse_sideband(&r, Endian::Little) {
+                match parse_sideband(&r, endian) {
                     Ok(Sideband::Lost(l)) => lost += l.lost,
                     Ok(Sideband::LostSamples(n)) => lost += n,
                     Ok(Sideband::Other) => {}

@@ -44,6 +44,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Print every record, decoded, one per line.
     Script(ScriptArgs),
+    /// Convert a perf.data (file or pipe mode) into an msen trace.
+    Import(ImportArgs),
     /// Write man pages generated from these definitions into DIR.
     #[command(hide = true)]
     Manpages {
@@ -187,6 +189,22 @@ pub struct ReportArgs {
     pub no_children: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "EXAMPLES:\n    msen import perf.data -o app.msen\n    perf record -o - -- ./app | msen import - -o app.msen\n\nAnalyses also read perf.data directly: msen report -i perf.data"
+)]
+pub struct ImportArgs {
+    /// perf.data to read (`-` for standard input, e.g. from `perf record -o -`).
+    #[arg(value_name = "PERF_DATA")]
+    pub input: PathBuf,
+    /// Trace to write.
+    #[arg(short = 'o', long = "output", default_value = "msen.data")]
+    pub output: PathBuf,
+    /// zstd level of trace blocks.
+    #[arg(long = "compression-level", default_value_t = 3)]
+    pub level: i32,
 }
 
 #[derive(Debug, Args)]

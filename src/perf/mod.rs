@@ -2,5 +2,6 @@
 //! decoding, and (in `sys`) the syscall, ioctls and mmap ring buffers.
 
 pub mod attr;
+pub mod data;
 pub mod record;
 pub mod sys;

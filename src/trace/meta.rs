@@ -3,7 +3,7 @@
 //! field has a default so older and newer minors read each other's metadata
 //! (unknown fields are ignored, missing ones default).
 
-use crate::perf::attr::EventAttr;
+use crate::perf::attr::{Endian, EventAttr};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -46,8 +46,21 @@ pub struct Metadata {
     pub synthetic: bool,
     /// What was recorded: "all CPUs", "pid 1234", "command".
     pub target: String,
+    /// Byte order of the perf records: "little" (every msen capture) or
+    /// "big" (imported from a big-endian perf.data). Empty means little.
+    pub byte_order: String,
     /// Where the trace came from when it was converted (e.g. "perf.data").
     pub source_format: Option<String>,
+}
+
+impl Metadata {
+    pub fn endian(&self) -> Endian {
+        if self.byte_order == "big" {
+            Endian::Big
+        } else {
+            Endian::Little
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

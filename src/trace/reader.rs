@@ -33,6 +33,8 @@ pub enum TraceError {
     BadHeader { path: PathBuf },
     #[error("{path}: block at byte {offset} is corrupted ({reason}); pass --skip-corrupt to analyze the remaining blocks")]
     CorruptBlock { path: PathBuf, offset: u64, reason: String },
+    #[error("{path}: cannot read this perf.data: {reason}")]
+    PerfData { path: PathBuf, reason: String },
     #[error("{path}: no metadata block survived; nothing can be decoded without the event descriptions")]
     NoMetadata { path: PathBuf },
     #[error("{path}: metadata block is unreadable: {reason}")]
@@ -145,7 +147,7 @@ impl Trace {
         }
         if !is_trace(b) {
             let hint = if b.starts_with(b"PERFILE2") || b.starts_with(b"PERFFILE") || b.starts_with(b"2ELIFREP") {
-                ": it is a perf.data file, which this msen cannot read yet"
+                ": it is a perf.data file; analyses read it directly, or convert it with `msen import`"
             } else {
                 ""
             };

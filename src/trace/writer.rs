@@ -21,8 +21,8 @@ pub struct BlockInfo {
     pub last_time: u64,
 }
 
-pub struct TraceWriter {
-    file: File,
+pub struct TraceWriter<W: Write = File> {
+    file: W,
     pos: u64,
     index: Vec<IndexEntry>,
     level: i32,
@@ -30,7 +30,7 @@ pub struct TraceWriter {
     bytes_raw: u64,
 }
 
-impl std::fmt::Debug for TraceWriter {
+impl<W: Write> std::fmt::Debug for TraceWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TraceWriter").field("pos", &self.pos).field("blocks", &self.index.len()).field("level", &self.level).finish()
     }
@@ -41,10 +41,38 @@ impl TraceWriter {
     /// `level` is the zstd level of every block.
     pub fn create(path: &Path, level: i32) -> io::Result<TraceWriter> {
         let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-        Self::from_file(file, level)
+        TraceWriter::new(file, level)
     }
 
-    pub fn from_file(mut file: File, level: i32) -> io::Result<TraceWriter> {
+    /// Make everything written so far durable (used at bounded intervals
+    /// during capture, so a machine crash loses at most one interval).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Append the footer index and trailer, sync, and close; returns the
+    /// file length.
+    pub fn finish(self) -> io::Result<u64> {
+        let (n, f) = self.close()?;
+        f.sync_all()?;
+        Ok(n)
+    }
+}
+
+impl TraceWriter<Vec<u8>> {
+    /// A trace built in memory (perf.data analyzed directly, tests).
+    pub fn in_memory(level: i32) -> io::Result<TraceWriter<Vec<u8>>> {
+        TraceWriter::new(Vec::new(), level)
+    }
+
+    /// Close and return the trace bytes.
+    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+        self.close().map(|(_, v)| v)
+    }
+}
+
+impl<W: Write> TraceWriter<W> {
+    pub fn new(mut file: W, level: i32) -> io::Result<TraceWriter<W>> {
         let header = FileHeader::current().encode();
         file.write_all(&header)?;
         Ok(TraceWriter {
@@ -52,7 +80,7 @@ impl TraceWriter {
             pos: header.len() as u64,
             index: Vec::new(),
             level,
-            compressor: zstd::bulk::Compressor::new(level)?,
+            compressor: zstd::bulk::Compressor::new(level.max(1))?,
             bytes_raw: 0,
         })
     }
@@ -80,7 +108,9 @@ impl TraceWriter {
             ));
         }
         // Perf-record blocks go through the record-columns transform first.
-        let delta = matches!(info.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND);
+        // Level 0 stores blocks as they are (traces built in memory only to
+        // be analyzed once).
+        let delta = self.level > 0 && matches!(info.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND);
         let transformed;
         let (input, flags) = if delta {
             transformed = super::delta::encode(raw);
@@ -88,8 +118,9 @@ impl TraceWriter {
         } else {
             (raw, 0)
         };
-        let compressed = self.compressor.compress(input)?;
-        let (codec, payload) = if compressed.len() < input.len() { (Codec::ZSTD, &compressed[..]) } else { (Codec::NONE, input) };
+        let compressed = if self.level > 0 { self.compressor.compress(input)? } else { Vec::new() };
+        let (codec, payload) =
+            if self.level > 0 && compressed.len() < input.len() { (Codec::ZSTD, &compressed[..]) } else { (Codec::NONE, input) };
         let mut h = BlockHeader {
             header_size: BLOCK_HEADER_SIZE as u16,
             kind: info.kind,
@@ -130,14 +161,8 @@ impl TraceWriter {
         Ok(())
     }
 
-    /// Make everything written so far durable (used at bounded intervals
-    /// during capture, so a machine crash loses at most one interval).
-    pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-
-    /// Append the footer index and trailer, sync, and close.
-    pub fn finish(mut self) -> io::Result<u64> {
+    /// Append the footer index and trailer; returns the file length and the sink.
+    pub fn close(mut self) -> io::Result<(u64, W)> {
         let mut raw = Vec::with_capacity(self.index.len() * INDEX_ENTRY_SIZE);
         for e in &self.index {
             e.encode(&mut raw);
@@ -150,7 +175,7 @@ impl TraceWriter {
         t[8..16].copy_from_slice(&TRAILER_MAGIC);
         self.file.write_all(&t)?;
         self.pos += TRAILER_SIZE as u64;
-        self.file.sync_all()?;
-        Ok(self.pos)
+        self.file.flush()?;
+        Ok((self.pos, self.file))
     }
 }
