@@ -11,6 +11,9 @@ pub struct EventInfo {
     pub name: String,
     pub attr: EventAttr,
     pub parse: ParseInfo,
+    /// The period of samples that carry none (no PERF_SAMPLE_PERIOD): the
+    /// attr's fixed period, as perf assumes; 1 in frequency mode.
+    pub default_period: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -30,6 +33,7 @@ impl Events {
                 name: if d.name.is_empty() { d.attr.default_name() } else { d.name.clone() },
                 attr: d.attr.clone(),
                 parse: ParseInfo::new(&d.attr, endian),
+                default_period: if d.attr.is_freq() || d.attr.period_or_freq == 0 { 1 } else { d.attr.period_or_freq },
             })
             .collect();
         let mut by_id = HashMap::default();

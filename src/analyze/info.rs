@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 pub struct Info {
     pub record_counts: BTreeMap<String, u64>,
     pub samples_per_event: Vec<u64>,
+    /// Branch-stack entries per event (perf counts these as samples in its
+    /// branch view).
+    pub branch_entries_per_event: Vec<u64>,
     pub samples: u64,
     pub blocks: usize,
     pub blocks_by_kind: BTreeMap<String, usize>,
@@ -26,11 +29,12 @@ pub fn info(l: &Loaded) -> Result<Info, TraceError> {
     let blocks: Vec<_> =
         l.trace.blocks.iter().filter(|b| matches!(b.header.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND)).copied().collect();
     let nev = l.events.len();
-    let parts: Vec<(BTreeMap<RecordType, u64>, Vec<u64>, u64)> = blocks
+    let parts: Vec<(BTreeMap<RecordType, u64>, Vec<u64>, Vec<u64>, u64)> = blocks
         .par_iter()
         .map(|b| -> Result<_, TraceError> {
             let mut counts = BTreeMap::new();
             let mut per_event = vec![0u64; nev];
+            let mut branches = vec![0u64; nev];
             let mut bad = 0;
             if let Some(d) = l.trace.decode_or_skip(b)? {
                 for r in RecordIter::new(&d, l.events.endian) {
@@ -41,22 +45,42 @@ pub fn info(l: &Loaded) -> Result<Info, TraceError> {
                     *counts.entry(r.kind).or_insert(0) += 1;
                     if r.kind == RecordType::SAMPLE {
                         if let Some(e) = l.events.of_sample(r.body) {
-                            if let Some(c) = per_event.get_mut(e as usize) {
-                                *c += 1;
+                            let ev = &l.events.list[e as usize];
+                            let parsed = ev.parse.parse_sample(r.body).ok();
+                            // A group read stands for one sample of every
+                            // member (perf delivers it so).
+                            let members: Vec<u16> = match parsed.as_ref().and_then(|s| s.read) {
+                                Some(rv) if ev.attr.read_format & crate::perf::attr::read_format::GROUP != 0 => {
+                                    rv.entries().filter_map(|(_, id)| id.and_then(|id| l.events.of_id(id))).collect()
+                                }
+                                _ => vec![e],
+                            };
+                            for m in members {
+                                if let Some(c) = per_event.get_mut(m as usize) {
+                                    *c += 1;
+                                }
+                            }
+                            if ev.attr.sample_type & crate::perf::attr::sample::BRANCH_STACK != 0 {
+                                if let Some(s) = &parsed {
+                                    branches[e as usize] += s.branch_stack.map_or(0, |b| b.len() as u64 / 3);
+                                }
                             }
                         }
                     }
                 }
             }
-            Ok((counts, per_event, bad))
+            Ok((counts, per_event, branches, bad))
         })
         .collect::<Result<_, _>>()?;
-    let mut i = Info { samples_per_event: vec![0; nev], ..Default::default() };
-    for (counts, per_event, bad) in parts {
+    let mut i = Info { samples_per_event: vec![0; nev], branch_entries_per_event: vec![0; nev], ..Default::default() };
+    for (counts, per_event, branches, bad) in parts {
         for (k, v) in counts {
             *i.record_counts.entry(k.display_name()).or_insert(0) += v;
         }
         for (a, b) in i.samples_per_event.iter_mut().zip(per_event) {
+            *a += b;
+        }
+        for (a, b) in i.branch_entries_per_event.iter_mut().zip(branches) {
             *a += b;
         }
         i.unsplittable += bad;
@@ -91,6 +115,7 @@ pub fn to_json(l: &Loaded, i: &Info) -> Value {
                 "attr": e.attr,
                 "ids": m.events.get(n).map(|d| d.ids.clone()).unwrap_or_default(),
                 "samples": i.samples_per_event.get(n).copied().unwrap_or(0),
+                "branch_entries": i.branch_entries_per_event.get(n).copied().unwrap_or(0),
             })
         })
         .collect();

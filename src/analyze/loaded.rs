@@ -114,6 +114,7 @@ impl Loaded {
                 _ => {}
             }
         }
+        timeline.finish();
         let mut kallsyms = Kallsyms::default();
         if let Some(b) = trace.blocks_of(BlockKind::KALLSYMS).next().copied() {
             match trace.decode_or_skip(&b)? {
@@ -123,7 +124,9 @@ impl Loaded {
         }
         let build_ids: HashMap<String, String> =
             trace.end.as_ref().map(|e| e.build_ids.iter().map(|b| (b.path.clone(), b.build_id.clone())).collect()).unwrap_or_default();
-        let resolver = Resolver::new(timeline.dsos.clone(), build_ids, kallsyms, opts.symfs.clone());
+        let imported = trace.meta.source_format.is_some();
+        let resolver = Resolver::new(timeline.dsos.clone(), build_ids, kallsyms, opts.symfs.clone())
+            .with_kernel_maps(timeline.kernel_maps(), imported);
         Ok(Loaded { trace, events, timeline, resolver, lost_records: lost, sideband_stats: stats })
     }
 

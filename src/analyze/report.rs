@@ -246,7 +246,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     p.stats.unparsable_samples += 1;
                     continue;
                 };
-                let period = s.period.unwrap_or(1);
+                let period = s.period.unwrap_or(l.events.list[ev as usize].default_period);
                 p.totals[ev as usize].0 += 1;
                 p.totals[ev as usize].1 += period;
                 let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));
@@ -317,9 +317,11 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         cfg.sort
             .iter()
             .map(|sk| match sk {
-                SortKey::Comm => {
-                    KeyVal::Text(if k.comm == u32::MAX { format!(":{}", k.pid) } else { l.timeline.comm_name(k.comm).to_string() })
-                }
+                SortKey::Comm => KeyVal::Text(if k.comm == u32::MAX {
+                    format!(":{}", if k.tid != 0 { k.tid } else { k.pid })
+                } else {
+                    l.timeline.comm_name(k.comm).to_string()
+                }),
                 SortKey::Pid => KeyVal::Num(k.pid as u64),
                 SortKey::Tid => KeyVal::Num(k.tid as u64),
                 SortKey::Dso => KeyVal::Text(r.dso.clone()),

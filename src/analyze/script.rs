@@ -101,7 +101,7 @@ fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> String {
         s.cpu.unwrap_or(0),
         time / 1_000_000_000,
         (time % 1_000_000_000) / 1000,
-        s.period.unwrap_or(1),
+        s.period.unwrap_or(l.events.list[ev as usize].default_period),
         l.events.list[ev as usize].name
     );
     if let Some(a) = s.addr {

@@ -125,6 +125,15 @@ impl Timeline {
         p.maps.push(MapEntry { start: m.start, end: m.start.saturating_add(m.len), pgoff: m.pgoff, dso: id, prot: m.prot, epoch });
     }
 
+    /// Call after the last record: name the idle task as perf does (pid 0
+    /// never gets a COMM record).
+    pub fn finish(&mut self) {
+        if !self.threads.contains_key(&0) {
+            let id = self.intern_comm("swapper");
+            self.threads.insert(0, vec![(0, id)]);
+        }
+    }
+
     /// The comm of a thread at `time`.
     pub fn comm_at(&self, pid: u32, tid: u32, time: u64) -> Option<u32> {
         let v = self.threads.get(&tid).or_else(|| self.threads.get(&pid))?;
@@ -159,6 +168,11 @@ impl Timeline {
     pub fn map_entry(&self, pid: u32, epoch: u16, addr: u64) -> Option<MapEntry> {
         let p = self.procs.get(&pid)?;
         p.maps.iter().rev().find(|m| m.epoch == epoch && addr >= m.start && addr < m.end).copied()
+    }
+
+    /// Kernel and module mappings (perf.data records them for pid -1).
+    pub fn kernel_maps(&self) -> Vec<MapEntry> {
+        self.procs.get(&u32::MAX).map(|p| p.maps.clone()).unwrap_or_default()
     }
 
     pub fn process_count(&self) -> usize {

@@ -52,8 +52,7 @@ pub struct Features {
     pub cmdline: Vec<String>,
     /// (node, cpu list text)
     pub numa_nodes: Vec<(u32, String)>,
-    /// (block size, [(node, memory block indexes)])
-    pub mem_topology: Option<(u64, Vec<(u64, Vec<u64>)>)>,
+    pub mem_topology: Option<MemTopology>,
     /// (pid, build-id hex, filename)
     pub build_ids: Vec<(i32, String, String)>,
     /// L1 data cache line size from the CACHE feature.
@@ -62,6 +61,9 @@ pub struct Features {
     pub event_names: HashMap<u64, String>,
     pub clockid: Option<u64>,
 }
+
+/// MEM_TOPOLOGY: memory block size and, per node, the indexes of its blocks.
+pub type MemTopology = (u64, Vec<(u64, Vec<u64>)>);
 
 /// An event of the file.
 #[derive(Debug, Clone)]

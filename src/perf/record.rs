@@ -342,9 +342,13 @@ impl ParseInfo {
             if rf & attr::read_format::GROUP != 0 {
                 let nr = c.u64()? as usize;
                 c.skip(extra * 8)?;
-                c.skip(nr.checked_mul(per_value * 8).ok_or(DecodeError::Overflow)?)?;
+                let w = c.words(nr.checked_mul(per_value).ok_or(DecodeError::Overflow)?)?;
+                s.read = Some(ReadValues { words: w, stride: per_value, id_index: (rf & attr::read_format::ID != 0).then_some(1) });
             } else {
-                c.skip((per_value + extra) * 8)?;
+                let v = c.words(1)?;
+                c.skip(extra * 8)?;
+                c.skip((per_value - 1) * 8)?;
+                s.read = Some(ReadValues { words: v, stride: 1, id_index: None });
             }
         }
         if st & sample::CALLCHAIN != 0 {
@@ -483,6 +487,8 @@ pub struct Sample<'a> {
     pub callchain: Option<Words<'a>>,
     pub raw: Option<&'a [u8]>,
     pub branch_hw_index: Option<u64>,
+    /// PERF_SAMPLE_READ values (for group reads: one entry per member).
+    pub read: Option<ReadValues<'a>>,
     /// 3 words per entry: from, to, flags.
     pub branch_stack: Option<Words<'a>>,
     pub regs_user: Option<(u64, Words<'a>)>,
@@ -524,6 +530,23 @@ impl<'a> Words<'a> {
     pub fn iter(&self) -> impl Iterator<Item = u64> + 'a {
         let e = self.e;
         self.b.chunks_exact(8).map(move |w| e.u64(w))
+    }
+}
+
+/// The values of a PERF_SAMPLE_READ field.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadValues<'a> {
+    words: Words<'a>,
+    stride: usize,
+    /// Word index of the id inside one entry, when read_format has ID.
+    id_index: Option<usize>,
+}
+
+impl<'a> ReadValues<'a> {
+    /// (value, id) per entry; id is None without PERF_FORMAT_ID.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, Option<u64>)> + 'a {
+        let (w, stride, idi) = (self.words, self.stride.max(1), self.id_index);
+        (0..w.len() / stride).filter_map(move |i| Some((w.get(i * stride)?, idi.and_then(|k| w.get(i * stride + k)))))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::elf::{self, ElfProblem, ElfSymbols};
 use super::kallsyms::Kallsyms;
-use crate::analyze::timeline::{Dso, MapHit};
+use crate::analyze::timeline::{Dso, MapEntry, MapHit};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -67,12 +67,39 @@ pub struct Resolver {
     elf: Vec<OnceLock<Result<ElfSymbols, ElfProblem>>>,
     kallsyms: Kallsyms,
     symfs: Option<PathBuf>,
+    /// Kernel and module mappings (pid -1), newest last.
+    kernel_maps: Vec<MapEntry>,
+    /// When true, a kernel address outside every kernel mapping has no
+    /// mapping (perf's view of imported files); when false (msen captures,
+    /// which record no kernel mapping), it is in [kernel.kallsyms].
+    kernel_maps_authoritative: bool,
+}
+
+/// perf's DSO name for a kernel or module mapping.
+fn kernel_dso_name(path: &str) -> String {
+    if let Some(rest) = path.strip_prefix('[') {
+        // "[kernel.kallsyms]_text" -> "[kernel.kallsyms]"
+        return match rest.split_once(']') {
+            Some((name, _)) => format!("[{name}]"),
+            None => path.to_string(),
+        };
+    }
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let stem = base.split(".ko").next().unwrap_or(base);
+    format!("[{}]", stem.replace('-', "_"))
 }
 
 impl Resolver {
     pub fn new(dsos: Vec<Dso>, build_ids: HashMap<String, String>, kallsyms: Kallsyms, symfs: Option<PathBuf>) -> Resolver {
         let elf = (0..dsos.len()).map(|_| OnceLock::new()).collect();
-        Resolver { dsos, build_ids, elf, kallsyms, symfs }
+        Resolver { dsos, build_ids, elf, kallsyms, symfs, kernel_maps: Vec::new(), kernel_maps_authoritative: false }
+    }
+
+    /// Use the kernel mappings of the trace; `authoritative` as for perf.data.
+    pub fn with_kernel_maps(mut self, maps: Vec<MapEntry>, authoritative: bool) -> Resolver {
+        self.kernel_maps = maps;
+        self.kernel_maps_authoritative = authoritative;
+        self
     }
 
     pub fn dso(&self, id: u32) -> Option<&Dso> {
@@ -123,7 +150,19 @@ impl Resolver {
     /// Resolve a kernel address from the captured kallsyms.
     pub fn kernel(&self, addr: u64) -> Resolved {
         if self.kallsyms.is_empty() {
-            return Resolved { dso: "[kernel.kallsyms]".into(), sym: Err(Unresolved::NoKallsyms), kernel: true, rel: addr };
+            let map = self.kernel_maps.iter().rev().find(|m| addr >= m.start && addr < m.end);
+            return match map {
+                Some(m) => Resolved {
+                    dso: self.dsos.get(m.dso as usize).map_or_else(|| "[kernel.kallsyms]".into(), |d| kernel_dso_name(&d.path)),
+                    sym: Err(Unresolved::NoKallsyms),
+                    kernel: true,
+                    rel: addr,
+                },
+                None if self.kernel_maps_authoritative => {
+                    Resolved { dso: "[unknown]".into(), sym: Err(Unresolved::NoMap), kernel: true, rel: addr }
+                }
+                None => Resolved { dso: "[kernel.kallsyms]".into(), sym: Err(Unresolved::NoKallsyms), kernel: true, rel: addr },
+            };
         }
         match self.kallsyms.lookup(addr) {
             Some(k) => Resolved {
