@@ -29,7 +29,10 @@ pub fn info(l: &Loaded) -> Result<Info, TraceError> {
     let blocks: Vec<_> =
         l.trace.blocks.iter().filter(|b| matches!(b.header.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND)).copied().collect();
     let nev = l.events.len();
-    let parts: Vec<(BTreeMap<RecordType, u64>, Vec<u64>, Vec<u64>, u64)> = blocks
+    /// One block's counts: by record type, samples and branch entries per
+    /// event, unsplittable runs.
+    type Part = (BTreeMap<RecordType, u64>, Vec<u64>, Vec<u64>, u64);
+    let parts: Vec<Part> = blocks
         .par_iter()
         .map(|b| -> Result<_, TraceError> {
             let mut counts = BTreeMap::new();
