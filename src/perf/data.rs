@@ -379,8 +379,8 @@ fn handle_record(rec: &[u8], out: &mut PerfData) {
             }
         }
         RecordType::EVENT_UPDATE => {
-            // u64 type, u64 id, then data; type 1 = NAME.
-            if body.len() >= 16 && e.u64(body) == 1 {
+            // u64 type, u64 id, then data; types: 0 UNIT, 1 SCALE, 2 NAME, 3 CPUS.
+            if body.len() >= 16 && e.u64(body) == 2 {
                 let id = e.u64(&body[8..]);
                 let s = &body[16..];
                 let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());

@@ -120,8 +120,13 @@ pub fn decode(enc: &[u8]) -> Option<Vec<u8>> {
     let n = rd32(0)? as usize;
     let ng = rd32(4)? as usize;
     let tail_len = rd32(8)? as usize;
+    // Every group holds a record and every record takes 4 bytes of columns:
+    // anything else is damage (and must not drive allocations).
+    if ng > n || n.checked_mul(4)? > enc.len() || ng > u16::MAX as usize + 1 {
+        return None;
+    }
     let mut pos = 12usize;
-    let mut groups = Vec::with_capacity(ng.min(1 << 16));
+    let mut groups = Vec::with_capacity(ng);
     for _ in 0..ng {
         let kind = rd32(pos)?;
         let size = rd32(pos + 4)? as usize;

@@ -2,6 +2,8 @@
 //! built from testdata/programs, synthetic traces, root checks.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod perfout;
+
 use msen::perf::attr::{flag, sample, EventAttr};
 use msen::perf::record::{build_record, misc, RecordType};
 use msen::trace::meta::{EventDesc, Metadata};

@@ -1,0 +1,151 @@
+//! Parsing stock perf's text outputs (report -D stats, report --stdio).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+/// perf's `report -D` aggregated stats: total counts by record type, and
+/// SAMPLE counts per event name.
+pub fn perf_stats(text: &str) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let mut total = BTreeMap::new();
+    let mut per_event = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(ev) = line.strip_suffix(" stats:").filter(|_| !line.starts_with("Aggregated")) {
+            current = Some(ev.trim().to_string());
+            continue;
+        }
+        let t = line.trim();
+        if let Some((kind, rest)) = t.split_once(" events:") {
+            let n: u64 = rest.split_whitespace().next().unwrap_or("0").parse().unwrap_or(0);
+            match &current {
+                Some(ev) if kind == "SAMPLE" => {
+                    per_event.insert(ev.clone(), n);
+                }
+                None => {
+                    total.insert(kind.to_string(), n);
+                }
+                _ => {}
+            }
+        }
+    }
+    (total, per_event)
+}
+
+/// One section of `perf report --stdio`: event, samples line, event count,
+/// and (comm, dso) -> summed self percent, with the number of rows summed.
+#[derive(Debug, Default)]
+pub struct Section {
+    pub event: String,
+    pub period: u64,
+    pub rows: BTreeMap<(String, String), (f64, usize)>,
+    pub complete: bool,
+    /// Widths of the Command and Shared Object columns: perf truncates
+    /// values to them (in pipe mode the width can come from an older comm).
+    pub widths: (usize, usize),
+}
+
+pub fn perf_report_sections(text: &str) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::new();
+    let mut cols: Option<Vec<(usize, usize)>> = None;
+    let mut children = false;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# Samples: ") {
+            let ev = rest
+                .split_once(" of event")
+                .map(|(_, e)| e.trim_start_matches('s').trim().trim_matches('\'').to_string())
+                .unwrap_or_default();
+            out.push(Section { event: ev, ..Default::default() });
+            cols = None;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# Event count (approx.): ") {
+            if let Some(s) = out.last_mut() {
+                s.period = rest.trim().parse().unwrap_or(0);
+            }
+            continue;
+        }
+        if line.starts_with("# Overhead") || line.starts_with("# Children") {
+            children = line.starts_with("# Children");
+            continue;
+        }
+        if line.starts_with("# ....") {
+            // Column spans from the dots line.
+            let mut spans = Vec::new();
+            let b = line.as_bytes();
+            let mut i = 2;
+            while i < b.len() {
+                if b[i] == b'.' {
+                    let s = i;
+                    while i < b.len() && b[i] == b'.' {
+                        i += 1;
+                    }
+                    spans.push((s, i));
+                } else {
+                    i += 1;
+                }
+            }
+            cols = Some(spans);
+            continue;
+        }
+        let (Some(c), Some(sec)) = (&cols, out.last_mut()) else { continue };
+        if !line.trim_start().chars().next().is_some_and(|ch| ch.is_ascii_digit()) || !line.contains('%') {
+            continue;
+        }
+        let field = |k: usize| -> String {
+            let (s, e) = c[k];
+            let e = if k + 1 == c.len() { line.len() } else { e.min(line.len()) };
+            line.get(s..e).unwrap_or("").trim().to_string()
+        };
+        let (self_col, comm_col) = if children { (1, 2) } else { (0, 1) };
+        sec.widths = (c[comm_col].1 - c[comm_col].0, c[comm_col + 1].1 - c[comm_col + 1].0);
+        let pct: f64 = field(self_col).trim_end_matches('%').parse().unwrap_or(0.0);
+        let key = (field(comm_col), field(comm_col + 1));
+        let e = sec.rows.entry(key).or_insert((0.0, 0));
+        e.0 += pct;
+        e.1 += 1;
+    }
+    for s in &mut out {
+        let sum: f64 = s.rows.values().map(|v| v.0).sum();
+        s.complete = (sum - 100.0).abs() < 0.6;
+    }
+    out
+}
+
+/// Compare perf report sections with msen's `report --sort comm,dso
+/// --no-children --format json` on the same file; returns the sections compared.
+pub fn check_sections(name: &str, sections: &[Section], j: &serde_json::Value) -> usize {
+    let mut compared = 0;
+    for sec in sections {
+        let ev = j["events"].as_array().unwrap().iter().position(|e| e["name"] == sec.event.as_str());
+        // perf decodes AUX-area traces (Intel PT, CoreSight) into events
+        // of its own ('cbr', 'instructions', ...); msen does not.
+        let aux = j["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| ["intel_pt", "cs_etm", "arm_spe"].iter().any(|a| e["name"].as_str().unwrap_or("").contains(a)));
+        if ev.is_none() && aux {
+            continue;
+        }
+        let Some(evi) = ev else { panic!("{name}: event '{}' not in msen's {:?}", sec.event, j["events"]) };
+        assert_eq!(j["events"][evi]["period"].as_u64().unwrap(), sec.period, "{name}: event count of '{}'", sec.event);
+        let ours: BTreeMap<(String, String), f64> =
+            j["rows"].as_array().unwrap().iter().filter(|r| r["event"] == sec.event.as_str()).fold(BTreeMap::new(), |mut m, r| {
+                let cut = |s: &str, w: usize| s.chars().take(w).collect::<String>();
+                let key = (cut(r["comm"].as_str().unwrap(), sec.widths.0), cut(r["dso"].as_str().unwrap(), sec.widths.1));
+                *m.entry(key).or_insert(0.0) += r["percent"].as_f64().unwrap();
+                m
+            });
+        for (key, (pct, nrows)) in &sec.rows {
+            let tol = 0.005 * *nrows as f64 + 0.01;
+            let got = ours.get(key).copied().unwrap_or(0.0);
+            if sec.complete {
+                assert!((got - pct).abs() <= tol, "{name} '{}' {key:?}: msen {got} perf {pct} (±{tol})", sec.event);
+            } else {
+                assert!(got + tol >= *pct, "{name} '{}' {key:?}: msen {got} < perf's partial {pct}", sec.event);
+            }
+        }
+        compared += 1;
+    }
+    compared
+}

@@ -1,0 +1,110 @@
+//! Differential tests against stock perf on this machine: perf records the
+//! example workload in several modes, then perf's own report and msen read
+//! the same perf.data and must agree (samples per event, record counts,
+//! shares by command and shared object). Needs root and linux-perf.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::perfout::*;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn have_perf() -> bool {
+    let ok = Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI must have linux-perf (scripts/setup.sh installs it)");
+        }
+        eprintln!("SKIP: stock perf is not installed (scripts/setup.sh installs linux-perf)");
+    }
+    ok
+}
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn perf_out(args: &[&str]) -> String {
+    let o = Command::new("perf").args(args).stderr(Stdio::null()).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// perf's and msen's views of one perf.data must agree.
+fn compare(name: &str, data: &Path) {
+    let d = data.to_str().unwrap();
+    let (total, per_event) = perf_stats(&perf_out(&["report", "--stats", "-i", d]));
+    assert!(total.get("SAMPLE").copied().unwrap_or(0) > 50, "{name}: perf saw too few samples: {total:?}");
+    let j = json(&run(&["info", "--format", "json", d]));
+    for kind in ["SAMPLE", "LOST", "MMAP", "MMAP2", "COMM", "FORK", "EXIT"] {
+        assert_eq!(j["record_counts"][kind].as_u64().unwrap_or(0), total.get(kind).copied().unwrap_or(0), "{name}: {kind} records");
+    }
+    for (ev, n) in &per_event {
+        let got: u64 =
+            j["events"].as_array().unwrap().iter().filter(|e| e["name"] == ev.as_str()).map(|e| e["samples"].as_u64().unwrap()).sum();
+        assert_eq!(got, *n, "{name}: samples of '{ev}'");
+    }
+    let text = perf_out(&["report", "--stdio", "--no-children", "--sort", "comm,dso", "-i", d]);
+    let sections = perf_report_sections(&text);
+    let o = run(&["report", "--format", "json", "--no-children", "--sort", "comm,dso", d]);
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+    assert!(check_sections(name, &sections, &json(&o)) > 0, "{name}: no report section compared:\n{text}");
+    // Importing gives the same answer as reading the perf.data directly.
+    let conv = data.with_extension("msen");
+    let o = run(&["import", d, "-o", conv.to_str().unwrap()]);
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+    let direct = stdout(&run(&["report", "--format", "json", d]));
+    let imported = stdout(&run(&["report", "--format", "json", conv.to_str().unwrap()]));
+    assert_eq!(direct, imported, "{name}: import changed the answer");
+}
+
+fn record_with_perf(args: &[&str], out: &Path) {
+    let st = Command::new("perf").arg("record").arg("-q").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    assert!(st.success(), "perf record {args:?} failed");
+    assert!(out.exists());
+}
+
+#[test]
+fn stock_perf_recordings_in_every_mode_read_the_same() {
+    if !have_perf() || !require_root("stock_perf_recordings_in_every_mode_read_the_same") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tmpdir();
+    let hot = build_program("hot", d.path());
+    let h = hot.to_str().unwrap();
+    let p = |n: &str| d.path().join(n);
+
+    let fp = p("fp.data");
+    record_with_perf(&["-e", "cpu-clock", "-g", "-F", "2000", "-o", fp.to_str().unwrap(), "--", h, "0.5"], &fp);
+    compare("cpu-clock -g", &fp);
+
+    let dw = p("dwarf.data");
+    record_with_perf(&["-e", "cpu-clock", "--call-graph", "dwarf", "-F", "500", "-o", dw.to_str().unwrap(), "--", h, "0.4"], &dw);
+    compare("--call-graph dwarf", &dw);
+
+    let z = p("z.data");
+    record_with_perf(&["-z", "-e", "cpu-clock", "-F", "2000", "-o", z.to_str().unwrap(), "--", h, "0.5"], &z);
+    compare("-z", &z);
+
+    let pipe = p("pipe.data");
+    let f = std::fs::File::create(&pipe).unwrap();
+    let st = Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "-F", "2000", "-o", "-", "--", h, "0.5"])
+        .stdout(f)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    compare("pipe mode", &pipe);
+
+    let mut kid = Command::new(&hot).arg("--forever").stdout(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let a = p("a.data");
+    record_with_perf(&["-a", "-e", "cpu-clock", "-F", "2000", "-o", a.to_str().unwrap(), "--", "sleep", "0.5"], &a);
+    let pp = p("p.data");
+    let pid = kid.id().to_string();
+    record_with_perf(&["-p", &pid, "-e", "cpu-clock", "-F", "2000", "-o", pp.to_str().unwrap(), "--", "sleep", "0.5"], &pp);
+    let _ = kid.kill();
+    let _ = kid.wait();
+    compare("-a", &a);
+    compare("-p", &pp);
+}
