@@ -8,6 +8,7 @@
 mod common;
 use common::perfout::*;
 use common::*;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn corpus() -> Option<PathBuf> {
@@ -150,4 +151,115 @@ fn damaged_perf_data_never_panics() {
         assert!(started.elapsed().as_secs() < 240, "too slow at {name}: a hang?");
     }
     eprintln!("{tried} damaged variants analyzed in {:?}", started.elapsed());
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let o = run(&["script", "--format", "jsonl", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Multiset of lines.
+fn bag(lines: impl Iterator<Item = String>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for l in lines {
+        *m.entry(l).or_insert(0) += 1;
+    }
+    m
+}
+
+/// `perf script -F ip,brstack` (first 200 lines) against msen's branch entries.
+#[test]
+fn branch_stacks_match_perf_script() {
+    let Some(dir) = corpus() else { return };
+    let mut files_checked = 0;
+    for (path, name) in files(&dir) {
+        let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.brstack.txt"))) else { continue };
+        // The branch entries of each sample (with call chains, perf prints the
+        // chain's ips on lines of their own and the entries after them).
+        let perf_lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('$'))
+            .map(|l| l.split_whitespace().filter(|t| t.contains('/')).collect::<Vec<_>>().join(" "))
+            .filter(|l| !l.is_empty())
+            .collect();
+        let ours: Vec<String> = jsonl(&path)
+            .iter()
+            .filter(|s| s["type"] == "SAMPLE")
+            .map(|s| s["branch_stack"].as_array().into_iter().flatten().map(|b| b["text"].as_str().unwrap()).collect::<Vec<_>>().join(" "))
+            .filter(|l| !l.is_empty())
+            .collect();
+        let (want, have) = (bag(perf_lines.iter().cloned()), bag(ours.iter().cloned()));
+        for (line, n) in &want {
+            let h = have.get(line).copied().unwrap_or(0);
+            assert!(h >= *n, "{name}: perf's branch line appears {n}x, msen's {h}x:\n{line}\nmsen's first: {:?}", ours.first());
+        }
+        // In LBR call-stack mode perf folds the stack into the call chain
+        // and prints entries only for some samples: containment is the check.
+        let evlist = std::fs::read_to_string(dir.join(format!("{name}.evlist.txt"))).unwrap_or_default();
+        if text.lines().count() < 200 && !evlist.contains("CALL_STACK") {
+            assert_eq!(perf_lines.len(), ours.len(), "{name}: sample count");
+        }
+        files_checked += 1;
+    }
+    assert!(files_checked >= 6, "{files_checked}");
+}
+
+/// `perf script -F ...,addr,data_src,weight[,phys_addr]` (complete) against
+/// msen's script on the memory files.
+#[test]
+fn memory_samples_match_perf_script() {
+    let Some(dir) = corpus() else { return };
+    let mut files_checked = 0;
+    for (path, name) in files(&dir) {
+        let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.memscript.txt"))) else { continue };
+        let perf_lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("|OP "))
+            .map(|l| {
+                let (head, tail) = l.split_once("|OP ").unwrap();
+                let h: Vec<&str> = head.split_whitespace().collect();
+                let (addr, dsrc) = (h[h.len() - 2], h[h.len() - 1]);
+                let time = h
+                    .iter()
+                    .find(|t| t.ends_with(':') && t.contains('.') && t[..t.len() - 1].parse::<f64>().is_ok())
+                    .unwrap()
+                    .trim_end_matches(':');
+                let (fields, rest) = tail.split_once("|BLK ").unwrap();
+                let mut rest_t = rest.split_whitespace().peekable();
+                let mut blk = Vec::new();
+                while let Some(t) = rest_t.peek() {
+                    if ["N/A", "Data", "Addr"].contains(t) {
+                        blk.push(rest_t.next().unwrap());
+                    } else {
+                        break;
+                    }
+                }
+                let weight = rest_t.next().unwrap();
+                format!("{time} {addr} {dsrc} |OP {fields}|BLK  {} {weight}", blk.join(" "))
+            })
+            .collect();
+        let ours: Vec<String> = jsonl(&path)
+            .iter()
+            .filter(|s| s["type"] == "SAMPLE")
+            .map(|s| {
+                let t = s["time"].as_u64().unwrap();
+                let hex =
+                    |k: &str| format!("{:x}", u64::from_str_radix(s[k].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap());
+                let text = s["data_src_fields"]["text"].as_str().unwrap();
+                format!(
+                    "{}.{:06} {} {} {} {}",
+                    t / 1_000_000_000,
+                    (t % 1_000_000_000) / 1000,
+                    hex("addr"),
+                    hex("data_src"),
+                    text,
+                    s["weight"].as_u64().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(bag(perf_lines.into_iter()), bag(ours.into_iter()), "{name}: memory samples differ");
+        files_checked += 1;
+    }
+    assert_eq!(files_checked, 8);
 }

@@ -7,6 +7,7 @@
 //! distinct address once, then group into rows by the requested keys. Rows
 //! are sorted by a total order, so the output does not depend on thread count.
 
+use super::datasrc::DataSrc;
 use super::loaded::{DecodeStats, Loaded};
 use crate::perf::record::{frames_of, misc, RecordIter, RecordType};
 use crate::symbolize::Resolved;
@@ -24,6 +25,14 @@ pub enum SortKey {
     Sym,
     Cpu,
     Event,
+    /// Memory level of data_src (perf's "mem").
+    Mem,
+    Snoop,
+    Tlb,
+    Lock,
+    Blocked,
+    /// The sample's weight (perf's "local_weight").
+    Weight,
 }
 
 impl SortKey {
@@ -36,6 +45,12 @@ impl SortKey {
             "sym" | "symbol" => SortKey::Sym,
             "cpu" => SortKey::Cpu,
             "event" => SortKey::Event,
+            "mem" => SortKey::Mem,
+            "snoop" => SortKey::Snoop,
+            "tlb" => SortKey::Tlb,
+            "lock" => SortKey::Lock,
+            "blocked" => SortKey::Blocked,
+            "weight" | "local_weight" => SortKey::Weight,
             _ => return None,
         })
     }
@@ -48,6 +63,12 @@ impl SortKey {
             SortKey::Sym => "sym",
             SortKey::Cpu => "cpu",
             SortKey::Event => "event",
+            SortKey::Mem => "mem",
+            SortKey::Snoop => "snoop",
+            SortKey::Tlb => "tlb",
+            SortKey::Lock => "lock",
+            SortKey::Blocked => "blocked",
+            SortKey::Weight => "weight",
         }
     }
     pub fn header(self) -> &'static str {
@@ -59,6 +80,12 @@ impl SortKey {
             SortKey::Sym => "Symbol",
             SortKey::Cpu => "CPU",
             SortKey::Event => "Event",
+            SortKey::Mem => "Memory access",
+            SortKey::Snoop => "Snoop",
+            SortKey::Tlb => "TLB access",
+            SortKey::Lock => "Locked",
+            SortKey::Blocked => "Blocked",
+            SortKey::Weight => "Local Weight",
         }
     }
 }
@@ -167,6 +194,10 @@ struct RawKey {
     epoch: u16,
     kernel: bool,
     ip: u64,
+    /// Zero unless a data_src key is requested.
+    data_src: u64,
+    /// Zero unless the weight key is requested.
+    weight: u64,
     chain: Option<Box<[u64]>>,
 }
 
@@ -216,6 +247,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     };
     let want_tid = cfg.sort.contains(&SortKey::Tid);
     let want_cpu = cfg.sort.contains(&SortKey::Cpu);
+    let want_dsrc = cfg.sort.iter().any(|k| matches!(k, SortKey::Mem | SortKey::Snoop | SortKey::Tlb | SortKey::Lock | SortKey::Blocked));
+    let want_weight = cfg.sort.contains(&SortKey::Weight);
     let comm_filter: Option<HashSet<u32>> =
         (!cfg.comms.is_empty()).then(|| cfg.comms.iter().filter_map(|c| l.timeline.comm_id(c)).collect());
     let nev = l.events.len();
@@ -275,6 +308,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     epoch: l.timeline.epoch_at(pid, time),
                     kernel,
                     ip: s.ip.unwrap_or(0),
+                    data_src: if want_dsrc { s.data_src.unwrap_or(0) } else { 0 },
+                    weight: if want_weight { s.weight.unwrap_or(0) } else { 0 },
                     chain: if children { s.callchain.map(|c| c.iter().collect::<Vec<_>>().into_boxed_slice()) } else { None },
                 };
                 let a = p.map.entry(key).or_default();
@@ -335,6 +370,12 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 },
                 SortKey::Cpu => KeyVal::Num(k.cpu as u64),
                 SortKey::Event => KeyVal::Text(l.events.list[k.event as usize].name.clone()),
+                SortKey::Mem => KeyVal::Text(DataSrc(k.data_src).lvl_text()),
+                SortKey::Snoop => KeyVal::Text(DataSrc(k.data_src).snoop_text()),
+                SortKey::Tlb => KeyVal::Text(DataSrc(k.data_src).tlb_text()),
+                SortKey::Lock => KeyVal::Text(DataSrc(k.data_src).lock_text().to_string()),
+                SortKey::Blocked => KeyVal::Text(DataSrc(k.data_src).blk_text().trim_start().to_string()),
+                SortKey::Weight => KeyVal::Num(k.weight),
             })
             .collect()
     };

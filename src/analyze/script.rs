@@ -1,6 +1,7 @@
 //! `msen script`: one decoded record per line, in time order, as text or
 //! JSON lines, with every sample field the trace holds.
 
+use super::datasrc::DataSrc;
 use super::loaded::Loaded;
 use super::report::frames;
 use crate::perf::record::{misc, parse_sideband, RecordIter, RecordType, Sample, Sideband};
@@ -64,6 +65,12 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> Value {
     }
     m.insert("addr".into(), json!(s.addr.map(|a| format!("0x{a:x}"))));
     m.insert("data_src".into(), json!(s.data_src.map(|a| format!("0x{a:x}"))));
+    if let Some(d) = s.data_src.map(DataSrc) {
+        m.insert(
+            "data_src_fields".into(),
+            json!({"op": d.op_text(), "mem": d.lvl_text(), "snoop": d.snoop_text(), "tlb": d.tlb_text(), "lock": d.lock_text(), "blocked": d.blk_text().trim_start(), "text": d.script_text()}),
+        );
+    }
     m.insert("weight".into(), json!(s.weight));
     if s.ins_lat.is_some() {
         m.insert("ins_lat".into(), json!(s.ins_lat));
@@ -82,7 +89,10 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> Value {
     m.insert("callchain".into(), json!(chain));
     let branches: Option<Vec<Value>> = s.branch_stack.map(|_| {
         s.branches()
-            .map(|b| json!({"from": format!("0x{:x}", b.from), "to": format!("0x{:x}", b.to), "mispred": b.mispred(), "predicted": b.predicted(), "in_tx": b.in_tx(), "abort": b.abort(), "cycles": b.cycles()}))
+            .map(|b| {
+                json!({"from": format!("0x{:x}", b.from), "to": format!("0x{:x}", b.to), "mispred": b.mispred(), "predicted": b.predicted(),
+                       "in_tx": b.in_tx(), "abort": b.abort(), "cycles": b.cycles(), "type": b.branch_type(), "text": b.perf_text()})
+            })
             .collect()
     });
     m.insert("branch_stack".into(), json!(branches));
@@ -108,7 +118,7 @@ fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> String {
         out.push_str(&format!(" addr {a:016x}"));
     }
     if let Some(d) = s.data_src {
-        out.push_str(&format!(" data_src {d:x}"));
+        out.push_str(&format!(" data_src {d:x} {}", DataSrc(d).script_text()));
     }
     if let Some(w) = s.weight {
         out.push_str(&format!(" weight {w}"));
@@ -129,23 +139,10 @@ fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> String {
         out.push('\n');
     }
     if s.branch_stack.is_some() {
-        out.push_str("\n\tbranches:");
+        out.push_str("\n\tbrstack:");
         for b in s.branches() {
-            out.push_str(&format!(
-                " 0x{:x}/0x{:x}/{}/{}/{}/{}",
-                b.from,
-                b.to,
-                if b.mispred() {
-                    "M"
-                } else if b.predicted() {
-                    "P"
-                } else {
-                    "-"
-                },
-                if b.in_tx() { "X" } else { "-" },
-                if b.abort() { "A" } else { "-" },
-                b.cycles()
-            ));
+            out.push(' ');
+            out.push_str(&b.perf_text());
         }
     }
     out

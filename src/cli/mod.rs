@@ -161,7 +161,7 @@ impl InputArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "SORT KEYS: comm, pid, tid, dso, sym, cpu, event\n\nEXAMPLES:\n    msen report\n    msen report --sort sym --percent-limit 1\n    msen report -i out.msen --comm nginx --format csv"
+    after_help = "SORT KEYS: comm, pid, tid, dso, sym, cpu, event; memory samples: mem, snoop, tlb, lock, blocked, weight\n\nEXAMPLES:\n    msen report\n    msen report --sort sym --percent-limit 1\n    msen report -i out.msen --comm nginx --format csv"
 )]
 pub struct ReportArgs {
     #[command(flatten)]
@@ -295,8 +295,11 @@ impl ReportArgs {
     pub fn to_config(&self, progress: bool) -> Result<ReportConfig, UsageError> {
         let mut sort = Vec::new();
         for s in &self.sort {
-            let k =
-                SortKey::parse(s).ok_or_else(|| UsageError(format!("unknown sort key '{s}'; use comm, pid, tid, dso, sym, cpu, event")))?;
+            let k = SortKey::parse(s).ok_or_else(|| {
+                UsageError(format!(
+                    "unknown sort key '{s}'; use comm, pid, tid, dso, sym, cpu, event, mem, snoop, tlb, lock, blocked, weight"
+                ))
+            })?;
             if !sort.contains(&k) {
                 sort.push(k);
             }

@@ -41,7 +41,7 @@ pub fn render_table(r: &Report, source: &str) -> String {
         }
         for k in &r.sort {
             header.push(k.header().into());
-            right.push(matches!(k, SortKey::Pid | SortKey::Tid | SortKey::Cpu));
+            right.push(matches!(k, SortKey::Pid | SortKey::Tid | SortKey::Cpu | SortKey::Weight));
         }
         let cells: Vec<Vec<String>> = rows
             .iter()

@@ -574,6 +574,48 @@ impl BranchEntry {
     pub fn cycles(&self) -> u16 {
         ((self.flags >> 4) & 0xffff) as u16
     }
+    /// PERF_BR_* branch type (0 = unknown).
+    pub fn branch_type(&self) -> u8 {
+        ((self.flags >> 20) & 0xf) as u8
+    }
+    /// perf script's brstack text: "0xFROM/0xTO/P/-/-/CYCLES/TYPE".
+    pub fn perf_text(&self) -> String {
+        const TYPES: [&str; 16] = [
+            "",
+            "COND",
+            "UNCOND",
+            "IND",
+            "CALL",
+            "IND_CALL",
+            "RET",
+            "SYSCALL",
+            "SYSRET",
+            "COND_CALL",
+            "COND_RET",
+            "ERET",
+            "IRQ",
+            "SERROR",
+            "NO_TX",
+            "EXTEND_ABI",
+        ];
+        let pred = if self.predicted() {
+            'P'
+        } else if self.mispred() {
+            'M'
+        } else {
+            '-'
+        };
+        format!(
+            "0x{:x}/0x{:x}/{}/{}/{}/{}/{}",
+            self.from,
+            self.to,
+            pred,
+            if self.in_tx() { 'X' } else { '-' },
+            if self.abort() { 'A' } else { '-' },
+            self.cycles(),
+            TYPES[self.branch_type() as usize]
+        )
+    }
 }
 
 impl<'a> Sample<'a> {
