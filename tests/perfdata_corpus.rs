@@ -263,3 +263,23 @@ fn memory_samples_match_perf_script() {
     }
     assert_eq!(files_checked, 8);
 }
+
+/// `perf report --branch-stack --sort dso_from,dso_to,symbol_from,symbol_to`:
+/// branch counts and shares by source and target DSO.
+#[test]
+fn branch_report_matches_perf() {
+    let Some(dir) = corpus() else { return };
+    let mut compared = 0;
+    for (path, name) in files(&dir) {
+        let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.branch-report.txt"))) else { continue };
+        let sections = perf_report_sections(&text);
+        if sections.is_empty() {
+            continue;
+        }
+        let o = run(&["report", "--branch", "--format", "json", "--sort", "dso_from,dso_to,sym_from,sym_to", path.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        compared += check_sections_by(&name, &sections, &json(&o), ("dso_from", "dso_to"));
+    }
+    eprintln!("compared {compared} branch report sections");
+    assert!(compared >= 6, "{compared}");
+}

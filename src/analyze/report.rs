@@ -33,6 +33,11 @@ pub enum SortKey {
     Blocked,
     /// The sample's weight (perf's "local_weight").
     Weight,
+    /// Branch view (`--branch`): source and target of each taken branch.
+    DsoFrom,
+    DsoTo,
+    SymFrom,
+    SymTo,
 }
 
 impl SortKey {
@@ -51,6 +56,10 @@ impl SortKey {
             "lock" => SortKey::Lock,
             "blocked" => SortKey::Blocked,
             "weight" | "local_weight" => SortKey::Weight,
+            "dso_from" => SortKey::DsoFrom,
+            "dso_to" => SortKey::DsoTo,
+            "sym_from" | "symbol_from" => SortKey::SymFrom,
+            "sym_to" | "symbol_to" => SortKey::SymTo,
             _ => return None,
         })
     }
@@ -69,6 +78,10 @@ impl SortKey {
             SortKey::Lock => "lock",
             SortKey::Blocked => "blocked",
             SortKey::Weight => "weight",
+            SortKey::DsoFrom => "dso_from",
+            SortKey::DsoTo => "dso_to",
+            SortKey::SymFrom => "sym_from",
+            SortKey::SymTo => "sym_to",
         }
     }
     pub fn header(self) -> &'static str {
@@ -86,6 +99,10 @@ impl SortKey {
             SortKey::Lock => "Locked",
             SortKey::Blocked => "Blocked",
             SortKey::Weight => "Local Weight",
+            SortKey::DsoFrom => "Source Shared Object",
+            SortKey::DsoTo => "Target Shared Object",
+            SortKey::SymFrom => "Source Symbol",
+            SortKey::SymTo => "Target Symbol",
         }
     }
 }
@@ -108,6 +125,8 @@ pub struct ReportConfig {
     pub cpus: Vec<u32>,
     pub children: Children,
     pub progress: bool,
+    /// Branch view: count taken branches from branch stacks.
+    pub branch: bool,
 }
 
 impl Default for ReportConfig {
@@ -121,6 +140,7 @@ impl Default for ReportConfig {
             cpus: vec![],
             children: Children::Auto,
             progress: false,
+            branch: false,
         }
     }
 }
@@ -157,6 +177,8 @@ pub struct Row {
     pub percent: f64,
     pub children_period: Option<u64>,
     pub children_percent: Option<f64>,
+    /// Branch view only: misprediction and cycle statistics.
+    pub branch: Option<super::branch::BranchStats>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -239,6 +261,9 @@ impl Partial {
 type AddrKey = (u32, u16, bool, u64);
 
 pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
+    if cfg.branch {
+        return super::branch::branch_report(l, cfg);
+    }
     let has_chains = l.events.list.iter().any(|e| e.attr.sample_type & crate::perf::attr::sample::CALLCHAIN != 0);
     let children = match cfg.children {
         Children::Auto => has_chains,
@@ -376,6 +401,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 SortKey::Lock => KeyVal::Text(DataSrc(k.data_src).lock_text().to_string()),
                 SortKey::Blocked => KeyVal::Text(DataSrc(k.data_src).blk_text().trim_start().to_string()),
                 SortKey::Weight => KeyVal::Num(k.weight),
+                // Branch keys are rejected outside --branch by the CLI.
+                SortKey::DsoFrom | SortKey::DsoTo | SortKey::SymFrom | SortKey::SymTo => KeyVal::Text(String::new()),
             })
             .collect()
     };
@@ -429,6 +456,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             percent: pct(event, a.period),
             children_period: children.then_some(ch),
             children_percent: children.then(|| pct(event, ch)),
+            branch: None,
         })
         .collect();
     rows.sort_by(|a, b| {

@@ -161,7 +161,7 @@ impl InputArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "SORT KEYS: comm, pid, tid, dso, sym, cpu, event; memory samples: mem, snoop, tlb, lock, blocked, weight\n\nEXAMPLES:\n    msen report\n    msen report --sort sym --percent-limit 1\n    msen report -i out.msen --comm nginx --format csv"
+    after_help = "SORT KEYS: comm, pid, tid, dso, sym, cpu, event; memory samples: mem, snoop, tlb, lock, blocked, weight;\nwith --branch: dso_from, dso_to, sym_from, sym_to\n\nEXAMPLES:\n    msen report\n    msen report --sort sym --percent-limit 1\n    msen report -i out.msen --comm nginx --format csv"
 )]
 pub struct ReportArgs {
     #[command(flatten)]
@@ -187,6 +187,10 @@ pub struct ReportArgs {
     /// Do not compute inclusive (children) shares from call chains.
     #[arg(long)]
     pub no_children: bool,
+    /// Branch view: count taken branches from branch stacks (LBR, BRS, BRBE);
+    /// default sort dso_from,sym_from,dso_to,sym_to.
+    #[arg(short = 'b', long = "branch")]
+    pub branch: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
 }
@@ -294,10 +298,16 @@ impl RecordArgs {
 impl ReportArgs {
     pub fn to_config(&self, progress: bool) -> Result<ReportConfig, UsageError> {
         let mut sort = Vec::new();
-        for s in &self.sort {
+        let default_sort = self.sort == ["comm", "dso", "sym"];
+        let names: Vec<String> = if self.branch && default_sort {
+            ["comm", "dso_from", "sym_from", "dso_to", "sym_to"].map(String::from).to_vec()
+        } else {
+            self.sort.clone()
+        };
+        for s in &names {
             let k = SortKey::parse(s).ok_or_else(|| {
                 UsageError(format!(
-                    "unknown sort key '{s}'; use comm, pid, tid, dso, sym, cpu, event, mem, snoop, tlb, lock, blocked, weight"
+                    "unknown sort key '{s}'; use comm, pid, tid, dso, sym, cpu, event, mem, snoop, tlb, lock, blocked, weight (and with --branch dso_from, dso_to, sym_from, sym_to)"
                 ))
             })?;
             if !sort.contains(&k) {
@@ -306,6 +316,20 @@ impl ReportArgs {
         }
         if sort.is_empty() {
             return Err(UsageError("--sort needs at least one key".into()));
+        }
+        let branch_key = |k: &SortKey| matches!(k, SortKey::DsoFrom | SortKey::DsoTo | SortKey::SymFrom | SortKey::SymTo);
+        if self.branch {
+            if let Some(k) = sort
+                .iter()
+                .find(|k| !branch_key(k) && !matches!(k, SortKey::Comm | SortKey::Pid | SortKey::Tid | SortKey::Cpu | SortKey::Event))
+            {
+                return Err(UsageError(format!(
+                    "sort key '{}' does not apply to --branch; use comm, pid, tid, cpu, event, dso_from, dso_to, sym_from, sym_to",
+                    k.name()
+                )));
+            }
+        } else if let Some(k) = sort.iter().find(|k| branch_key(k)) {
+            return Err(UsageError(format!("sort key '{}' needs --branch", k.name())));
         }
         if !(0.0..=100.0).contains(&self.percent_limit) {
             return Err(UsageError("--percent-limit must be between 0 and 100".into()));
@@ -319,6 +343,7 @@ impl ReportArgs {
             cpus: self.cpus.clone(),
             children: if self.no_children { Children::Off } else { Children::Auto },
             progress,
+            branch: self.branch,
         })
     }
 }

@@ -43,6 +43,12 @@ pub fn render_table(r: &Report, source: &str) -> String {
             header.push(k.header().into());
             right.push(matches!(k, SortKey::Pid | SortKey::Tid | SortKey::Cpu | SortKey::Weight));
         }
+        let branch = rows.iter().any(|row| row.branch.is_some());
+        if branch {
+            header.push("Mispred".into());
+            header.push("Avg Cycles".into());
+            right.extend([true, true]);
+        }
         let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|row| {
@@ -52,6 +58,10 @@ pub fn render_table(r: &Report, source: &str) -> String {
                 }
                 c.push(pct(row.percent));
                 c.extend(row.keys.iter().map(KeyVal::display));
+                if let Some(b) = row.branch {
+                    c.push(pct(b.mispredicted as f64 * 100.0 / row.samples.max(1) as f64));
+                    c.push(if b.with_cycles > 0 { format!("{:.1}", b.cycles_sum as f64 / b.with_cycles as f64) } else { "-".into() });
+                }
                 c
             })
             .collect();
@@ -111,6 +121,11 @@ pub fn render_json(r: &Report) -> Value {
             m.insert("samples".into(), json!(row.samples));
             m.insert("period".into(), json!(row.period));
             m.insert("percent".into(), json!(round4(row.percent)));
+            if let Some(b) = row.branch {
+                m.insert("mispredicted".into(), json!(b.mispredicted));
+                m.insert("mispredicted_percent".into(), json!(round4(b.mispredicted as f64 * 100.0 / row.samples.max(1) as f64)));
+                m.insert("avg_cycles".into(), json!((b.with_cycles > 0).then(|| round4(b.cycles_sum as f64 / b.with_cycles as f64))));
+            }
             if let Some(c) = row.children_percent {
                 m.insert("children_percent".into(), json!(round4(c)));
                 m.insert("children_period".into(), json!(row.children_period.unwrap_or(0)));

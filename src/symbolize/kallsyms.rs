@@ -62,6 +62,11 @@ impl Kallsyms {
         out
     }
 
+    /// Address of the lowest symbol.
+    pub fn first_start(&self) -> Option<u64> {
+        self.syms.first().map(|s| s.start)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.syms.is_empty()
     }

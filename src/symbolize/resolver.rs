@@ -147,6 +147,12 @@ impl Resolver {
         Resolved { dso: name, sym, kernel: false, rel: hit.file_offset }
     }
 
+    /// Is `addr` kernel text: inside a kernel mapping, or at or above the
+    /// first kallsyms symbol?
+    pub fn is_kernel_addr(&self, addr: u64) -> bool {
+        self.kernel_maps.iter().any(|m| addr >= m.start && addr < m.end) || self.kallsyms.first_start().is_some_and(|s| addr >= s)
+    }
+
     /// Resolve a kernel address from the captured kallsyms.
     pub fn kernel(&self, addr: u64) -> Resolved {
         if self.kallsyms.is_empty() {

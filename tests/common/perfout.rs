@@ -114,6 +114,11 @@ pub fn perf_report_sections(text: &str) -> Vec<Section> {
 /// Compare perf report sections with msen's `report --sort comm,dso
 /// --no-children --format json` on the same file; returns the sections compared.
 pub fn check_sections(name: &str, sections: &[Section], j: &serde_json::Value) -> usize {
+    check_sections_by(name, sections, j, ("comm", "dso"))
+}
+
+/// As `check_sections`, with the two key columns named (e.g. dso_from, dso_to).
+pub fn check_sections_by(name: &str, sections: &[Section], j: &serde_json::Value, fields: (&str, &str)) -> usize {
     let mut compared = 0;
     for sec in sections {
         let ev = j["events"].as_array().unwrap().iter().position(|e| e["name"] == sec.event.as_str());
@@ -132,7 +137,7 @@ pub fn check_sections(name: &str, sections: &[Section], j: &serde_json::Value) -
         let ours: BTreeMap<(String, String), f64> =
             j["rows"].as_array().unwrap().iter().filter(|r| r["event"] == sec.event.as_str()).fold(BTreeMap::new(), |mut m, r| {
                 let cut = |s: &str, w: usize| s.chars().take(w).collect::<String>();
-                let key = (cut(r["comm"].as_str().unwrap(), sec.widths.0), cut(r["dso"].as_str().unwrap(), sec.widths.1));
+                let key = (cut(r[fields.0].as_str().unwrap(), sec.widths.0), cut(r[fields.1].as_str().unwrap(), sec.widths.1));
                 *m.entry(key).or_insert(0.0) += r["percent"].as_f64().unwrap();
                 m
             });
