@@ -30,7 +30,7 @@ pub struct ImportSummary {
     pub trailing_bytes: u64,
 }
 
-fn metadata(pd: &PerfData, source: &str) -> Metadata {
+fn metadata(pd: &PerfData<'_>, source: &str) -> Metadata {
     let f = &pd.features;
     let mut cpu_nodes = Vec::new();
     for (node, list) in &f.numa_nodes {
@@ -118,8 +118,32 @@ impl Stream {
     }
 }
 
+/// How samples are laid out in blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvertOptions {
+    /// One stream per CPU with time ranges (what `msen import` writes), or
+    /// arrival order in one stream without decoding samples (for a trace
+    /// built in memory only to be analyzed once).
+    pub by_cpu: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions { by_cpu: true }
+    }
+}
+
 /// Convert a parsed perf.data into trace blocks.
-pub fn convert<W: Write>(pd: &PerfData, source: &str, w: &mut TraceWriter<W>) -> Result<ImportSummary, ImportError> {
+pub fn convert<W: Write>(pd: &PerfData<'_>, source: &str, w: &mut TraceWriter<W>) -> Result<ImportSummary, ImportError> {
+    convert_with(pd, source, w, ConvertOptions::default())
+}
+
+pub fn convert_with<W: Write>(
+    pd: &PerfData<'_>,
+    source: &str,
+    w: &mut TraceWriter<W>,
+    opts: ConvertOptions,
+) -> Result<ImportSummary, ImportError> {
     let meta = metadata(pd, source);
     w.write_block(
         BlockInfo { kind: BlockKind::METADATA, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 },
@@ -139,6 +163,16 @@ pub fn convert<W: Write>(pd: &PerfData, source: &str, w: &mut TraceWriter<W>) ->
         off += len;
         if r.kind == RecordType::SAMPLE {
             sum.samples += 1;
+            if !opts.by_cpu {
+                // Arrival order, one stream: no per-sample parse.
+                let st = streams.entry(0).or_default();
+                st.buf.extend_from_slice(rec);
+                st.count += 1;
+                if st.buf.len() >= BLOCK_TARGET {
+                    st.flush(w, BlockKind::SAMPLES, 0)?;
+                }
+                continue;
+            }
             let s = events.of_sample(r.body).and_then(|e| events.list[e as usize].parse.parse_sample(r.body).ok());
             let cpu = s.as_ref().and_then(|s| s.cpu).unwrap_or(0);
             let st = streams.entry(cpu).or_default();
@@ -181,7 +215,7 @@ pub fn convert<W: Write>(pd: &PerfData, source: &str, w: &mut TraceWriter<W>) ->
 pub fn perf_data_to_trace_bytes(bytes: &[u8], source: &str) -> Result<Vec<u8>, ImportError> {
     let pd = data::parse(bytes)?;
     let mut w = TraceWriter::in_memory(0)?;
-    convert(&pd, source, &mut w)?;
+    convert_with(&pd, source, &mut w, ConvertOptions { by_cpu: false })?;
     Ok(w.into_bytes()?)
 }
 

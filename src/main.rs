@@ -112,14 +112,21 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Import(args) => {
             use std::io::Read;
             let name = args.input.display().to_string();
-            let bytes = if name == "-" {
+            let owned;
+            let mapped;
+            let bytes: &[u8] = if name == "-" {
                 let mut v = Vec::new();
                 std::io::stdin().lock().read_to_end(&mut v)?;
-                v
+                owned = v;
+                &owned
             } else {
-                std::fs::read(&args.input).map_err(|e| anyhow::anyhow!("cannot open {name}: {e}"))?
+                let f = std::fs::File::open(&args.input).map_err(|e| anyhow::anyhow!("cannot open {name}: {e}"))?;
+                // SAFETY: read-only map of an input we only read.
+                mapped =
+                    unsafe { memmap2::MmapOptions::new().populate().map(&f) }.map_err(|e| anyhow::anyhow!("cannot map {name}: {e}"))?;
+                &mapped
             };
-            let pd = msen::perf::data::parse(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let pd = msen::perf::data::parse(bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             let mut w = msen::trace::TraceWriter::create(&args.output, args.level.clamp(1, 22))
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.output.display()))?;
             let s = msen::import::convert(&pd, &name, &mut w)?;

@@ -62,8 +62,12 @@ impl Loaded {
     /// converted in memory).
     pub fn open(path: &Path, opts: &LoadOptions) -> Result<Loaded, TraceError> {
         let trace = if is_perf_data_file(path) {
-            let bytes = std::fs::read(path).map_err(|source| TraceError::Open { path: path.to_path_buf(), source })?;
-            let t = crate::import::perf_data_to_trace_bytes(&bytes, "")
+            let open_err = |source| TraceError::Open { path: path.to_path_buf(), source };
+            let file = std::fs::File::open(path).map_err(open_err)?;
+            // SAFETY: a read-only map of a perf.data we only read; see Trace::open
+            // for the truncation caveat.
+            let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(open_err)?;
+            let t = crate::import::perf_data_to_trace_bytes(&map, "")
                 .map_err(|e| TraceError::PerfData { path: path.to_path_buf(), reason: e.to_string() })?;
             Trace::from_bytes(&path.display().to_string(), t, opts.open)?
         } else {

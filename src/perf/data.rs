@@ -17,6 +17,7 @@
 
 use super::attr::{Endian, EventAttr};
 use super::record::{RecordIter, RecordType, HEADER_SIZE};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// What a perf.data file could not give.
@@ -82,13 +83,14 @@ pub struct ReadStats {
 }
 
 #[derive(Debug)]
-pub struct PerfData {
+pub struct PerfData<'a> {
     pub endian: Endian,
     pub pipe: bool,
     pub events: Vec<PerfEvent>,
     pub features: Features,
-    /// Every record (decompressed), in file order and the file's byte order.
-    pub records: Vec<u8>,
+    /// Every record (decompressed), in file order and the file's byte order:
+    /// the data section itself when nothing needed expanding.
+    pub records: Cow<'a, [u8]>,
     pub stats: ReadStats,
 }
 
@@ -157,7 +159,7 @@ fn section<'a>(b: &'a [u8], what: &'static str, offset: u64, size: u64) -> Resul
 }
 
 /// Parse a whole perf.data image.
-pub fn parse(b: &[u8]) -> Result<PerfData, PerfDataError> {
+pub fn parse(b: &[u8]) -> Result<PerfData<'_>, PerfDataError> {
     if b.len() < 16 {
         return if is_perf_data(b) { Err(PerfDataError::ShortHeader(b.len())) } else { Err(PerfDataError::NotPerfData) };
     }
@@ -234,19 +236,21 @@ pub fn parse(b: &[u8]) -> Result<PerfData, PerfDataError> {
             parse_feature(bit, body, endian, &mut features);
         }
     }
-    let mut out = PerfData { endian, pipe: false, events, features, records: Vec::with_capacity(data.len()), stats: ReadStats::default() };
-    read_records(data, &mut out)?;
+    let mut out = PerfData { endian, pipe: false, events, features, records: Cow::Borrowed(&[]), stats: ReadStats::default() };
+    if !borrow_records(data, &mut out) {
+        read_records(data, &mut out)?;
+    }
     name_events(&mut out);
     Ok(out)
 }
 
-fn parse_pipe(b: &[u8], endian: Endian) -> Result<PerfData, PerfDataError> {
+fn parse_pipe(b: &[u8], endian: Endian) -> Result<PerfData<'_>, PerfDataError> {
     let mut out = PerfData {
         endian,
         pipe: true,
         events: Vec::new(),
         features: Features::default(),
-        records: Vec::with_capacity(b.len()),
+        records: Cow::Owned(Vec::with_capacity(b.len())),
         stats: ReadStats::default(),
     };
     read_records(&b[16..], &mut out)?;
@@ -257,7 +261,7 @@ fn parse_pipe(b: &[u8], endian: Endian) -> Result<PerfData, PerfDataError> {
     Ok(out)
 }
 
-fn name_events(out: &mut PerfData) {
+fn name_events(out: &mut PerfData<'_>) {
     for ev in &mut out.events {
         if ev.name.is_none() {
             ev.name = ev.ids.iter().find_map(|id| out.features.event_names.get(id).cloned());
@@ -274,9 +278,45 @@ fn name_events(out: &mut PerfData) {
     }
 }
 
+/// The common case without copying: a file-mode data section with nothing
+/// to expand or consume is used as it is (EVENT_UPDATE names are still
+/// read). Returns false when the full walk is needed.
+fn borrow_records<'a>(data: &'a [u8], out: &mut PerfData<'a>) -> bool {
+    let e = out.endian;
+    let mut pos = 0;
+    let mut names = Vec::new();
+    while pos + HEADER_SIZE <= data.len() {
+        let h = &data[pos..];
+        let kind = RecordType(e.u32(h));
+        let size = e.u16(&h[6..]) as usize;
+        if size < HEADER_SIZE || pos + size > data.len() {
+            break;
+        }
+        match kind {
+            RecordType::COMPRESSED
+            | RecordType::COMPRESSED2
+            | RecordType::AUXTRACE
+            | RecordType::HEADER_ATTR
+            | RecordType::HEADER_FEATURE
+            | RecordType::HEADER_EVENT_TYPE
+            | RecordType::HEADER_TRACING_DATA
+            | RecordType::HEADER_BUILD_ID => return false,
+            RecordType::EVENT_UPDATE => names.push(pos..pos + size),
+            _ => {}
+        }
+        pos += size;
+    }
+    for r in names {
+        handle_record(&data[r], out);
+    }
+    out.records = Cow::Borrowed(&data[..pos]);
+    out.stats.trailing_bytes = (data.len() - pos) as u64;
+    true
+}
+
 /// Walk the records of a data section (or pipe stream), expanding
 /// compressed ones and consuming perf's bookkeeping records.
-fn read_records(data: &[u8], out: &mut PerfData) -> Result<(), PerfDataError> {
+fn read_records(data: &[u8], out: &mut PerfData<'_>) -> Result<(), PerfDataError> {
     let e = out.endian;
     let mut pos = 0;
     let mut dctx: Option<zstd::stream::raw::Decoder<'static>> = None;
@@ -357,7 +397,7 @@ fn decompress_into(d: &mut zstd::stream::raw::Decoder<'static>, input: &[u8], ou
 }
 
 /// One record: bookkeeping records update `out`, the rest are kept.
-fn handle_record(rec: &[u8], out: &mut PerfData) {
+fn handle_record(rec: &[u8], out: &mut PerfData<'_>) {
     let e = out.endian;
     let kind = RecordType(e.u32(rec));
     let body = &rec[HEADER_SIZE..];
@@ -380,6 +420,10 @@ fn handle_record(rec: &[u8], out: &mut PerfData) {
         }
         RecordType::EVENT_UPDATE => {
             // u64 type, u64 id, then data; types: 0 UNIT, 1 SCALE, 2 NAME, 3 CPUS.
+            // Kept as a record too (perf counts them); only the name is read here.
+            if !matches!(out.records, Cow::Borrowed(_)) {
+                out.records.to_mut().extend_from_slice(rec);
+            }
             if body.len() >= 16 && e.u64(body) == 2 {
                 let id = e.u64(&body[8..]);
                 let s = &body[16..];
@@ -392,7 +436,7 @@ fn handle_record(rec: &[u8], out: &mut PerfData) {
                 parse_build_id_event(rec, e, &mut out.features);
             }
         }
-        _ => out.records.extend_from_slice(rec),
+        _ => out.records.to_mut().extend_from_slice(rec),
     }
 }
 
@@ -497,6 +541,6 @@ fn parse_feature(bit: u32, body: &[u8], e: Endian, f: &mut Features) {
 }
 
 /// Records of the flat run (for tests and statistics).
-pub fn records(p: &PerfData) -> RecordIter<'_> {
+pub fn records<'b>(p: &'b PerfData<'_>) -> RecordIter<'b> {
     RecordIter::new(&p.records, p.endian)
 }

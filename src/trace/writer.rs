@@ -28,6 +28,8 @@ pub struct TraceWriter<W: Write = File> {
     level: i32,
     compressor: zstd::bulk::Compressor<'static>,
     bytes_raw: u64,
+    /// Write each block with a single write (files: crash safety).
+    atomic_blocks: bool,
 }
 
 impl<W: Write> std::fmt::Debug for TraceWriter<W> {
@@ -62,7 +64,9 @@ impl TraceWriter {
 impl TraceWriter<Vec<u8>> {
     /// A trace built in memory (perf.data analyzed directly, tests).
     pub fn in_memory(level: i32) -> io::Result<TraceWriter<Vec<u8>>> {
-        TraceWriter::new(Vec::new(), level)
+        let mut w = TraceWriter::new(Vec::new(), level)?;
+        w.atomic_blocks = false;
+        Ok(w)
     }
 
     /// Close and return the trace bytes.
@@ -82,6 +86,7 @@ impl<W: Write> TraceWriter<W> {
             level,
             compressor: zstd::bulk::Compressor::new(level.max(1))?,
             bytes_raw: 0,
+            atomic_blocks: true,
         })
     }
 
@@ -137,13 +142,19 @@ impl<W: Write> TraceWriter<W> {
         let mut hb = h.encode_without_checksum();
         h.checksum = block_checksum(&hb, payload);
         hb[48..52].copy_from_slice(&h.checksum.to_le_bytes());
-        // One buffer, one write: a kill leaves either no block or a cut one
-        // at the tail, never a header separated from its payload by another
-        // block.
-        let mut buf = Vec::with_capacity(hb.len() + payload.len());
-        buf.extend_from_slice(&hb);
-        buf.extend_from_slice(payload);
-        self.file.write_all(&buf)?;
+        // Files get one buffer and one write: a kill leaves either no block
+        // or a cut one at the tail, never a header separated from its payload
+        // by another block. In-memory sinks skip the extra copy.
+        let len = hb.len() + payload.len();
+        if self.atomic_blocks {
+            let mut buf = Vec::with_capacity(len);
+            buf.extend_from_slice(&hb);
+            buf.extend_from_slice(payload);
+            self.file.write_all(&buf)?;
+        } else {
+            self.file.write_all(&hb)?;
+            self.file.write_all(payload)?;
+        }
         if info.kind != BlockKind::INDEX {
             self.index.push(IndexEntry {
                 offset: self.pos,
@@ -156,7 +167,7 @@ impl<W: Write> TraceWriter<W> {
                 last_time: info.last_time,
             });
         }
-        self.pos += buf.len() as u64;
+        self.pos += len as u64;
         self.bytes_raw += raw.len() as u64;
         Ok(())
     }
