@@ -55,7 +55,9 @@ fn metadata(pd: &PerfData<'_>, source: &str) -> Metadata {
         .map(|e| EventDesc { name: e.name.clone().unwrap_or_else(|| e.attr.default_name()), attr: e.attr.clone(), ids: e.ids.clone() })
         .collect();
     let cpu_vendor = f.cpuid.as_deref().and_then(|c| c.split([',', '-']).next()).unwrap_or("").to_string();
-    let nr = f.nr_cpus_avail.unwrap_or(0);
+    // A damaged NRCPUS must not drive allocations: no machine has 2^16 CPUs.
+    const MAX_CPUS: u32 = 1 << 16;
+    let nr = f.nr_cpus_avail.unwrap_or(0).min(MAX_CPUS);
     Metadata {
         msen_version: env!("CARGO_PKG_VERSION").to_string(),
         hostname: f.hostname.clone().unwrap_or_default(),
@@ -68,7 +70,7 @@ fn metadata(pd: &PerfData<'_>, source: &str) -> Metadata {
         cache_line_size: f.cache_line.unwrap_or(64),
         page_size: 4096,
         nr_cpus: nr,
-        online_cpus: (0..f.nr_cpus_online.unwrap_or(nr)).collect(),
+        online_cpus: (0..f.nr_cpus_online.unwrap_or(nr).min(MAX_CPUS)).collect(),
         cpu_nodes,
         memory_nodes,
         software_only: !events.is_empty() && events.iter().all(|e| e.attr.type_ == type_id::SOFTWARE),

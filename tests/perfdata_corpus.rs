@@ -283,3 +283,53 @@ fn branch_report_matches_perf() {
     eprintln!("compared {compared} branch report sections");
     assert!(compared >= 6, "{compared}");
 }
+
+/// A minimal file-mode perf.data: one cpu-clock attr, `data` as the data
+/// section, and the given feature sections.
+fn tiny_perf_data(data: &[u8], features: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let attr = msen::perf::attr::EventAttr { type_: 1, size: 128, sample_type: 0x107, ..Default::default() };
+    let mut f = Vec::new();
+    let attr_off = 104u64;
+    let data_off = attr_off + 144;
+    f.extend_from_slice(b"PERFILE2");
+    for v in [104u64, 144, attr_off, 144, data_off, data.len() as u64, 0, 0] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut bits = [0u64; 4];
+    for (bit, _) in features {
+        bits[(*bit / 64) as usize] |= 1 << (bit % 64);
+    }
+    for b in bits {
+        f.extend_from_slice(&b.to_le_bytes());
+    }
+    f.extend(attr.to_bytes(128));
+    f.extend_from_slice(&[0u8; 16]);
+    f.extend_from_slice(data);
+    let mut body_off = f.len() as u64 + 16 * features.len() as u64;
+    for (_, body) in features {
+        f.extend_from_slice(&body_off.to_le_bytes());
+        f.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        body_off += body.len() as u64;
+    }
+    for (_, body) in features {
+        f.extend_from_slice(body);
+    }
+    f
+}
+
+/// Found by fuzzing: NRCPUS claiming 4 billion CPUs made the importer build
+/// a 3 GB CPU list. Now bounded, and quick.
+#[test]
+fn regression_huge_nrcpus_feature_is_bounded() {
+    let d = tmpdir();
+    let p = d.path().join("huge-nrcpus.data");
+    let mut nrcpus = Vec::new();
+    nrcpus.extend_from_slice(&u32::MAX.to_le_bytes());
+    nrcpus.extend_from_slice(&(u32::MAX - 7).to_le_bytes());
+    std::fs::write(&p, tiny_perf_data(&[], &[(7, nrcpus)])).unwrap();
+    let t = std::time::Instant::now();
+    let o = run(&["info", "--format", "json", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(t.elapsed().as_secs() < 5);
+    assert_eq!(json(&o)["nr_cpus"], 1 << 16);
+}
