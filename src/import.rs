@@ -166,10 +166,14 @@ pub fn convert_with<W: Write>(
         if r.kind == RecordType::SAMPLE {
             sum.samples += 1;
             if !opts.by_cpu {
-                // Arrival order, one stream: no per-sample parse.
+                // Arrival order, one stream: no full parse, only the time at
+                // its fixed offset (for the block's time range).
+                let t = events.of_sample(r.body).and_then(|e| {
+                    let off = events.list[e as usize].parse.sample_time_offset()?;
+                    r.body.get(off..off + 8).map(|b| pd.endian.u64(b))
+                });
                 let st = streams.entry(0).or_default();
-                st.buf.extend_from_slice(rec);
-                st.count += 1;
+                st.add(rec, t);
                 if st.buf.len() >= BLOCK_TARGET {
                     st.flush(w, BlockKind::SAMPLES, 0)?;
                 }

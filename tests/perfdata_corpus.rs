@@ -58,6 +58,14 @@ fn every_corpus_file_is_read_with_perfs_counts() {
             continue;
         }
         let j = json(&o);
+        if total.is_empty() {
+            // perf 6.1 cannot read this one (the big-endian POWER pipe file
+            // with legacy feature records): nothing to compare, but it must
+            // yield its samples.
+            assert!(j["samples"].as_u64().unwrap() > 0, "{name}: {j}");
+            checked += 1;
+            continue;
+        }
         let counts = &j["record_counts"];
         for kind in ["SAMPLE", "LOST", "LOST_SAMPLES", "MMAP", "MMAP2", "COMM", "FORK", "EXIT"] {
             let want = total.get(kind).copied().unwrap_or(0);
@@ -90,8 +98,8 @@ fn every_corpus_file_is_read_with_perfs_counts() {
         checked += 1;
     }
     eprintln!("checked {checked} files; refused {refused:?}");
-    assert!(checked >= 44, "{checked} files checked");
-    assert!(refused.len() <= 1, "{refused:?}");
+    assert!(checked >= 47, "{checked} files checked");
+    assert!(refused.is_empty(), "{refused:?}");
 }
 
 #[test]

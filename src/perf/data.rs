@@ -80,6 +80,8 @@ pub struct ReadStats {
     pub trailing_bytes: u64,
     pub compressed_records: u64,
     pub auxtrace_bytes_skipped: u64,
+    /// The pipe file uses the legacy numbering of feature records (69..).
+    pub legacy_feature_records: bool,
 }
 
 #[derive(Debug)]
@@ -253,7 +255,15 @@ fn parse_pipe(b: &[u8], endian: Endian) -> Result<PerfData<'_>, PerfDataError> {
         records: Cow::Owned(Vec::with_capacity(b.len())),
         stats: ReadStats::default(),
     };
-    read_records(&b[16..], &mut out)?;
+    // Old pipe files (ChromeOS perf of the 3.x era) sent each header
+    // feature as its own record type, 66 + feature (HOSTNAME = 69 ...), where
+    // upstream later put ID_INDEX, AUXTRACE_INFO, AUXTRACE. Upstream pipe
+    // files start with HEADER_ATTR; these start with a feature record.
+    let body = &b[16..];
+    if body.len() >= 8 && (69..=81).contains(&endian.u32(body)) {
+        out.stats.legacy_feature_records = true;
+    }
+    read_records(body, &mut out)?;
     if out.events.is_empty() {
         return Err(PerfDataError::NoAttrs);
     }
@@ -332,6 +342,10 @@ fn read_records(data: &[u8], out: &mut PerfData<'_>) -> Result<(), PerfDataError
         let rec = &data[pos..pos + size];
         let body = &rec[HEADER_SIZE..];
         pos += size;
+        if out.stats.legacy_feature_records && (69..=96).contains(&kind.0) {
+            parse_feature(kind.0 - 66, body, e, &mut out.features);
+            continue;
+        }
         match kind {
             RecordType::COMPRESSED | RecordType::COMPRESSED2 => {
                 out.stats.compressed_records += 1;
