@@ -93,6 +93,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 ReportFormat::Table => print(&output::report::render_table(&r, &path.display().to_string()))?,
                 ReportFormat::Json => print(&(serde_json::to_string_pretty(&output::report::render_json(&r))? + "\n"))?,
                 ReportFormat::Csv => print(&output::report::render_csv(&r))?,
+                ReportFormat::Folded => print(&output::report::render_folded(&r))?,
+                ReportFormat::Flamegraph => {
+                    let mut out = std::io::stdout().lock();
+                    output::report::render_flamegraph(&r, &path.display().to_string(), &mut out)?;
+                    out.flush()?;
+                }
             }
             if r.total_samples == 0 {
                 return Ok(Outcome::Nothing(format!("{} holds no samples", path.display())));

@@ -221,6 +221,7 @@ pub fn branch_report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceErro
         has_children: false,
         rows_hidden: before - rows.len(),
         rows,
+        folded: Vec::new(),
         decode,
         unresolved: BTreeMap::new(),
         dso_problems: l.resolver.problems(),

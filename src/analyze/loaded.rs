@@ -19,6 +19,42 @@ pub struct LoadOptions {
     pub open: OpenOptions,
     /// Look for binaries under this directory instead of /.
     pub symfs: Option<PathBuf>,
+    /// Kernel symbols from this file instead of the trace's.
+    pub kallsyms: Option<PathBuf>,
+    /// An extra perf-PID.map of JIT symbols.
+    pub jit_map: Option<PathBuf>,
+    /// Registered data objects: `ADDRESS SIZE NAME [TYPE]` per line.
+    pub data_objects: Option<PathBuf>,
+}
+
+/// Parse a data-objects file: `ADDRESS SIZE NAME [TYPE]` per line (hex
+/// address, decimal or 0x size), `#` comments.
+pub fn parse_data_objects(text: &str) -> Result<Vec<crate::symbolize::resolver::DataObject>, String> {
+    let mut v = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let bad = || format!("data objects line {}: expected `ADDRESS SIZE NAME [TYPE]`, got `{line}`", n + 1);
+        if f.len() < 3 {
+            return Err(bad());
+        }
+        let start = u64::from_str_radix(f[0].trim_start_matches("0x"), 16).map_err(|_| bad())?;
+        let size = match f[1].strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => f[1].parse(),
+        }
+        .map_err(|_| bad())?;
+        v.push(crate::symbolize::resolver::DataObject {
+            start,
+            end: start.saturating_add(size),
+            name: f[2].to_string(),
+            type_name: f.get(3..).map(|t| t.join(" ")).unwrap_or_default(),
+        });
+    }
+    Ok(v)
 }
 
 /// Counters of things that could not be decoded; printed in report footers.
@@ -120,7 +156,10 @@ impl Loaded {
         }
         timeline.finish();
         let mut kallsyms = Kallsyms::default();
-        if let Some(b) = trace.blocks_of(BlockKind::KALLSYMS).next().copied() {
+        if let Some(path) = &opts.kallsyms {
+            let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), source })?;
+            kallsyms = Kallsyms::parse(&text);
+        } else if let Some(b) = trace.blocks_of(BlockKind::KALLSYMS).next().copied() {
             match trace.decode_or_skip(&b)? {
                 Some(d) => kallsyms = Kallsyms::parse(&String::from_utf8_lossy(&d)),
                 None => stats.corrupt_blocks_skipped += 1,
@@ -129,8 +168,36 @@ impl Loaded {
         let build_ids: HashMap<String, String> =
             trace.end.as_ref().map(|e| e.build_ids.iter().map(|b| (b.path.clone(), b.build_id.clone())).collect()).unwrap_or_default();
         let imported = trace.meta.source_format.is_some();
+        let mut jit: HashMap<u32, String> = HashMap::new();
+        for b in trace.blocks_of(BlockKind::JIT_MAPS).copied().collect::<Vec<_>>() {
+            match trace.decode_or_skip(&b)? {
+                Some(d) => {
+                    let m: HashMap<String, String> = serde_json::from_slice(&d).unwrap_or_default();
+                    jit.extend(m.into_iter().filter_map(|(k, v)| k.parse().ok().map(|p| (p, v))));
+                }
+                None => stats.corrupt_blocks_skipped += 1,
+            }
+        }
+        if let Some(path) = &opts.jit_map {
+            let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), source })?;
+            // perf-PID.map names its pid; otherwise it applies to any process.
+            let pid = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("perf-"))
+                .and_then(|n| n.strip_suffix(".map"))
+                .and_then(|n| n.parse().ok());
+            jit.insert(pid.unwrap_or(u32::MAX), text);
+        }
+        let mut data_objects = Vec::new();
+        if let Some(path) = &opts.data_objects {
+            let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), source })?;
+            data_objects = parse_data_objects(&text).map_err(|reason| TraceError::BadMetadata { path: path.clone(), reason })?;
+        }
         let resolver = Resolver::new(timeline.dsos.clone(), build_ids, kallsyms, opts.symfs.clone())
-            .with_kernel_maps(timeline.kernel_maps(), imported);
+            .with_kernel_maps(timeline.kernel_maps(), imported)
+            .with_jit_maps(jit)
+            .with_data_objects(data_objects);
         Ok(Loaded { trace, events, timeline, resolver, lost_records: lost, sideband_stats: stats })
     }
 

@@ -33,6 +33,8 @@ pub enum SortKey {
     Blocked,
     /// The sample's weight (perf's "local_weight").
     Weight,
+    /// Source file and line of the sampled address (DWARF), perf's "srcline".
+    Srcline,
     /// Branch view (`--branch`): source and target of each taken branch.
     DsoFrom,
     DsoTo,
@@ -56,6 +58,7 @@ impl SortKey {
             "lock" => SortKey::Lock,
             "blocked" => SortKey::Blocked,
             "weight" | "local_weight" => SortKey::Weight,
+            "srcline" => SortKey::Srcline,
             "dso_from" => SortKey::DsoFrom,
             "dso_to" => SortKey::DsoTo,
             "sym_from" | "symbol_from" => SortKey::SymFrom,
@@ -78,6 +81,7 @@ impl SortKey {
             SortKey::Lock => "lock",
             SortKey::Blocked => "blocked",
             SortKey::Weight => "weight",
+            SortKey::Srcline => "srcline",
             SortKey::DsoFrom => "dso_from",
             SortKey::DsoTo => "dso_to",
             SortKey::SymFrom => "sym_from",
@@ -99,6 +103,7 @@ impl SortKey {
             SortKey::Lock => "Locked",
             SortKey::Blocked => "Blocked",
             SortKey::Weight => "Local Weight",
+            SortKey::Srcline => "Source:Line",
             SortKey::DsoFrom => "Source Shared Object",
             SortKey::DsoTo => "Target Shared Object",
             SortKey::SymFrom => "Source Symbol",
@@ -127,6 +132,10 @@ pub struct ReportConfig {
     pub progress: bool,
     /// Branch view: count taken branches from branch stacks.
     pub branch: bool,
+    /// Count inlined functions in children and stacks (DWARF inline info).
+    pub inline: bool,
+    /// Also produce collapsed stacks (`Report::folded`).
+    pub folded: bool,
 }
 
 impl Default for ReportConfig {
@@ -141,6 +150,8 @@ impl Default for ReportConfig {
             children: Children::Auto,
             progress: false,
             branch: false,
+            inline: false,
+            folded: false,
         }
     }
 }
@@ -198,6 +209,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Rows left out by --percent-limit / --top.
     pub rows_hidden: usize,
+    /// Collapsed stacks ("comm;outer;...;inner", samples), sorted by stack.
+    pub folded: Vec<(String, u64)>,
     pub decode: DecodeStats,
     /// Samples whose ip did not resolve, by reason.
     pub unresolved: BTreeMap<String, u64>,
@@ -270,6 +283,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         Children::On => has_chains,
         Children::Off => false,
     };
+    // Stacks are kept for children and for collapsed output.
+    let keep_chains = has_chains && (children || cfg.folded);
     let want_tid = cfg.sort.contains(&SortKey::Tid);
     let want_cpu = cfg.sort.contains(&SortKey::Cpu);
     let want_dsrc = cfg.sort.iter().any(|k| matches!(k, SortKey::Mem | SortKey::Snoop | SortKey::Tlb | SortKey::Lock | SortKey::Blocked));
@@ -335,7 +350,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     ip: s.ip.unwrap_or(0),
                     data_src: if want_dsrc { s.data_src.unwrap_or(0) } else { 0 },
                     weight: if want_weight { s.weight.unwrap_or(0) } else { 0 },
-                    chain: if children { s.callchain.map(|c| c.iter().collect::<Vec<_>>().into_boxed_slice()) } else { None },
+                    chain: if keep_chains { s.callchain.map(|c| c.iter().collect::<Vec<_>>().into_boxed_slice()) } else { None },
                 };
                 let a = p.map.entry(key).or_default();
                 a.samples += 1;
@@ -372,8 +387,29 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         )
         .collect();
     let index: HashMap<AddrKey, usize> = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+    // DWARF frames of every resolved address, when lines or inlines are asked for.
+    let want_dwarf = cfg.sort.contains(&SortKey::Srcline) || cfg.inline;
+    let dwarf: Vec<Vec<crate::symbolize::dwarf::Frame>> = if want_dwarf {
+        let items: Vec<(usize, (u32, u64))> = resolved.iter().enumerate().filter_map(|(i, r)| r.elf_addr.map(|a| (i, a))).collect();
+        let frames = l.resolver.dwarf_batch(&items.iter().map(|(_, a)| *a).collect::<Vec<_>>());
+        let mut out = vec![Vec::new(); resolved.len()];
+        for ((i, _), f) in items.into_iter().zip(frames) {
+            out[i] = f;
+        }
+        out
+    } else {
+        Vec::new()
+    };
+    let srcline = |i: usize| dwarf.get(i).and_then(|f| f.first()).map_or_else(|| "??:0".to_string(), |f| f.srcline());
+    // The inlined functions at an address, outermost first (not the physical one).
+    let inlined = |i: usize| -> Vec<String> {
+        if !cfg.inline {
+            return Vec::new();
+        }
+        dwarf.get(i).map(|f| f.iter().rev().filter(|fr| fr.inlined).filter_map(|fr| fr.function.clone()).collect()).unwrap_or_default()
+    };
 
-    let row_key = |k: &RawKey, r: &Resolved| -> Vec<KeyVal> {
+    let row_key = |k: &RawKey, r: &Resolved, ri: usize| -> Vec<KeyVal> {
         cfg.sort
             .iter()
             .map(|sk| match sk {
@@ -401,6 +437,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 SortKey::Lock => KeyVal::Text(DataSrc(k.data_src).lock_text().to_string()),
                 SortKey::Blocked => KeyVal::Text(DataSrc(k.data_src).blk_text().trim_start().to_string()),
                 SortKey::Weight => KeyVal::Num(k.weight),
+                SortKey::Srcline => KeyVal::Text(srcline(ri)),
                 // Branch keys are rejected outside --branch by the CLI.
                 SortKey::DsoFrom | SortKey::DsoTo | SortKey::SymFrom | SortKey::SymTo => KeyVal::Text(String::new()),
             })
@@ -409,25 +446,52 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
 
     let mut rows: HashMap<(u16, Vec<KeyVal>), (Acc, u64)> = HashMap::default();
     let mut unresolved: BTreeMap<String, u64> = BTreeMap::new();
+    let mut folded: BTreeMap<String, u64> = BTreeMap::new();
+    // An inlined function's key: the frame's key with the symbol replaced.
+    let inline_key = |k: &RawKey, r: &Resolved, ri: usize, name: &str| -> Vec<KeyVal> {
+        let mut r2 = r.clone();
+        r2.sym = Ok(format!("{name} (inlined)"));
+        row_key(k, &r2, ri)
+    };
+    let frame_name = |r: &Resolved| match &r.sym {
+        Ok(n) => n.clone(),
+        Err(_) => format!("{}+0x{:x}", r.dso, r.rel),
+    };
     for (k, a) in &partial.map {
-        let r = &resolved[index[&(k.pid, k.epoch, k.kernel, k.ip)]];
+        let ri = index[&(k.pid, k.epoch, k.kernel, k.ip)];
+        let r = &resolved[ri];
         if let Err(why) = &r.sym {
             *unresolved.entry(why.as_str().to_string()).or_default() += a.samples;
         }
-        let key = row_key(k, r);
+        let key = row_key(k, r, ri);
         let e = rows.entry((k.event, key.clone())).or_default();
         e.0.samples += a.samples;
         e.0.period += a.period;
-        if let Some(chain) = &k.chain {
+        let chain_idx: Vec<usize> = match &k.chain {
+            Some(chain) => frames(chain, k.kernel).map(|(kernel, ip)| index[&(k.pid, k.epoch, kernel, ip)]).collect(),
+            None => vec![ri],
+        };
+        if children && k.chain.is_some() {
             let mut seen: HashSet<Vec<KeyVal>> = HashSet::default();
             seen.insert(key);
-            for (kernel, ip) in frames(chain, k.kernel) {
-                let fr = &resolved[index[&(k.pid, k.epoch, kernel, ip)]];
-                seen.insert(row_key(k, fr));
+            for &fi in &chain_idx {
+                seen.insert(row_key(k, &resolved[fi], fi));
+                for name in inlined(fi) {
+                    seen.insert(inline_key(k, &resolved[fi], fi, &name));
+                }
             }
             for fk in seen {
                 rows.entry((k.event, fk)).or_default().1 += a.period;
             }
+        }
+        if cfg.folded {
+            let comm = if k.comm == u32::MAX { format!(":{}", k.pid) } else { l.timeline.comm_name(k.comm).to_string() };
+            let mut stack = vec![comm];
+            for &fi in chain_idx.iter().rev() {
+                stack.push(frame_name(&resolved[fi]));
+                stack.extend(inlined(fi).into_iter().map(|n| format!("{n}_[i]")));
+            }
+            *folded.entry(stack.join(";")).or_default() += a.samples;
         }
     }
 
@@ -490,6 +554,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         has_children: children,
         rows_hidden: before - rows.len(),
         rows,
+        folded: folded.into_iter().collect(),
         decode,
         unresolved,
         dso_problems: l.resolver.problems(),

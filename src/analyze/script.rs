@@ -5,10 +5,12 @@ use super::datasrc::DataSrc;
 use super::loaded::Loaded;
 use super::report::frames;
 use crate::perf::record::{misc, parse_sideband, RecordIter, RecordType, Sample, Sideband};
+use crate::symbolize::dwarf::{Dwarf, Frame};
 use crate::symbolize::Resolved;
 use crate::trace::format::BlockKind;
 use crate::trace::TraceError;
 use rayon::prelude::*;
+use rustc_hash::FxHashMap as HashMap;
 use serde_json::{json, Map, Value};
 use std::io::Write;
 
@@ -23,6 +25,31 @@ pub struct ScriptConfig {
     pub format: ScriptFormat,
     /// Also print non-sample records (MMAP2, COMM, FORK, EXIT, LOST, ...).
     pub all_records: bool,
+    /// Add source lines and inline chains (DWARF) to every sample.
+    pub srcline: bool,
+}
+
+/// DWARF readers and results of one worker: one reader per binary, each
+/// address looked up once.
+#[derive(Debug, Default)]
+struct DwarfCache {
+    readers: HashMap<u32, Option<Dwarf>>,
+    memo: HashMap<(u32, u64), Vec<Frame>>,
+}
+
+impl DwarfCache {
+    fn frames(&mut self, l: &Loaded, at: (u32, u64)) -> &[Frame] {
+        if !self.memo.contains_key(&at) {
+            let reader = self.readers.entry(at.0).or_insert_with(|| l.resolver.debug_file(at.0).and_then(Dwarf::open));
+            let f = reader.as_ref().map(|d| d.frames(at.1)).unwrap_or_default();
+            self.memo.insert(at, f);
+        }
+        self.memo.get(&at).map_or(&[], |v| v.as_slice())
+    }
+}
+
+fn frames_json(frames: &[Frame]) -> Value {
+    json!(frames.iter().map(|f| json!({"function": f.function, "file": f.file, "line": f.line, "inlined": f.inlined})).collect::<Vec<_>>())
 }
 
 fn resolve(l: &Loaded, pid: u32, time: u64, kernel: bool, ip: u64) -> Resolved {
@@ -40,7 +67,7 @@ fn sym_text(r: &Resolved) -> String {
     }
 }
 
-fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> Value {
+fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, dw: Option<&mut DwarfCache>) -> Value {
     let mut m = Map::new();
     let pid = s.pid.unwrap_or(0);
     let time = s.time.unwrap_or(0);
@@ -62,8 +89,22 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> Value {
         if let Err(why) = &r.sym {
             m.insert("unresolved".into(), json!(why.as_str()));
         }
+        if let Some((dso, va)) = r.elf_addr {
+            m.insert("elf_addr".into(), json!(format!("0x{va:x}")));
+            if let Some(dw) = dw {
+                let frames = dw.frames(l, (dso, va));
+                m.insert("srcline".into(), json!(frames.first().map(|f| f.srcline())));
+                m.insert("frames".into(), frames_json(frames));
+            }
+        }
     }
     m.insert("addr".into(), json!(s.addr.map(|a| format!("0x{a:x}"))));
+    if let Some(a) = s.addr.filter(|&a| a != 0) {
+        let epoch = l.timeline.epoch_at(pid, time);
+        let hit = l.timeline.find_map(pid, epoch, a).map(|h| (h, h.map_start, 0));
+        let below = l.timeline.file_map_below(pid, epoch, a);
+        m.insert("data_sym".into(), json!(l.resolver.data_symbol_with_bss(hit, below, a).map(|d| d.text)));
+    }
     m.insert("data_src".into(), json!(s.data_src.map(|a| format!("0x{a:x}"))));
     if let Some(d) = s.data_src.map(DataSrc) {
         m.insert(
@@ -180,6 +221,7 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
         .enumerate()
         .map(|(bi, b)| -> Result<_, TraceError> {
             let mut v = Vec::new();
+            let mut dw = DwarfCache::default();
             let Some(d) = l.trace.decode_or_skip(b)? else {
                 return Ok(v);
             };
@@ -193,7 +235,7 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
                         Ok(s) => {
                             let t = s.time.unwrap_or(0);
                             let text = match cfg.format {
-                                ScriptFormat::Jsonl => sample_json(l, ev, r.cpumode(), &s).to_string(),
+                                ScriptFormat::Jsonl => sample_json(l, ev, r.cpumode(), &s, cfg.srcline.then_some(&mut dw)).to_string(),
                                 ScriptFormat::Text => sample_text(l, ev, r.cpumode(), &s),
                             };
                             (t, text)

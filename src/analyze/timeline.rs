@@ -21,6 +21,11 @@ pub struct Dso {
 }
 
 impl Dso {
+    /// An anonymous mapping (JIT code and heap-like data live there).
+    pub fn is_anonymous(&self) -> bool {
+        self.path.is_empty() || self.path == "//anon" || self.path.starts_with("[anon") || self.path.starts_with("/memfd:")
+    }
+
     /// perf's short name: the file name, or the bracketed pseudo name.
     pub fn short_name(&self) -> &str {
         if self.path.starts_with('[') {
@@ -63,6 +68,7 @@ pub struct Timeline {
 /// What a timeline resolves an address to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapHit {
+    pub pid: u32,
     pub dso: u32,
     /// Offset in the mapped file (address - start + pgoff).
     pub file_offset: u64,
@@ -153,7 +159,7 @@ impl Timeline {
         for _ in 0..16 {
             let p = self.procs.get(&pid)?;
             if let Some(m) = p.maps.iter().rev().find(|m| m.epoch == epoch && addr >= m.start && addr < m.end) {
-                return Some(MapHit { dso: m.dso, file_offset: addr - m.start + m.pgoff, map_start: m.start });
+                return Some(MapHit { pid, dso: m.dso, file_offset: addr - m.start + m.pgoff, map_start: m.start });
             }
             if epoch != 0 {
                 return None;
@@ -163,6 +169,22 @@ impl Timeline {
             pid = ppid;
         }
         None
+    }
+
+    /// The file-backed mapping of `pid` that ends closest below `addr`
+    /// (where a binary's .bss continues as an anonymous mapping).
+    pub fn file_map_below(&self, pid: u32, epoch: u16, addr: u64) -> Option<MapHit> {
+        let p = self.procs.get(&pid)?;
+        let m = p
+            .maps
+            .iter()
+            .filter(|m| {
+                m.epoch == epoch
+                    && m.end <= addr
+                    && !self.dsos.get(m.dso as usize).is_none_or(|d| d.is_anonymous() || d.path.starts_with('['))
+            })
+            .max_by_key(|m| (m.end, m.start))?;
+        Some(MapHit { pid, dso: m.dso, file_offset: addr - m.start + m.pgoff, map_start: m.start })
     }
 
     pub fn map_entry(&self, pid: u32, epoch: u16, addr: u64) -> Option<MapEntry> {

@@ -119,6 +119,10 @@ pub enum ReportFormat {
     Table,
     Json,
     Csv,
+    /// Collapsed stacks ("comm;outer;...;inner count"), for flame graph tools.
+    Folded,
+    /// A flame graph SVG (inferno).
+    Flamegraph,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,6 +152,15 @@ pub struct InputArgs {
     /// Look for binaries under this directory (as perf --symfs).
     #[arg(long, value_name = "DIR")]
     pub symfs: Option<PathBuf>,
+    /// Kernel symbols from this kallsyms file instead of the one in the trace.
+    #[arg(long, value_name = "FILE")]
+    pub kallsyms: Option<PathBuf>,
+    /// JIT symbols from this perf-PID.map file, besides those captured in the trace.
+    #[arg(long = "jit-map", value_name = "FILE")]
+    pub jit_map: Option<PathBuf>,
+    /// Data objects to name data addresses: `ADDRESS SIZE NAME [TYPE]` per line.
+    #[arg(long = "data-objects", value_name = "FILE")]
+    pub data_objects: Option<PathBuf>,
 }
 
 impl InputArgs {
@@ -155,13 +168,19 @@ impl InputArgs {
         self.input.clone().or_else(|| self.file.clone()).unwrap_or_else(|| PathBuf::from("msen.data"))
     }
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { open: OpenOptions { skip_corrupt: self.skip_corrupt }, symfs: self.symfs.clone() }
+        LoadOptions {
+            open: OpenOptions { skip_corrupt: self.skip_corrupt },
+            symfs: self.symfs.clone(),
+            kallsyms: self.kallsyms.clone(),
+            jit_map: self.jit_map.clone(),
+            data_objects: self.data_objects.clone(),
+        }
     }
 }
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "SORT KEYS: comm, pid, tid, dso, sym, cpu, event; memory samples: mem, snoop, tlb, lock, blocked, weight;\nwith --branch: dso_from, dso_to, sym_from, sym_to\n\nEXAMPLES:\n    msen report\n    msen report --sort sym --percent-limit 1\n    msen report -i out.msen --comm nginx --format csv"
+    after_help = "SORT KEYS: comm, pid, tid, dso, sym, srcline, cpu, event; memory samples: mem, snoop, tlb, lock, blocked, weight;\nwith --branch: dso_from, dso_to, sym_from, sym_to\n\nEXAMPLES:\n    msen report\n    msen report --sort sym --percent-limit 1\n    msen report -i out.msen --comm nginx --format csv"
 )]
 pub struct ReportArgs {
     #[command(flatten)]
@@ -191,6 +210,9 @@ pub struct ReportArgs {
     /// default sort dso_from,sym_from,dso_to,sym_to.
     #[arg(short = 'b', long = "branch")]
     pub branch: bool,
+    /// Count inlined functions (from DWARF) in children and stacks.
+    #[arg(long)]
+    pub inline: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
 }
@@ -228,6 +250,9 @@ pub struct ScriptArgs {
     /// Also print non-sample records (mmap, comm, fork, exit, lost, ...).
     #[arg(long)]
     pub all: bool,
+    /// Add source line and inline chain (DWARF) to each sample (jsonl).
+    #[arg(long)]
+    pub srcline: bool,
 }
 
 /// A user error in the arguments, reported with exit code 2.
@@ -307,7 +332,7 @@ impl ReportArgs {
         for s in &names {
             let k = SortKey::parse(s).ok_or_else(|| {
                 UsageError(format!(
-                    "unknown sort key '{s}'; use comm, pid, tid, dso, sym, cpu, event, mem, snoop, tlb, lock, blocked, weight (and with --branch dso_from, dso_to, sym_from, sym_to)"
+                    "unknown sort key '{s}'; use comm, pid, tid, dso, sym, srcline, cpu, event, mem, snoop, tlb, lock, blocked, weight (and with --branch dso_from, dso_to, sym_from, sym_to)"
                 ))
             })?;
             if !sort.contains(&k) {
@@ -344,6 +369,8 @@ impl ReportArgs {
             children: if self.no_children { Children::Off } else { Children::Auto },
             progress,
             branch: self.branch,
+            inline: self.inline,
+            folded: matches!(self.format, ReportFormat::Folded | ReportFormat::Flamegraph),
         })
     }
 }
@@ -356,6 +383,7 @@ impl ScriptArgs {
                 ScriptFormatArg::Jsonl => ScriptFormat::Jsonl,
             },
             all_records: self.all,
+            srcline: self.srcline,
         }
     }
 }

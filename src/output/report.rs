@@ -189,3 +189,28 @@ pub fn render_csv(r: &Report) -> String {
     }
     out
 }
+
+/// Collapsed stacks, one per line: "comm;outer;...;inner count".
+pub fn render_folded(r: &Report) -> String {
+    let mut out = String::new();
+    for (stack, n) in &r.folded {
+        out.push_str(stack);
+        out.push(' ');
+        out.push_str(&n.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// A flame graph SVG of the collapsed stacks, drawn by inferno.
+pub fn render_flamegraph(r: &Report, title: &str, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let lines: Vec<String> = r.folded.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    if lines.is_empty() {
+        anyhow::bail!("no samples to draw");
+    }
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = format!("msen: {title}");
+    opts.count_name = "samples".into();
+    inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)?;
+    Ok(())
+}

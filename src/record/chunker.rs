@@ -52,6 +52,8 @@ pub struct Chunker {
     /// Kernel addresses seen (ips and kernel call-chain frames), so that the
     /// trace keeps only the kallsyms entries it needs.
     kernel_ips: HashSet<u64>,
+    /// Processes that were sampled (for their JIT maps).
+    pids: BTreeSet<u32>,
 }
 
 /// Bound on distinct kernel addresses remembered (about 16 MiB).
@@ -71,6 +73,7 @@ impl Chunker {
             lost: 0,
             files: BTreeSet::new(),
             kernel_ips: HashSet::new(),
+            pids: BTreeSet::new(),
         }
     }
 
@@ -84,7 +87,16 @@ impl Chunker {
         self.kernel_ips.iter().copied()
     }
 
+    /// Pids that had samples.
+    pub fn sampled_pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pids.iter().copied()
+    }
+
     fn note_sample(&mut self, r: &crate::perf::record::RawRecord<'_>) {
+        // IDENTIFIER, IP, then pid/tid: the pid is at byte 16 of every msen sample.
+        if let Some(p) = r.body.get(16..20) {
+            self.pids.insert(Endian::Little.u32(p));
+        }
         if self.kernel_ips.len() >= MAX_KERNEL_IPS {
             return;
         }

@@ -621,6 +621,20 @@ fn run(
             )
             .map_err(write_err)?;
     }
+    // JIT symbol maps (the perf-PID.map convention of the JVM, V8, .NET, ...).
+    let jit: std::collections::BTreeMap<String, String> = chunker
+        .sampled_pids()
+        .filter_map(|p| std::fs::read_to_string(format!("/tmp/perf-{p}.map")).ok().map(|t| (p.to_string(), t)))
+        .collect();
+    if !jit.is_empty() {
+        let json = serde_json::to_vec(&jit).map_err(|e| RecordError::Other(e.to_string()))?;
+        writer
+            .write_block(
+                BlockInfo { kind: BlockKind::JIT_MAPS, stream: STREAM_GLOBAL, record_count: jit.len() as u32, first_time: 0, last_time: 0 },
+                &json,
+            )
+            .map_err(write_err)?;
+    }
     let build_ids = crate::symbolize::elf::build_ids_of(chunker.mapped_files());
     let end = CaptureEnd {
         end_unix_ns: sysinfo::unix_ns(),

@@ -27,6 +27,8 @@ pub struct Symbol {
 pub struct ElfSymbols {
     /// Sorted by start; overlaps resolved to the innermost by lookup order.
     pub symbols: Vec<Symbol>,
+    /// Data objects (.data, .bss, .rodata, TLS), sorted by start.
+    pub data_symbols: Vec<Symbol>,
     /// (file offset, file size, virtual address) of each PT_LOAD segment.
     pub segments: Vec<(u64, u64, u64)>,
     pub build_id: Option<String>,
@@ -58,12 +60,9 @@ pub fn build_ids_of<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<BuildId> {
     v
 }
 
-/// Demangle Rust names; other names are returned as they are.
+/// Demangle Rust and C++ names; other names are returned as they are.
 pub fn demangle(name: &str) -> String {
-    match rustc_demangle::try_demangle(name) {
-        Ok(d) => format!("{d:#}"),
-        Err(_) => name.to_string(),
-    }
+    super::dwarf::demangle_any(name)
 }
 
 /// Load the function symbols of `path`. When `expect_build_id` is given and
@@ -78,16 +77,25 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
         }
     }
     let mut symbols: Vec<Symbol> = Vec::new();
+    let mut data_symbols: Vec<Symbol> = Vec::new();
     for s in f.symbols().chain(f.dynamic_symbols()) {
-        if s.kind() != SymbolKind::Text || s.address() == 0 || s.is_undefined() {
+        if s.address() == 0 || s.is_undefined() {
             continue;
         }
         let Ok(name) = s.name() else { continue };
         if name.is_empty() {
             continue;
         }
-        symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: demangle(name) });
+        match s.kind() {
+            SymbolKind::Text => symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: demangle(name) }),
+            SymbolKind::Data | SymbolKind::Tls if s.size() > 0 => {
+                data_symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: demangle(name) })
+            }
+            _ => {}
+        }
     }
+    data_symbols.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.name.cmp(&b.name)));
+    data_symbols.dedup_by(|b, a| a.start == b.start && a.end == b.end);
     // Total order, then drop duplicates (symtab and dynsym list the same
     // functions).
     symbols.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.name.cmp(&b.name)));
@@ -105,13 +113,26 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
             (size > 0).then_some((off, size, s.address()))
         })
         .collect();
-    Ok(ElfSymbols { symbols, segments, build_id: bid })
+    Ok(ElfSymbols { symbols, data_symbols, segments, build_id: bid })
 }
 
 impl ElfSymbols {
     /// Virtual address of a file offset (None outside every loaded segment).
     pub fn offset_to_vaddr(&self, off: u64) -> Option<u64> {
         self.segments.iter().find(|(o, sz, _)| off >= *o && off < o + sz).map(|(o, _, va)| off - o + va)
+    }
+
+    /// Virtual address of a file offset that may lie past the file-backed
+    /// part of a segment (in its .bss): the segment whose file range starts
+    /// at or below the offset and whose memory size covers it.
+    pub fn segment_vaddr(&self, off: u64) -> Option<u64> {
+        self.segments.iter().filter(|(o, _, _)| off >= *o).max_by_key(|(o, _, _)| *o).map(|(o, _, va)| off - o + va)
+    }
+
+    /// The data object containing `vaddr`.
+    pub fn lookup_data(&self, vaddr: u64) -> Option<&Symbol> {
+        let i = self.data_symbols.partition_point(|s| s.start <= vaddr);
+        self.data_symbols[..i].iter().rev().take(8).find(|s| vaddr < s.end)
     }
 
     /// The function containing `vaddr`.

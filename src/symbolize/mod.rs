@@ -2,6 +2,7 @@
 //! kernel's kallsyms captured in the trace. An address that does not resolve
 //! is a value with a reason (`Unresolved`), never an error.
 
+pub mod dwarf;
 pub mod elf;
 pub mod kallsyms;
 pub mod resolver;

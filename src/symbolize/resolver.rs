@@ -2,6 +2,7 @@
 //! once, lazily, on first use from any worker (the loaded tables are plain
 //! data, so they are shared); callers resolve distinct addresses only.
 
+use super::dwarf::Frame;
 use super::elf::{self, ElfProblem, ElfSymbols};
 use super::kallsyms::Kallsyms;
 use crate::analyze::timeline::{Dso, MapEntry, MapHit};
@@ -47,6 +48,8 @@ pub struct Resolved {
     /// The address shown when unresolved: file-relative inside a mapping,
     /// absolute otherwise.
     pub rel: u64,
+    /// DSO and virtual address in its ELF file, when it has one (for DWARF).
+    pub elf_addr: Option<(u32, u64)>,
 }
 
 impl Resolved {
@@ -73,6 +76,32 @@ pub struct Resolver {
     /// mapping (perf's view of imported files); when false (msen captures,
     /// which record no kernel mapping), it is in [kernel.kallsyms].
     kernel_maps_authoritative: bool,
+    /// Where each DSO's DWARF lives (found lazily).
+    debug_files: Vec<OnceLock<Option<PathBuf>>>,
+    /// JIT symbols from perf-PID.map files captured in the trace: pid ->
+    /// sorted (start, end, name).
+    jit: HashMap<u32, Vec<(u64, u64, String)>>,
+    /// User-registered data objects: sorted (start, end, name, type).
+    data_objects: Vec<DataObject>,
+}
+
+/// A data object registered by the user (`--data-objects`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataObject {
+    pub start: u64,
+    pub end: u64,
+    pub name: String,
+    pub type_name: String,
+}
+
+/// What a data address is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSymbol {
+    /// "counters+0x40", "[heap]+0x1f0", "[stack]", "[anon]".
+    pub text: String,
+    /// The object's or mapping's name without the offset.
+    pub object: String,
+    pub offset: u64,
 }
 
 /// perf's DSO name for a kernel or module mapping.
@@ -92,7 +121,166 @@ fn kernel_dso_name(path: &str) -> String {
 impl Resolver {
     pub fn new(dsos: Vec<Dso>, build_ids: HashMap<String, String>, kallsyms: Kallsyms, symfs: Option<PathBuf>) -> Resolver {
         let elf = (0..dsos.len()).map(|_| OnceLock::new()).collect();
-        Resolver { dsos, build_ids, elf, kallsyms, symfs, kernel_maps: Vec::new(), kernel_maps_authoritative: false }
+        let debug_files = (0..dsos.len()).map(|_| OnceLock::new()).collect();
+        Resolver {
+            dsos,
+            build_ids,
+            elf,
+            kallsyms,
+            symfs,
+            kernel_maps: Vec::new(),
+            kernel_maps_authoritative: false,
+            debug_files,
+            jit: HashMap::new(),
+            data_objects: Vec::new(),
+        }
+    }
+
+    /// Use JIT symbol tables (perf-PID.map contents by pid).
+    pub fn with_jit_maps(mut self, maps: HashMap<u32, String>) -> Resolver {
+        for (pid, text) in maps {
+            let mut v: Vec<(u64, u64, String)> = text
+                .lines()
+                .filter_map(|l| {
+                    let mut it = l.splitn(3, ' ');
+                    let start = u64::from_str_radix(it.next()?.trim_start_matches("0x"), 16).ok()?;
+                    let size = u64::from_str_radix(it.next()?.trim_start_matches("0x"), 16).ok()?;
+                    Some((start, start.saturating_add(size), it.next()?.trim().to_string()))
+                })
+                .collect();
+            v.sort();
+            self.jit.insert(pid, v);
+        }
+        self
+    }
+
+    /// Use registered data objects.
+    pub fn with_data_objects(mut self, mut objs: Vec<DataObject>) -> Resolver {
+        objs.sort_by(|a, b| a.start.cmp(&b.start).then(a.name.cmp(&b.name)));
+        self.data_objects = objs;
+        self
+    }
+
+    fn jit_lookup(&self, pid: Option<u32>, addr: u64) -> Option<Resolved> {
+        let find = |pid: &u32, v: &Vec<(u64, u64, String)>| {
+            let i = v.partition_point(|e| e.0 <= addr);
+            v[..i].last().filter(|e| addr < e.1).map(|e| Resolved {
+                dso: format!("perf-{pid}.map"),
+                sym: Ok(e.2.clone()),
+                kernel: false,
+                rel: addr,
+                elf_addr: None,
+            })
+        };
+        match pid {
+            Some(p) => self.jit.get(&p).and_then(|v| find(&p, v)),
+            None => {
+                let mut pids: Vec<&u32> = self.jit.keys().collect();
+                pids.sort();
+                pids.into_iter().find_map(|p| find(p, &self.jit[p]))
+            }
+        }
+    }
+
+    /// Name the data at `addr`: a registered object, an ELF data symbol, or
+    /// the mapping (`[heap]`, `[stack]`, anonymous).
+    ///
+    /// `below` is the file mapping just below an anonymous one: a binary's
+    /// .bss past its file-backed pages lives there, at the same load bias.
+    pub fn data_symbol_with_bss(&self, map: Option<(MapHit, u64, u64)>, below: Option<MapHit>, addr: u64) -> Option<DataSymbol> {
+        if let (Some((hit, _, _)), Some(b)) = (map, below) {
+            if self.dsos.get(hit.dso as usize).is_some_and(|d| d.is_anonymous()) {
+                if let Ok(es) = self.symbols(b.dso) {
+                    // file_offset of `below` was computed as addr - start + pgoff:
+                    // the file offset addr would have if the mapping went on.
+                    if let Some(s) = es.segment_vaddr(b.file_offset).and_then(|va| es.lookup_data(va).map(|s| (s, va))) {
+                        let (s, va) = s;
+                        return Some(DataSymbol {
+                            text: format!("{}+0x{:x}", s.name, va - s.start),
+                            object: s.name.clone(),
+                            offset: va - s.start,
+                        });
+                    }
+                }
+            }
+        }
+        self.data_symbol(map, addr)
+    }
+
+    pub fn data_symbol(&self, map: Option<(MapHit, u64, u64)>, addr: u64) -> Option<DataSymbol> {
+        let i = self.data_objects.partition_point(|o| o.start <= addr);
+        if let Some(o) = self.data_objects[..i].last().filter(|o| addr < o.end) {
+            return Some(DataSymbol { text: format!("{}+0x{:x}", o.name, addr - o.start), object: o.name.clone(), offset: addr - o.start });
+        }
+        let (hit, map_start, _map_end) = map?;
+        let dso = self.dsos.get(hit.dso as usize)?;
+        if let Ok(es) = self.symbols(hit.dso) {
+            if let Some(va) = es.offset_to_vaddr(hit.file_offset) {
+                if let Some(s) = es.lookup_data(va) {
+                    return Some(DataSymbol {
+                        text: format!("{}+0x{:x}", s.name, va - s.start),
+                        object: s.name.clone(),
+                        offset: va - s.start,
+                    });
+                }
+            }
+        }
+        let name = if dso.is_anonymous() { "[anon]".to_string() } else { dso.path.clone() };
+        Some(DataSymbol { text: format!("{name}+0x{:x}", addr - map_start), object: name, offset: addr - map_start })
+    }
+
+    /// The file holding `dso`'s DWARF, if any.
+    pub fn debug_file(&self, dso: u32) -> Option<&Path> {
+        let cell = self.debug_files.get(dso as usize)?;
+        cell.get_or_init(|| {
+            let d = &self.dsos[dso as usize];
+            if !d.path.starts_with('/') || matches!(self.symbols(dso), Err(ElfProblem::BuildIdMismatch { .. })) {
+                return None;
+            }
+            let path = match &self.symfs {
+                Some(root) => root.join(d.path.trim_start_matches('/')),
+                None => PathBuf::from(&d.path),
+            };
+            let bid =
+                self.build_ids.get(&d.path).map(String::as_str).or_else(|| self.symbols(dso).ok().and_then(|s| s.build_id.as_deref()));
+            super::dwarf::find_debug_file(&path, bid, self.symfs.as_deref())
+        })
+        .as_deref()
+    }
+
+    /// DWARF frames for many (dso, vaddr) pairs: grouped by DSO, each chunk
+    /// with its own reader, chunks in parallel. Same order as `items`.
+    pub fn dwarf_batch(&self, items: &[(u32, u64)]) -> Vec<Vec<Frame>> {
+        use rayon::prelude::*;
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|&i| items[i]);
+        let mut chunks: Vec<&[usize]> = Vec::new();
+        let mut start = 0;
+        // Chunks never mix DSOs, and stay small enough to spread one hot
+        // binary over the workers.
+        for i in 1..=order.len() {
+            if i == order.len() || items[order[i]].0 != items[order[start]].0 || i - start >= 4096 {
+                if i > start {
+                    chunks.push(&order[start..i]);
+                }
+                start = i;
+            }
+        }
+        let results: Vec<Vec<(usize, Vec<Frame>)>> = chunks
+            .par_iter()
+            .map(|chunk| {
+                let dso = items[chunk[0]].0;
+                let Some(dw) = self.debug_file(dso).and_then(super::dwarf::Dwarf::open) else {
+                    return chunk.iter().map(|&i| (i, Vec::new())).collect();
+                };
+                chunk.iter().map(|&i| (i, dw.frames(items[i].1))).collect()
+            })
+            .collect();
+        let mut out = vec![Vec::new(); items.len()];
+        for (i, f) in results.into_iter().flatten() {
+            out[i] = f;
+        }
+        out
     }
 
     /// Use the kernel mappings of the trace; `authoritative` as for perf.data.
@@ -128,23 +316,36 @@ impl Resolver {
     /// Resolve a user-space address given the mapping that covers it.
     pub fn user(&self, hit: Option<MapHit>, addr: u64) -> Resolved {
         let Some(hit) = hit else {
-            return Resolved { dso: "[unknown]".into(), sym: Err(Unresolved::NoMap), kernel: false, rel: addr };
+            return match self.jit_lookup(None, addr) {
+                Some(r) => r,
+                None => Resolved { dso: "[unknown]".into(), sym: Err(Unresolved::NoMap), kernel: false, rel: addr, elf_addr: None },
+            };
         };
         let dso = self.dsos.get(hit.dso as usize);
         let name = dso.map_or("[unknown]".to_string(), |d| d.short_name().to_string());
+        let mut elf_addr = None;
         let sym = match self.symbols(hit.dso) {
             Ok(es) => match es.offset_to_vaddr(hit.file_offset) {
-                Some(va) => match es.lookup(va) {
-                    Some(s) => Ok(s.name.clone()),
-                    None => Err(Unresolved::OutsideFunctions),
-                },
+                Some(va) => {
+                    elf_addr = Some((hit.dso, va));
+                    match es.lookup(va) {
+                        Some(s) => Ok(s.name.clone()),
+                        None => Err(Unresolved::OutsideFunctions),
+                    }
+                }
                 None => Err(Unresolved::OutsideFunctions),
             },
             Err(ElfProblem::BuildIdMismatch { .. }) => Err(Unresolved::BuildIdMismatch),
             Err(_) => Err(Unresolved::NoSymbols),
         };
+        // JIT code lives in anonymous executable mappings named by perf-PID.map.
+        if sym.is_err() && dso.is_some_and(|d| d.is_anonymous()) {
+            if let Some(r) = self.jit_lookup(Some(hit.pid), addr) {
+                return r;
+            }
+        }
         // perf prints the file-relative address of unresolved user code.
-        Resolved { dso: name, sym, kernel: false, rel: hit.file_offset }
+        Resolved { dso: name, sym, kernel: false, rel: hit.file_offset, elf_addr }
     }
 
     /// Is `addr` kernel text: inside a kernel mapping, or at or above the
@@ -163,11 +364,14 @@ impl Resolver {
                     sym: Err(Unresolved::NoKallsyms),
                     kernel: true,
                     rel: addr,
+                    elf_addr: None,
                 },
                 None if self.kernel_maps_authoritative => {
-                    Resolved { dso: "[unknown]".into(), sym: Err(Unresolved::NoMap), kernel: true, rel: addr }
+                    Resolved { dso: "[unknown]".into(), sym: Err(Unresolved::NoMap), kernel: true, rel: addr, elf_addr: None }
                 }
-                None => Resolved { dso: "[kernel.kallsyms]".into(), sym: Err(Unresolved::NoKallsyms), kernel: true, rel: addr },
+                None => {
+                    Resolved { dso: "[kernel.kallsyms]".into(), sym: Err(Unresolved::NoKallsyms), kernel: true, rel: addr, elf_addr: None }
+                }
             };
         }
         match self.kallsyms.lookup(addr) {
@@ -179,8 +383,15 @@ impl Resolver {
                 sym: Ok(k.name.clone()),
                 kernel: true,
                 rel: addr,
+                elf_addr: None,
             },
-            None => Resolved { dso: "[kernel.kallsyms]".into(), sym: Err(Unresolved::OutsideFunctions), kernel: true, rel: addr },
+            None => Resolved {
+                dso: "[kernel.kallsyms]".into(),
+                sym: Err(Unresolved::OutsideFunctions),
+                kernel: true,
+                rel: addr,
+                elf_addr: None,
+            },
         }
     }
 

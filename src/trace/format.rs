@@ -40,6 +40,8 @@ impl BlockKind {
     pub const CAPTURE_END: Self = Self(5);
     /// The footer index of all blocks.
     pub const INDEX: Self = Self(6);
+    /// JSON object: pid -> contents of /tmp/perf-PID.map (JIT symbols).
+    pub const JIT_MAPS: Self = Self(7);
 
     pub fn name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -49,6 +51,7 @@ impl BlockKind {
             4 => "kallsyms",
             5 => "capture-end",
             6 => "index",
+            7 => "jit-maps",
             _ => return None,
         })
     }

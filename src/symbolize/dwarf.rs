@@ -1,0 +1,136 @@
+//! DWARF line and inline information through addr2line (gimli), and finding
+//! the file that holds it: the binary itself, the build-id tree under
+//! /usr/lib/debug, or the file its .gnu_debuglink names.
+//!
+//! addr2line's Loader is not Sync and builds its lookup tables lazily, so the
+//! callers resolve distinct addresses grouped by binary, one Loader per group
+//! and worker (see `Resolver::dwarf_batch`).
+
+use object::{Object, ObjectSection};
+use std::path::{Path, PathBuf};
+
+/// One frame at an address: the innermost first, then the functions it was
+/// inlined into, ending with the real (outer) function.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// True for every frame but the last (the physical function).
+    pub inlined: bool,
+}
+
+impl Frame {
+    /// perf's srcline text: "file.c:123" (basename), "??:0" when unknown.
+    pub fn srcline(&self) -> String {
+        match (&self.file, self.line) {
+            (Some(f), Some(l)) => format!("{}:{l}", f.rsplit('/').next().unwrap_or(f)),
+            (Some(f), None) => format!("{}:0", f.rsplit('/').next().unwrap_or(f)),
+            _ => "??:0".into(),
+        }
+    }
+}
+
+fn has_dwarf(path: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(path) else { return false };
+    // SAFETY: read-only map of a file we only read.
+    let Ok(m) = (unsafe { memmap2::Mmap::map(&f) }) else { return false };
+    let Ok(o) = object::File::parse(&*m) else { return false };
+    o.section_by_name(".debug_info").is_some_and(|s| s.size() > 0)
+}
+
+fn debuglink(path: &Path) -> Option<String> {
+    let f = std::fs::File::open(path).ok()?;
+    // SAFETY: read-only map of a file we only read.
+    let m = unsafe { memmap2::Mmap::map(&f) }.ok()?;
+    let o = object::File::parse(&*m).ok()?;
+    let (name, _crc) = o.gnu_debuglink().ok()??;
+    Some(String::from_utf8_lossy(name).into_owned())
+}
+
+/// Where the DWARF of `binary` (a path already mapped into `root` when a
+/// symfs is in use) lives, if anywhere. `build_id` is the recorded one.
+pub fn find_debug_file(binary: &Path, build_id: Option<&str>, root: Option<&Path>) -> Option<PathBuf> {
+    if has_dwarf(binary) {
+        return Some(binary.to_path_buf());
+    }
+    let under = |p: &str| match root {
+        Some(r) => r.join(p.trim_start_matches('/')),
+        None => PathBuf::from(p),
+    };
+    if let Some(id) = build_id.filter(|id| id.len() > 2) {
+        let p = under(&format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]));
+        if has_dwarf(&p) {
+            return Some(p);
+        }
+    }
+    if let Some(link) = debuglink(binary) {
+        let dir = binary.parent().unwrap_or(Path::new("/"));
+        let rel_dir = dir.strip_prefix(root.unwrap_or(Path::new("/"))).unwrap_or(dir);
+        let candidates =
+            [dir.join(&link), dir.join(".debug").join(&link), under(&format!("/usr/lib/debug/{}/{}", rel_dir.display(), link))];
+        for c in candidates {
+            if has_dwarf(&c) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// A DWARF reader for one debug file, for one worker.
+pub struct Dwarf {
+    loader: addr2line::Loader,
+}
+
+impl std::fmt::Debug for Dwarf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dwarf")
+    }
+}
+
+impl Dwarf {
+    pub fn open(path: &Path) -> Option<Dwarf> {
+        addr2line::Loader::new(path).ok().map(|loader| Dwarf { loader })
+    }
+
+    /// Frames at a virtual address of the binary, innermost first; empty
+    /// when the DWARF does not cover it.
+    pub fn frames(&self, vaddr: u64) -> Vec<Frame> {
+        let mut out = Vec::new();
+        if let Ok(mut it) = self.loader.find_frames(vaddr) {
+            while let Ok(Some(f)) = it.next() {
+                let function = f.function.as_ref().and_then(|n| n.demangle().ok().map(|s| s.into_owned()));
+                let (file, line) = match &f.location {
+                    Some(l) => (l.file.map(str::to_string), l.line),
+                    None => (None, None),
+                };
+                out.push(Frame { function, file, line, inlined: true });
+            }
+        }
+        if out.is_empty() {
+            if let Ok(Some(l)) = self.loader.find_location(vaddr) {
+                out.push(Frame { function: None, file: l.file.map(str::to_string), line: l.line, inlined: false });
+            }
+        }
+        if let Some(last) = out.last_mut() {
+            last.inlined = false;
+        }
+        out
+    }
+}
+
+/// Demangle C++ (Itanium) and Rust names; others are returned unchanged.
+pub fn demangle_any(name: &str) -> String {
+    if let Ok(d) = rustc_demangle::try_demangle(name) {
+        return format!("{d:#}");
+    }
+    if name.starts_with("_Z") {
+        if let Ok(sym) = cpp_demangle::Symbol::new(name) {
+            if let Ok(s) = sym.demangle(&cpp_demangle::DemangleOptions::default()) {
+                return s;
+            }
+        }
+    }
+    name.to_string()
+}
