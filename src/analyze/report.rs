@@ -374,7 +374,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     }
     let mut addrs: Vec<AddrKey> = addrs.into_iter().collect();
     addrs.sort_unstable();
-    let resolved: Vec<Resolved> = addrs
+    let mut resolved: Vec<Resolved> = addrs
         .par_iter()
         .map(
             |&(pid, epoch, kernel, ip)| {
@@ -400,6 +400,16 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     } else {
         Vec::new()
     };
+    // Where the symbol table has no function (stripped, local symbols
+    // gone) but DWARF names one, use DWARF's physical function.
+    for (r, f) in resolved.iter_mut().zip(&dwarf) {
+        if r.sym.is_err() {
+            if let Some(name) = f.last().and_then(|fr| fr.function.clone()) {
+                r.sym = Ok(name);
+            }
+        }
+    }
+    let resolved = resolved;
     let srcline = |i: usize| dwarf.get(i).and_then(|f| f.first()).map_or_else(|| "??:0".to_string(), |f| f.srcline());
     // The inlined functions at an address, outermost first (not the physical one).
     let inlined = |i: usize| -> Vec<String> {
