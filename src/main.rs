@@ -152,6 +152,27 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Ok)
         }
+        Command::Symbolize(args) => {
+            use std::io::Read;
+            let mut text = String::new();
+            if args.addrs.is_empty() {
+                std::io::stdin().lock().read_to_string(&mut text)?;
+            }
+            let words: Vec<&str> =
+                if args.addrs.is_empty() { text.split_whitespace().collect() } else { args.addrs.iter().map(String::as_str).collect() };
+            let addrs: Vec<u64> = words
+                .iter()
+                .map(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).map_err(|_| anyhow::anyhow!("'{w}' is not a hex address")))
+                .collect::<Result<_, _>>()?;
+            let frames =
+                msen::symbolize::standalone::symbolize(&args.exe, args.symfs.as_deref(), &addrs).map_err(|e| anyhow::anyhow!(e))?;
+            let mut out = String::with_capacity(addrs.len() * 64);
+            for f in &frames {
+                msen::symbolize::standalone::render(f, args.inline, &mut out);
+            }
+            print(&out)?;
+            Ok(Outcome::Ok)
+        }
         Command::Manpages { dir } => {
             std::fs::create_dir_all(&dir)?;
             for (name, page) in msen::cli::manpages()? {

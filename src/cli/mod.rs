@@ -46,6 +46,8 @@ pub enum Command {
     Script(ScriptArgs),
     /// Convert a perf.data (file or pipe mode) into an msen trace.
     Import(ImportArgs),
+    /// Addresses to function, file:line and inline chain (like addr2line -f -i).
+    Symbolize(SymbolizeArgs),
     /// Write man pages generated from these definitions into DIR.
     #[command(hide = true)]
     Manpages {
@@ -231,6 +233,25 @@ pub struct ImportArgs {
     /// zstd level of trace blocks.
     #[arg(long = "compression-level", default_value_t = 3)]
     pub level: i32,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Reads addresses (hex, one per line) from standard input when none are given.\n\nEXAMPLES:\n    msen symbolize -e ./app 0x401136\n    nm -n ./app | awk '{print $1}' | msen symbolize -e ./app --inline"
+)]
+pub struct SymbolizeArgs {
+    /// The ELF file whose virtual addresses are given.
+    #[arg(short = 'e', long = "exe", value_name = "FILE")]
+    pub exe: PathBuf,
+    /// Print the inline chain (innermost first), as addr2line -i.
+    #[arg(short = 'i', long)]
+    pub inline: bool,
+    /// Look for debug files under this directory.
+    #[arg(long, value_name = "DIR")]
+    pub symfs: Option<PathBuf>,
+    /// Addresses (hex, with or without 0x).
+    #[arg(value_name = "ADDR")]
+    pub addrs: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -19,7 +19,15 @@ pub enum ElfProblem {
 pub struct Symbol {
     pub start: u64,
     pub end: u64,
+    /// As stored (mangled); `display_name` demangles. Demangling happens per
+    /// lookup, not for every symbol of a large binary at load.
     pub name: String,
+}
+
+impl Symbol {
+    pub fn display_name(&self) -> String {
+        demangle(&self.name)
+    }
 }
 
 /// The symbols and load segments of one ELF file.
@@ -87,9 +95,9 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
             continue;
         }
         match s.kind() {
-            SymbolKind::Text => symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: demangle(name) }),
+            SymbolKind::Text => symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: name.to_string() }),
             SymbolKind::Data | SymbolKind::Tls if s.size() > 0 => {
-                data_symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: demangle(name) })
+                data_symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: name.to_string() })
             }
             _ => {}
         }

@@ -6,5 +6,6 @@ pub mod dwarf;
 pub mod elf;
 pub mod kallsyms;
 pub mod resolver;
+pub mod standalone;
 
 pub use resolver::{Resolved, Resolver, Unresolved};

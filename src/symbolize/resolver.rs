@@ -196,8 +196,8 @@ impl Resolver {
                     if let Some(s) = es.segment_vaddr(b.file_offset).and_then(|va| es.lookup_data(va).map(|s| (s, va))) {
                         let (s, va) = s;
                         return Some(DataSymbol {
-                            text: format!("{}+0x{:x}", s.name, va - s.start),
-                            object: s.name.clone(),
+                            text: format!("{}+0x{:x}", s.display_name(), va - s.start),
+                            object: s.display_name(),
                             offset: va - s.start,
                         });
                     }
@@ -218,8 +218,8 @@ impl Resolver {
             if let Some(va) = es.offset_to_vaddr(hit.file_offset) {
                 if let Some(s) = es.lookup_data(va) {
                     return Some(DataSymbol {
-                        text: format!("{}+0x{:x}", s.name, va - s.start),
-                        object: s.name.clone(),
+                        text: format!("{}+0x{:x}", s.display_name(), va - s.start),
+                        object: s.display_name(),
                         offset: va - s.start,
                     });
                 }
@@ -329,7 +329,7 @@ impl Resolver {
                 Some(va) => {
                     elf_addr = Some((hit.dso, va));
                     match es.lookup(va) {
-                        Some(s) => Ok(s.name.clone()),
+                        Some(s) => Ok(s.display_name()),
                         None => Err(Unresolved::OutsideFunctions),
                     }
                 }
