@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Symbolization speed, same addresses, one run, as addresses/second ratios:
-# `msen symbolize -i` vs binutils `addr2line -f -i`, `llvm-symbolizer
-# --inlining` and gimli's `addr2line -f -i` CLI (installed from crates.io into
+# Symbolization speed, same addresses, one run, as addresses/second ratios,
+# every tool demangling: `msen symbolize -C -i` vs binutils `addr2line -C -f -i`,
+# `llvm-symbolizer --inlining` and gimli's `addr2line -C -f -i` CLI (installed from crates.io into
 # target/gimli-addr2line on first use). Then `msen report --sort srcline` vs
 # `perf report --stdio --sort srcline` on one capture of a DWARF-rich binary.
 #
@@ -39,10 +39,10 @@ count=$(wc -l < "$D/addrs")
 echo "bench: $count distinct addresses in $BIN ($(stat -c %s "$BIN") bytes), $(nproc) CPUs"
 
 t() { local s; s=$(date +%s.%N); "$@" < "$D/addrs" > "$D/out.$(basename "$1")" 2>/dev/null; echo "$(date +%s.%N) - $s" | bc -l; }
-tm=$(t "$MSEN" symbolize -i -e "$BIN")
-tb=$(t addr2line -f -i -e "$BIN")
+tm=$(t "$MSEN" symbolize -C -i -e "$BIN")
+tb=$(t addr2line -C -f -i -e "$BIN")
 tl=$(t llvm-symbolizer --inlining --obj="$BIN")
-if [ -x target/gimli-addr2line/bin/addr2line ]; then tg=$(t target/gimli-addr2line/bin/addr2line -f -i -e "$BIN"); else tg=0; fi
+if [ -x target/gimli-addr2line/bin/addr2line ]; then tg=$(t target/gimli-addr2line/bin/addr2line -C -f -i -e "$BIN"); else tg=0; fi
 awk -v n="$count" -v tm="$tm" -v tb="$tb" -v tl="$tl" -v tg="$tg" 'BEGIN {
   printf "symbolize         msen %.0f addr/s (%.2f s); binutils addr2line %.0f addr/s (%.2f s): msen %.1fx\n", n/tm, tm, n/tb, tb, tb/tm
   printf "                  llvm-symbolizer %.0f addr/s (%.2f s): msen %.1fx\n", n/tl, tl, tl/tm

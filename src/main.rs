@@ -164,8 +164,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 .iter()
                 .map(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).map_err(|_| anyhow::anyhow!("'{w}' is not a hex address")))
                 .collect::<Result<_, _>>()?;
-            let frames =
-                msen::symbolize::standalone::symbolize(&args.exe, args.symfs.as_deref(), &addrs).map_err(|e| anyhow::anyhow!(e))?;
+            let frames = msen::symbolize::standalone::symbolize(&args.exe, args.symfs.as_deref(), &addrs, args.demangle)
+                .map_err(|e| anyhow::anyhow!(e))?;
             let mut out = String::with_capacity(addrs.len() * 64);
             for f in &frames {
                 msen::symbolize::standalone::render(f, args.inline, &mut out);

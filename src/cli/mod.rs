@@ -246,6 +246,9 @@ pub struct SymbolizeArgs {
     /// Print the inline chain (innermost first), as addr2line -i.
     #[arg(short = 'i', long)]
     pub inline: bool,
+    /// Demangle C++ and Rust names, as addr2line -C.
+    #[arg(short = 'C', long)]
+    pub demangle: bool,
     /// Look for debug files under this directory.
     #[arg(long, value_name = "DIR")]
     pub symfs: Option<PathBuf>,

@@ -97,10 +97,21 @@ impl Dwarf {
     /// Frames at a virtual address of the binary, innermost first; empty
     /// when the DWARF does not cover it.
     pub fn frames(&self, vaddr: u64) -> Vec<Frame> {
+        self.frames_with(vaddr, true)
+    }
+
+    /// As `frames`; `demangle` false keeps linkage names as stored.
+    pub fn frames_with(&self, vaddr: u64, demangle: bool) -> Vec<Frame> {
         let mut out = Vec::new();
         if let Ok(mut it) = self.loader.find_frames(vaddr) {
             while let Ok(Some(f)) = it.next() {
-                let function = f.function.as_ref().and_then(|n| n.demangle().ok().map(|s| s.into_owned()));
+                let function = f.function.as_ref().and_then(|n| {
+                    if demangle {
+                        n.demangle().ok().map(|s| s.into_owned())
+                    } else {
+                        n.raw_name().ok().map(|s| s.into_owned())
+                    }
+                });
                 let (file, line) = match &f.location {
                     Some(l) => (l.file.map(str::to_string), l.line),
                     None => (None, None),

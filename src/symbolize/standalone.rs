@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Symbolize `addrs` (virtual addresses of `exe`); frames innermost first.
 /// Addresses DWARF does not cover fall back to the symbol table's function.
-pub fn symbolize(exe: &Path, symfs: Option<&Path>, addrs: &[u64]) -> Result<Vec<Vec<Frame>>, String> {
+pub fn symbolize(exe: &Path, symfs: Option<&Path>, addrs: &[u64], demangle: bool) -> Result<Vec<Vec<Frame>>, String> {
     let syms = elf::load(exe, None).map_err(|e| format!("{}: {e:?}", exe.display()))?;
     let debug = find_debug_file(exe, syms.build_id.as_deref(), symfs);
     let per = addrs.len().div_ceil(rayon::current_num_threads().max(1) * 4).clamp(256, 16384);
@@ -19,8 +19,8 @@ pub fn symbolize(exe: &Path, symfs: Option<&Path>, addrs: &[u64]) -> Result<Vec<
             chunk
                 .iter()
                 .map(|&a| {
-                    let mut f = dw.as_ref().map(|d| d.frames(a)).unwrap_or_default();
-                    let symtab = || syms.lookup(a).map(|s| s.display_name());
+                    let mut f = dw.as_ref().map(|d| d.frames_with(a, demangle)).unwrap_or_default();
+                    let symtab = || syms.lookup(a).map(|s| if demangle { s.display_name() } else { s.name.clone() });
                     match f.last_mut() {
                         Some(last) if last.function.is_none() => last.function = symtab(),
                         Some(_) => {}
