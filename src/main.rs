@@ -173,6 +173,36 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             print(&out)?;
             Ok(Outcome::Ok)
         }
+        Command::FalseShare(args) => {
+            use msen::analyze::false_share::{false_share, Display, FalseShareConfig};
+            use msen::cli::DisplayArg;
+            let path = args.input.path();
+            let l = Loaded::open(&path, &args.input.load_options())?;
+            let recorded = l.trace.meta.cache_line_size.max(1);
+            let base = args.line_size.unwrap_or(recorded);
+            if !base.is_power_of_two() {
+                anyhow::bail!("--line-size must be a power of two, not {base}");
+            }
+            let cfg = FalseShareConfig {
+                display: match args.display {
+                    DisplayArg::Tot => Display::Tot,
+                    DisplayArg::Rmt => Display::Rmt,
+                    DisplayArg::Lcl => Display::Lcl,
+                    DisplayArg::Peer => Display::Peer,
+                },
+                show_all: args.show_all,
+                line_size: Some(if args.double_cl { base * 2 } else { base }),
+            };
+            let f = false_share(&l, &cfg)?;
+            match args.format {
+                msen::cli::TableFormat::Table => print(&output::false_share::render_table(&f))?,
+                msen::cli::TableFormat::Json => print(&(serde_json::to_string_pretty(&output::false_share::render_json(&f))? + "\n"))?,
+            }
+            if f.stats.nr_entries == 0 {
+                return Ok(Outcome::Nothing(format!("{} holds no memory samples (events with PERF_SAMPLE_DATA_SRC)", path.display())));
+            }
+            Ok(Outcome::Ok)
+        }
         Command::Manpages { dir } => {
             std::fs::create_dir_all(&dir)?;
             for (name, page) in msen::cli::manpages()? {

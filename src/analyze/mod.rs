@@ -3,8 +3,10 @@
 //! output is the same at any thread count.
 
 pub mod branch;
+pub mod c2c;
 pub mod datasrc;
 pub mod events;
+pub mod false_share;
 pub mod info;
 pub mod loaded;
 pub mod report;

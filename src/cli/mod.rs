@@ -46,6 +46,8 @@ pub enum Command {
     Script(ScriptArgs),
     /// Convert a perf.data (file or pipe mode) into an msen trace.
     Import(ImportArgs),
+    /// Cache-line contention from memory samples (the perf c2c job).
+    FalseShare(FalseShareArgs),
     /// Addresses to function, file:line and inline chain (like addr2line -f -i).
     Symbolize(SymbolizeArgs),
     /// Write man pages generated from these definitions into DIR.
@@ -255,6 +257,41 @@ pub struct SymbolizeArgs {
     /// Addresses (hex, with or without 0x).
     #[arg(value_name = "ADDR")]
     pub addrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DisplayArg {
+    Tot,
+    Rmt,
+    Lcl,
+    Peer,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "EXAMPLES:\n    msen false-share -i perf.data\n    msen false-share --display rmt --format json")]
+pub struct FalseShareArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Rank lines by total, remote or local HITMs, or peer accesses.
+    #[arg(short = 'd', long, value_enum, default_value = "tot")]
+    pub display: DisplayArg,
+    /// Show every line, shared or not, without the 0.1% threshold.
+    #[arg(long)]
+    pub show_all: bool,
+    /// Cache-line size in bytes (default: the size recorded in the trace).
+    #[arg(long, value_name = "BYTES")]
+    pub line_size: Option<u32>,
+    /// Double the recorded line size (adjacent-line prefetch pairs).
+    #[arg(long)]
+    pub double_cl: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: TableFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]

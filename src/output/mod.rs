@@ -1,6 +1,7 @@
 //! Rendering: aligned tables, JSON, CSV, and the progress bar (stderr, only
 //! on a terminal).
 
+pub mod false_share;
 pub mod report;
 
 use std::io::IsTerminal;
