@@ -98,7 +98,7 @@ impl Loaded {
     /// converted in memory).
     pub fn open(path: &Path, opts: &LoadOptions) -> Result<Loaded, TraceError> {
         let trace = if is_perf_data_file(path) {
-            let open_err = |source| TraceError::Open { path: path.to_path_buf(), source };
+            let open_err = |source| TraceError::Open { path: path.to_path_buf(), err: source };
             let file = std::fs::File::open(path).map_err(open_err)?;
             // SAFETY: a read-only map of a perf.data we only read; see Trace::open
             // for the truncation caveat.
@@ -157,7 +157,7 @@ impl Loaded {
         timeline.finish();
         let mut kallsyms = Kallsyms::default();
         if let Some(path) = &opts.kallsyms {
-            let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), err: source })?;
             kallsyms = Kallsyms::parse(&text);
         } else if let Some(b) = trace.blocks_of(BlockKind::KALLSYMS).next().copied() {
             match trace.decode_or_skip(&b)? {
@@ -179,7 +179,7 @@ impl Loaded {
             }
         }
         if let Some(path) = &opts.jit_map {
-            let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), err: source })?;
             // perf-PID.map names its pid; otherwise it applies to any process.
             let pid = path
                 .file_name()
@@ -191,7 +191,7 @@ impl Loaded {
         }
         let mut data_objects = Vec::new();
         if let Some(path) = &opts.data_objects {
-            let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), err: source })?;
             data_objects = parse_data_objects(&text).map_err(|reason| TraceError::BadMetadata { path: path.clone(), reason })?;
         }
         let resolver = Resolver::new(timeline.dsos.clone(), build_ids, kallsyms, opts.symfs.clone())

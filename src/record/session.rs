@@ -71,20 +71,20 @@ pub struct RecordSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("cannot create {path}: {source}")]
-    Output { path: PathBuf, source: io::Error },
-    #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("cannot create {path}: {err}")]
+    Output { path: PathBuf, err: io::Error },
+    #[error("writing {path}: {err}")]
+    Write { path: PathBuf, err: io::Error },
     #[error("permission denied opening {event}: {hint}")]
     Permission { event: String, hint: String },
     #[error("no process {0} (it may have exited); check the pid with `ps -p {0}`")]
     NoSuchProcess(u32),
-    #[error("cannot open event {event} on cpu {cpu}: {source}{hint}")]
-    Open { event: String, cpu: i32, source: io::Error, hint: String },
-    #[error("cannot map the ring buffer of cpu {cpu}: {source}; lower --mmap-pages or raise `ulimit -l`")]
-    Mmap { cpu: u32, source: io::Error },
-    #[error("cannot start {cmd}: {source}")]
-    Spawn { cmd: String, source: io::Error },
+    #[error("cannot open event {event} on cpu {cpu}: {err}{hint}")]
+    Open { event: String, cpu: i32, err: io::Error, hint: String },
+    #[error("cannot map the ring buffer of cpu {cpu}: {err}; lower --mmap-pages or raise `ulimit -l`")]
+    Mmap { cpu: u32, err: io::Error },
+    #[error("cannot start {cmd}: {err}")]
+    Spawn { cmd: String, err: io::Error },
     #[error("{0}")]
     Other(String),
 }
@@ -270,7 +270,7 @@ struct Workload {
 impl Workload {
     fn spawn(argv: &[String]) -> Result<Workload, RecordError> {
         let cmd = argv.first().cloned().unwrap_or_default();
-        let spawn_err = |source| RecordError::Spawn { cmd: cmd.clone(), source };
+        let spawn_err = |source| RecordError::Spawn { cmd: cmd.clone(), err: source };
         let cargs: Vec<CString> = argv
             .iter()
             .map(|a| CString::new(a.as_bytes()))
@@ -331,7 +331,7 @@ impl Workload {
             let n = unsafe { libc::read(errfd.as_raw_fd(), &mut e as *mut i32 as *mut libc::c_void, 4) };
             if n == 4 {
                 self.wait(true);
-                return Err(RecordError::Spawn { cmd: cmd.to_string(), source: io::Error::from_raw_os_error(e) });
+                return Err(RecordError::Spawn { cmd: cmd.to_string(), err: io::Error::from_raw_os_error(e) });
             }
         }
         Ok(())
@@ -455,7 +455,7 @@ fn run(
                                     Some(_) => "; this host has no hardware PMU for it: use -e cpu-clock".into(),
                                     None => String::new(),
                                 },
-                                source: e,
+                                err: e,
                             },
                         })
                     }
@@ -468,7 +468,7 @@ fn run(
                             .map_err(|e| RecordError::Other(format!("redirecting event output on cpu {cpu}: {e}")))?;
                     }
                     None => {
-                        let buf = RingBuffer::new(&fd, cfg.mmap_pages).map_err(|source| RecordError::Mmap { cpu, source })?;
+                        let buf = RingBuffer::new(&fd, cfg.mmap_pages).map_err(|source| RecordError::Mmap { cpu, err: source })?;
                         rings.push(Ring { cpu, buf, owner: fds.len() });
                     }
                 }
@@ -504,8 +504,8 @@ fn run(
     sysinfo::describe_machine(&mut meta);
     meta.pmus = sysinfo::pmus();
 
-    let out_err = |source| RecordError::Output { path: cfg.output.clone(), source };
-    let write_err = |source| RecordError::Write { path: cfg.output.clone(), source };
+    let out_err = |source| RecordError::Output { path: cfg.output.clone(), err: source };
+    let write_err = |source| RecordError::Write { path: cfg.output.clone(), err: source };
     let mut writer = TraceWriter::create(&cfg.output, cfg.compression_level).map_err(out_err)?;
     let meta_json = serde_json::to_vec(&meta).map_err(|e| RecordError::Other(e.to_string()))?;
     writer

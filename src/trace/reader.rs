@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 /// Errors a trace file can cause. Each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    #[error("cannot open {path}: {err}")]
+    Open { path: PathBuf, err: std::io::Error },
     #[error("{path} is empty: the capture wrote nothing (was msen record stopped before it started?)")]
     Empty { path: PathBuf },
     #[error("{path} is not an msen trace (no MSENTRAC magic){hint}")]
@@ -122,14 +122,14 @@ impl Trace {
     /// truncates while we read it could fault; msen's traces are written once
     /// and then only read, and the recorder never rewrites a finished file.
     pub fn open(path: &Path, opts: OpenOptions) -> Result<Trace, TraceError> {
-        let file = File::open(path).map_err(|source| TraceError::Open { path: path.to_path_buf(), source })?;
-        let len = file.metadata().map_err(|source| TraceError::Open { path: path.to_path_buf(), source })?.len();
+        let file = File::open(path).map_err(|source| TraceError::Open { path: path.to_path_buf(), err: source })?;
+        let len = file.metadata().map_err(|source| TraceError::Open { path: path.to_path_buf(), err: source })?.len();
         let bytes = if len == 0 {
             Bytes::Owned(Vec::new())
         } else {
             // SAFETY: read-only private view of a file we do not modify; see
             // the doc comment above for the truncation caveat.
-            let m = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TraceError::Open { path: path.to_path_buf(), source })?;
+            let m = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TraceError::Open { path: path.to_path_buf(), err: source })?;
             Bytes::Map(m)
         };
         Self::from_parts(path.to_path_buf(), bytes, opts)
