@@ -62,6 +62,16 @@ fn print(s: &str) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Record(args) => {
+            if let Some(name) = &args.mock {
+                let scenario = msen::record::mock::Scenario::parse(name)
+                    .ok_or_else(|| anyhow::anyhow!("unknown mock scenario '{name}'; use {}", msen::record::mock::Scenario::NAMES))?;
+                let n = msen::record::mock::write_mock(&args.output, scenario, args.rounds, args.seed, std::env::args().collect())
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.output.display()))?;
+                if !args.quiet {
+                    eprintln!("[ msen record --mock {name}: {n} synthetic samples written to {} ]", args.output.display());
+                }
+                return Ok(Outcome::Ok);
+            }
             let cfg = args.to_config(std::env::args().collect())?;
             let verbose = cfg.verbose;
             let s = msen::record::record(&cfg)?;

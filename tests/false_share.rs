@@ -238,3 +238,83 @@ fn false_sharing_ground_truth() {
     assert_eq!(a, b);
     assert!(a.contains("false sharing"));
 }
+
+fn mock_stats(scenario: &str, rounds: u64) -> serde_json::Value {
+    let d = tmpdir();
+    let p = d.path().join("m.msen");
+    let o = run(&["record", "-q", "--mock", scenario, "--rounds", &rounds.to_string(), "-o", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = json(&run(&["info", "--format", "json", p.to_str().unwrap()]));
+    assert_eq!(info["synthetic"], true);
+    json(&run(&["false-share", "--format", "json", p.to_str().unwrap()]))
+}
+
+fn check(j: &serde_json::Value, want: &[(&str, u64)]) {
+    for (k, v) in want {
+        assert_eq!(j["stats"][*k].as_u64(), Some(*v), "{k} in {}", j["stats"]);
+    }
+}
+
+/// Each mock scenario's intended counts, derived by hand from C2C.md.
+#[test]
+fn mock_scenarios_give_their_ground_truth() {
+    let n = 250;
+    let j = mock_stats("false-sharing", n);
+    check(
+        &j,
+        &[
+            ("nr_entries", 5 * n),
+            ("store", 2 * n),
+            ("st_l1hit", 2 * n),
+            ("load", 3 * n),
+            ("rmt_hitm", 2 * n),
+            ("tot_hitm", 2 * n),
+            ("ld_l1hit", n),
+            ("rmt_dram", 0),
+        ],
+    );
+    assert_eq!(j["shared_lines"], 1);
+    assert!(j["cachelines"][0]["verdict"].as_str().unwrap().starts_with("false sharing"));
+    assert_eq!(j["cachelines"][0]["data_symbol"], "[heap]+0x1000");
+
+    let j = mock_stats("true-sharing", n);
+    check(&j, &[("nr_entries", 4 * n), ("locks", 2 * n), ("st_l1hit", 2 * n), ("rmt_hitm", n), ("lcl_hitm", n), ("tot_hitm", 2 * n)]);
+    assert!(j["cachelines"][0]["verdict"].as_str().unwrap().starts_with("true sharing"));
+
+    let j = mock_stats("remote-dram", n);
+    check(&j, &[("load", 3 * n), ("rmt_dram", 2 * n), ("lcl_dram", n), ("ld_excl", 3 * n), ("tot_hitm", 0)]);
+    assert_eq!(j["shared_lines"], 0);
+
+    let j = mock_stats("clean", n);
+    check(&j, &[("ld_l1hit", n), ("ld_l2hit", n), ("st_l1hit", n), ("tot_hitm", 0), ("nomap", 0)]);
+    assert_eq!(j["cachelines"].as_array().unwrap().len(), 0);
+
+    let j = mock_stats("mixed", n);
+    check(
+        &j,
+        &[
+            ("nr_entries", 13 * n),
+            ("load", 8 * n),
+            ("store", 5 * n),
+            ("ld_noadrs", n),
+            ("ld_uncache", n),
+            ("ld_io", n),
+            ("ld_miss", n),
+            ("ld_fbhit", n),
+            ("ld_llchit", n),
+            ("rmt_hitm", n),
+            ("lcl_hitm", n),
+            ("tot_hitm", 2 * n),
+            ("locks", n),
+            ("st_l1hit", 2 * n),
+            ("st_l1miss", n),
+            ("st_na", n),
+            ("st_noadrs", n),
+            ("noparse", 0),
+        ],
+    );
+    // The shared file mapping is one line for every process (no pid).
+    let l = &j["cachelines"][0];
+    assert!(l["pid"].is_null());
+    assert_eq!(l["dso"], "/dev/shm/mock-ring");
+}

@@ -113,6 +113,16 @@ pub struct RecordArgs {
     /// Do not print the capture summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Write a synthetic trace instead of capturing: false-sharing,
+    /// true-sharing, remote-dram, clean or mixed (a 2-socket Intel machine).
+    #[arg(long, value_name = "SCENARIO")]
+    pub mock: Option<String>,
+    /// Repetitions of the mock scenario's access pattern.
+    #[arg(long, default_value_t = 1000, requires = "mock")]
+    pub rounds: u64,
+    /// Seed of the mock generator.
+    #[arg(long, default_value_t = 1, requires = "mock")]
+    pub seed: u64,
     /// The command to run and record (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

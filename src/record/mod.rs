@@ -3,6 +3,7 @@
 
 pub mod chunker;
 pub mod events;
+pub mod mock;
 pub mod procscan;
 pub mod session;
 pub mod sysinfo;
