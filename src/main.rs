@@ -213,6 +213,19 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
+        Command::Numa(args) => {
+            let path = args.input.path();
+            let l = Loaded::open(&path, &args.input.load_options())?;
+            let n = msen::analyze::numa::numa(&l, args.top.max(1))?;
+            match args.format {
+                msen::cli::TableFormat::Table => print(&output::numa::render_table(&n))?,
+                msen::cli::TableFormat::Json => print(&(serde_json::to_string_pretty(&output::numa::render_json(&n))? + "\n"))?,
+            }
+            if n.stats.loads == 0 {
+                return Ok(Outcome::Nothing(format!("{} holds no memory load samples", path.display())));
+            }
+            Ok(Outcome::Ok)
+        }
         Command::Manpages { dir } => {
             std::fs::create_dir_all(&dir)?;
             for (name, page) in msen::cli::manpages()? {

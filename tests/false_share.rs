@@ -318,3 +318,38 @@ fn mock_scenarios_give_their_ground_truth() {
     assert!(l["pid"].is_null());
     assert_eq!(l["dso"], "/dev/shm/mock-ring");
 }
+
+/// `msen numa` on the remote-DRAM scenario: threads on node 0 reading a
+/// buffer on node 1 (2 of every 3 loads), the rest local.
+#[test]
+fn numa_finds_the_remote_buffer() {
+    let d = tmpdir();
+    let p = d.path().join("r.msen");
+    let o = run(&["record", "-q", "--mock", "remote-dram", "--rounds", "300", "-o", p.to_str().unwrap()]);
+    assert!(o.status.success());
+    let j = json(&run(&["numa", "--format", "json", p.to_str().unwrap()]));
+    let s = &j["stats"];
+    assert_eq!((s["loads"].as_u64(), s["remote_dram"].as_u64(), s["local_dram"].as_u64()), (Some(900), Some(600), Some(300)));
+    let m: Vec<(u64, u64, u64)> = j["node_matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["cpu_node"].as_u64().unwrap(), e["memory_node"].as_u64().unwrap(), e["accesses"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(m, vec![(0, 0, 300), (0, 1, 600)]);
+    let f = &j["functions"];
+    assert_eq!(f[0]["remote"], 300);
+    assert_eq!(f[0]["remote_ratio"], 1.0);
+    assert!(f[0]["verdict"].as_str().unwrap().starts_with("threads on node 0 read memory placed on node 1: 100% remote, mean "));
+    assert_eq!(j["objects"][0]["name"], "[heap]");
+    assert_eq!(j["objects"][0]["remote"], 600);
+    let lat = j["objects"][0]["mean_latency"].as_f64().unwrap();
+    assert!((180.0..420.0).contains(&lat), "{lat}");
+    assert_eq!(j["processes"][0]["name"], "mockapp (4242)");
+    // The clean scenario has nothing remote.
+    let c = d.path().join("c.msen");
+    run(&["record", "-q", "--mock", "clean", "--rounds", "50", "-o", c.to_str().unwrap()]);
+    let j = json(&run(&["numa", "--format", "json", c.to_str().unwrap()]));
+    assert_eq!(j["stats"]["remote_dram"], 0);
+    assert!(j["functions"].as_array().unwrap().is_empty());
+}

@@ -9,6 +9,7 @@ pub mod events;
 pub mod false_share;
 pub mod info;
 pub mod loaded;
+pub mod numa;
 pub mod report;
 pub mod script;
 pub mod timeline;

@@ -48,6 +48,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Cache-line contention from memory samples (the perf c2c job).
     FalseShare(FalseShareArgs),
+    /// Remote-memory hot spots by function, data object, page and process.
+    Numa(NumaArgs),
     /// Addresses to function, file:line and inline chain (like addr2line -f -i).
     Symbolize(SymbolizeArgs),
     /// Write man pages generated from these definitions into DIR.
@@ -294,6 +296,18 @@ pub struct FalseShareArgs {
     /// Double the recorded line size (adjacent-line prefetch pairs).
     #[arg(long)]
     pub double_cl: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: TableFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "EXAMPLES:\n    msen numa -i perf.data\n    msen numa --top 20 --format json")]
+pub struct NumaArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Rows per ranking.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
     #[arg(long, value_enum, default_value = "table")]
     pub format: TableFormat,
 }
