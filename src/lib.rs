@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod cli;
+pub mod export;
 pub mod import;
 pub mod output;
 pub mod perf;

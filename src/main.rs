@@ -226,6 +226,22 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
+        Command::Export(args) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = args.input.path();
+            let l = Loaded::open(&path, &args.input.load_options())?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&args.perf_data)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.perf_data.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let n = msen::export::perf_data::write_perf_data(&l, &mut w)?;
+            eprintln!("[ msen export: {n} records from {} into {} ]", path.display(), args.perf_data.display());
+            Ok(Outcome::Ok)
+        }
         Command::Manpages { dir } => {
             std::fs::create_dir_all(&dir)?;
             for (name, page) in msen::cli::manpages()? {

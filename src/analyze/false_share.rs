@@ -284,7 +284,16 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             continue;
         }
         la.phys.sort_unstable();
-        let pa_cnt = la.phys.windows(2).filter(|w| w[0].1 != w[1].1).count() as u64;
+        // perf counts a change from its initial 0 too: the first sample counts.
+        let pa_cnt = la
+            .phys
+            .iter()
+            .scan(0u64, |prev, &(_, pa)| {
+                let changed = *prev != pa;
+                *prev = pa;
+                Some(changed as u64)
+            })
+            .sum();
         let nodes: Vec<u32> = la.phys.iter().filter_map(|&(_, pa)| phys_node(l, pa)).collect::<BTreeSet<_>>().into_iter().collect();
         let dso_name = k.dso.and_then(|d| l.timeline.dsos.get(d as usize)).map_or_else(|| "[X]".to_string(), |d| d.path.clone());
         let address = la.vaddr / line_size * line_size;

@@ -50,6 +50,8 @@ pub enum Command {
     FalseShare(FalseShareArgs),
     /// Remote-memory hot spots by function, data object, page and process.
     Numa(NumaArgs),
+    /// Write a trace in another format (perf.data).
+    Export(ExportArgs),
     /// Addresses to function, file:line and inline chain (like addr2line -f -i).
     Symbolize(SymbolizeArgs),
     /// Write man pages generated from these definitions into DIR.
@@ -310,6 +312,16 @@ pub struct NumaArgs {
     pub top: usize,
     #[arg(long, value_enum, default_value = "table")]
     pub format: TableFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "EXAMPLES:\n    msen export --perf-data out.data -i app.msen\n    perf c2c report -i out.data --stdio")]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Write a file-mode perf.data that perf, hotspot and samply open.
+    #[arg(long = "perf-data", value_name = "OUT")]
+    pub perf_data: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -525,7 +525,8 @@ fn parse_feature(bit: u32, body: &[u8], e: Endian, f: &mut Features) {
             let (Some(_version), Some(bsize), Some(nr)) = (r.u64(), r.u64(), r.u64()) else { return };
             let mut nodes = Vec::new();
             for _ in 0..nr.min(4096) {
-                let (Some(node), Some(bits)) = (r.u64(), r.u64()) else { return };
+                // node, size, then a bitmap: its bit count and the words.
+                let (Some(node), Some(_size), Some(bits)) = (r.u64(), r.u64(), r.u64()) else { return };
                 let words = bits.div_ceil(64).min(1 << 20);
                 let mut blocks = Vec::new();
                 for w in 0..words {

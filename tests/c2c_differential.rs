@@ -1,0 +1,138 @@
+//! msen false-share against stock `perf c2c report` on the same input: each
+//! mock scenario is exported to perf.data and read by both. Every Trace Event
+//! Information and Global Shared Cache Line counter must agree, and so must
+//! the set, order and columns of the shared cache lines, for each display.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+
+fn have_perf() -> bool {
+    let ok = Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI must have linux-perf (scripts/setup.sh installs it)");
+        }
+        eprintln!("SKIP: stock perf is not installed");
+    }
+    ok
+}
+
+fn section(text: &str, title: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut on = false;
+    let mut bars = 0;
+    for l in text.lines() {
+        if l.contains(title) {
+            on = true;
+            continue;
+        }
+        if on {
+            if l.starts_with("=====") {
+                bars += 1;
+                if bars == 2 {
+                    break;
+                }
+                continue;
+            }
+            if l.trim().is_empty() {
+                break;
+            }
+            out.push(l.to_string());
+        }
+    }
+    out
+}
+
+/// Rows of perf's Shared Data Cache Line Table, as whitespace-split columns.
+fn perf_lines(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut on = false;
+    for l in text.lines() {
+        if l.contains("Shared Data Cache Line Table") {
+            on = true;
+            continue;
+        }
+        if on && l.contains("Shared Cache Line Distribution Pareto") {
+            break;
+        }
+        if on && !l.starts_with('#') && !l.starts_with('=') && !l.trim().is_empty() {
+            out.push(l.split_whitespace().map(String::from).collect());
+        }
+    }
+    out
+}
+
+#[test]
+fn false_share_agrees_with_perf_c2c_on_every_mock_scenario() {
+    if !have_perf() {
+        return;
+    }
+    let d = tmpdir();
+    for scenario in ["false-sharing", "true-sharing", "remote-dram", "clean", "mixed"] {
+        let t = d.path().join(format!("{scenario}.msen"));
+        let pd = d.path().join(format!("{scenario}.data"));
+        assert!(run(&["record", "-q", "--mock", scenario, "--rounds", "300", "--seed", "7", "-o", t.to_str().unwrap()]).status.success());
+        let o = run(&["export", "-i", t.to_str().unwrap(), "--perf-data", pd.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for display in ["tot", "rmt", "lcl"] {
+            let perf = Command::new("perf")
+                .args(["c2c", "report", "--stdio", "--no-source", "-d", display, "-i"])
+                .arg(&pd)
+                .stderr(Stdio::null())
+                .output()
+                .unwrap();
+            let perf = String::from_utf8_lossy(&perf.stdout).into_owned();
+            assert!(perf.contains("Trace Event Information"), "{scenario}: perf c2c failed:\n{perf}");
+            let ours = stdout(&run(&["false-share", "-d", display, pd.to_str().unwrap()]));
+            for title in ["Trace Event Information", "Global Shared Cache Line Event Information"] {
+                assert_eq!(section(&ours, title), section(&perf, title), "{scenario} -d {display}: {title}");
+            }
+            let j = json(&run(&["false-share", "--format", "json", "-d", display, pd.to_str().unwrap()]));
+            let ours: Vec<Vec<String>> = j["cachelines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let u = |k: &str| l[k].as_u64().unwrap().to_string();
+                    let node = l["node"].as_array().unwrap().iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+                    vec![
+                        i.to_string(),
+                        l["address"].as_str().unwrap().to_string(),
+                        node,
+                        u("pa_cnt"),
+                        u("tot_hitm"),
+                        u("lcl_hitm"),
+                        u("rmt_hitm"),
+                        u("tot_recs"),
+                        u("tot_loads"),
+                        u("stores"),
+                        u("st_l1hit"),
+                        u("st_l1miss"),
+                        u("st_na"),
+                        u("ld_fbhit"),
+                        u("ld_l1hit"),
+                        u("ld_l2hit"),
+                        u("ld_llchit"),
+                        u("lcl_hitm"),
+                        u("rmt_hit"),
+                        u("rmt_hitm"),
+                        u("lcl_dram"),
+                        u("rmt_dram"),
+                    ]
+                })
+                .collect();
+            // perf's row: Index Address Node PAcnt Hitm% TotHitm LclHitm RmtHitm records Loads Stores L1Hit L1Miss N/A FB L1 L2 LclHit LclHitm RmtHit RmtHitm Lcl Rmt
+            let theirs: Vec<Vec<String>> = perf_lines(&perf)
+                .into_iter()
+                .map(|mut r| {
+                    r.remove(4);
+                    r
+                })
+                .collect();
+            assert_eq!(ours, theirs, "{scenario} -d {display}: shared line table");
+        }
+    }
+}
