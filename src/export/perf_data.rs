@@ -173,7 +173,7 @@ pub fn write_perf_data(l: &Loaded, out: &mut dyn Write) -> Result<u64, ExportErr
             recs.push((t, order, bi, seq, raw));
         }
     }
-    recs.sort_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
+    recs.sort_by_key(|r| (r.0, r.1, r.2, r.3));
     let n_attrs = m.events.len();
     let attr_entry = ATTR_SIZE + 16;
     let attrs_off = 104u64;
