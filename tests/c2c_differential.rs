@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::perfout::*;
 use common::*;
 use std::process::{Command, Stdio};
 
@@ -134,5 +135,25 @@ fn false_share_agrees_with_perf_c2c_on_every_mock_scenario() {
                 .collect();
             assert_eq!(ours, theirs, "{scenario} -d {display}: shared line table");
         }
+        // perf mem report: overhead by weight, rows per exact weight.
+        let perf = Command::new("perf")
+            .args(["mem", "report", "--stdio", "--sort=mem,snoop,tlb,lock,blocked,local_weight", "-i"])
+            .arg(&pd)
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        let sections = perf_mem_sections(&String::from_utf8_lossy(&perf.stdout));
+        assert!(!sections.is_empty(), "{scenario}: perf mem report printed nothing");
+        let j = json(&run(&[
+            "report",
+            "--weight",
+            "--no-children",
+            "--format",
+            "json",
+            "--sort",
+            "mem,snoop,tlb,lock,blocked,weight",
+            pd.to_str().unwrap(),
+        ]));
+        assert!(check_mem_sections(scenario, &sections, &j) > 0);
     }
 }

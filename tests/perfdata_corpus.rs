@@ -341,3 +341,28 @@ fn regression_huge_nrcpus_feature_is_bounded() {
     assert!(t.elapsed().as_secs() < 5);
     assert_eq!(json(&o)["nr_cpus"], 1 << 16);
 }
+
+/// `perf mem report --sort=mem,snoop,tlb,lock,blocked,local_weight`: overhead
+/// by weight, one row per exact weight; msen's `report --weight` agrees.
+#[test]
+fn mem_report_by_weight_matches_perf() {
+    let Some(dir) = corpus() else { return };
+    let mut rows = 0;
+    for (path, name) in files(&dir) {
+        let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.mem-sort.txt"))) else { continue };
+        let sections = perf_mem_sections(&text);
+        let o = run(&[
+            "report",
+            "--weight",
+            "--no-children",
+            "--format",
+            "json",
+            "--sort",
+            "mem,snoop,tlb,lock,blocked,weight",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        rows += check_mem_sections(&name, &sections, &json(&o));
+    }
+    assert!(rows > 50, "{rows} rows compared");
+}

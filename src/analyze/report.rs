@@ -136,6 +136,8 @@ pub struct ReportConfig {
     pub inline: bool,
     /// Also produce collapsed stacks (`Report::folded`).
     pub folded: bool,
+    /// Overhead by sample weight instead of period (perf mem report).
+    pub weight: bool,
 }
 
 impl Default for ReportConfig {
@@ -152,6 +154,7 @@ impl Default for ReportConfig {
             branch: false,
             inline: false,
             folded: false,
+            weight: false,
         }
     }
 }
@@ -319,7 +322,9 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     p.stats.unparsable_samples += 1;
                     continue;
                 };
-                let period = s.period.unwrap_or(l.events.list[ev as usize].default_period);
+                // perf counts a sample without weight as weight 1.
+                let period =
+                    if cfg.weight { s.weight.unwrap_or(0).max(1) } else { s.period.unwrap_or(l.events.list[ev as usize].default_period) };
                 p.totals[ev as usize].0 += 1;
                 p.totals[ev as usize].1 += period;
                 let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));

@@ -231,6 +231,10 @@ pub struct ReportArgs {
     /// Count inlined functions (from DWARF) in children and stacks.
     #[arg(long)]
     pub inline: bool,
+    /// Overhead by sample weight (memory latency) instead of period, as
+    /// perf mem report: e.g. --weight --sort mem,snoop,tlb,lock,blocked,weight.
+    #[arg(long)]
+    pub weight: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
 }
@@ -467,6 +471,7 @@ impl ReportArgs {
             progress,
             branch: self.branch,
             inline: self.inline,
+            weight: self.weight,
             folded: matches!(self.format, ReportFormat::Folded | ReportFormat::Flamegraph),
         })
     }

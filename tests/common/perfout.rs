@@ -154,3 +154,105 @@ pub fn check_sections_by(name: &str, sections: &[Section], j: &serde_json::Value
     }
     compared
 }
+
+/// One section of `perf mem report --sort=mem,snoop,tlb,lock,blocked,local_weight`:
+/// event name, total weight, rows of (key fields) -> (percent, samples).
+#[derive(Debug, Default)]
+pub struct MemSection {
+    pub event: String,
+    pub total_weight: u64,
+    pub rows: Vec<(Vec<String>, f64, u64)>,
+    pub complete: bool,
+}
+
+pub fn perf_mem_sections(text: &str) -> Vec<MemSection> {
+    let mut out: Vec<MemSection> = Vec::new();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# Samples: ") {
+            let ev = rest.split_once(" of event").map(|(_, e)| e.trim().trim_matches('\'').to_string()).unwrap_or_default();
+            out.push(MemSection { event: ev, ..Default::default() });
+            spans.clear();
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# Total weight : ") {
+            if let Some(s) = out.last_mut() {
+                s.total_weight = rest.trim().parse().unwrap_or(0);
+            }
+            continue;
+        }
+        if line.starts_with("# ....") {
+            spans.clear();
+            let b = line.as_bytes();
+            let mut i = 2;
+            while i < b.len() {
+                if b[i] == b'.' {
+                    let s = i;
+                    while i < b.len() && b[i] == b'.' {
+                        i += 1;
+                    }
+                    spans.push((s, i));
+                } else {
+                    i += 1;
+                }
+            }
+            continue;
+        }
+        let Some(sec) = out.last_mut() else { continue };
+        if spans.len() < 8 || !line.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        // Values can overflow perf's column widths; fields are separated by
+        // at least two spaces and hold single spaces only.
+        let fields: Vec<String> = line.trim().split("  ").map(str::trim).filter(|f| !f.is_empty()).map(String::from).collect();
+        if fields.len() < 8 {
+            continue;
+        }
+        let pct: f64 = fields[0].trim_end_matches('%').parse().unwrap_or(0.0);
+        let samples: u64 = fields[1].parse().unwrap_or(0);
+        sec.rows.push((fields[2..8].to_vec(), pct, samples));
+    }
+    for s in &mut out {
+        let sum: f64 = s.rows.iter().map(|r| r.1).sum();
+        s.complete = (sum - 100.0).abs() < 0.6;
+    }
+    out
+}
+
+/// Compare perf mem report sections with msen's `report --weight --sort
+/// mem,snoop,tlb,lock,blocked,weight --format json`; returns rows compared.
+pub fn check_mem_sections(name: &str, sections: &[MemSection], j: &serde_json::Value) -> usize {
+    let mut n = 0;
+    for sec in sections {
+        let Some(ev) = j["events"].as_array().unwrap().iter().find(|e| e["name"] == sec.event.as_str()) else {
+            panic!("{name}: event '{}' not in {:?}", sec.event, j["events"]);
+        };
+        assert_eq!(ev["period"].as_u64().unwrap(), sec.total_weight, "{name}: total weight of '{}'", sec.event);
+        let ours: BTreeMap<Vec<String>, (f64, u64)> = j["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["event"] == sec.event.as_str())
+            .map(|r| {
+                let k = ["mem", "snoop", "tlb", "lock", "blocked"]
+                    .iter()
+                    .map(|f| r[*f].as_str().unwrap().to_string())
+                    .chain([r["weight"].to_string()])
+                    .collect();
+                (k, (r["percent"].as_f64().unwrap(), r["samples"].as_u64().unwrap()))
+            })
+            .collect();
+        for (key, pct, samples) in &sec.rows {
+            let got = ours.get(key).unwrap_or_else(|| {
+                panic!("{name} '{}': row {key:?} missing from msen: {:?}", sec.event, ours.keys().take(5).collect::<Vec<_>>())
+            });
+            assert_eq!(got.1, *samples, "{name} '{}' {key:?}: samples", sec.event);
+            assert!((got.0 - pct).abs() <= 0.006, "{name} '{}' {key:?}: msen {} perf {pct}", sec.event, got.0);
+            n += 1;
+        }
+        if sec.complete {
+            assert_eq!(ours.len(), sec.rows.len(), "{name} '{}': row count", sec.event);
+        }
+    }
+    n
+}
