@@ -65,6 +65,33 @@ fn perf_lines(text: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// Offset rows of perf's Pareto section: offset, code address, three mean
+/// latencies, records, cpu count.
+fn pareto_rows(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut on = false;
+    for l in text.lines() {
+        if l.contains("Shared Cache Line Distribution Pareto") {
+            on = true;
+            continue;
+        }
+        let t: Vec<&str> = l.split_whitespace().collect();
+        if on && t.len() > 13 && t[0].ends_with('%') {
+            // 5 percentages, offset, node, pa cnt, code address, rmt, lcl, load, records, cpu cnt
+            out.push(vec![
+                t[5].to_string(),
+                t[8].to_string(),
+                t[9].to_string(),
+                t[10].to_string(),
+                t[11].to_string(),
+                t[12].to_string(),
+                t[13].to_string(),
+            ]);
+        }
+    }
+    out
+}
+
 #[test]
 fn false_share_agrees_with_perf_c2c_on_every_mock_scenario() {
     if !have_perf() {
@@ -134,6 +161,28 @@ fn false_share_agrees_with_perf_c2c_on_every_mock_scenario() {
                 })
                 .collect();
             assert_eq!(ours, theirs, "{scenario} -d {display}: shared line table");
+            // Pareto: per line, its offset rows in perf's order with code
+            // address, mean latencies (rmt hitm, lcl hitm, load), records, cpu count.
+            let lat = |v: &serde_json::Value| v.as_f64().map_or("0".to_string(), |x| format!("{:.0}", x));
+            let ours: Vec<Vec<String>> = j["cachelines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|l| l["offsets"].as_array().unwrap().iter())
+                .map(|o| {
+                    vec![
+                        format!("0x{:x}", o["offset"].as_u64().unwrap()),
+                        o["iaddr"].as_str().unwrap().to_string(),
+                        lat(&o["mean_latency"]["rmt_hitm"]),
+                        lat(&o["mean_latency"]["lcl_hitm"]),
+                        lat(&o["mean_latency"]["load"]),
+                        o["tot_recs"].as_u64().unwrap().to_string(),
+                        o["cpus"].as_array().unwrap().len().to_string(),
+                    ]
+                })
+                .collect();
+            let theirs: Vec<Vec<String>> = pareto_rows(&perf);
+            assert_eq!(ours, theirs, "{scenario} -d {display}: offsets");
         }
         // perf mem report: overhead by weight, rows per exact weight.
         let perf = Command::new("perf")

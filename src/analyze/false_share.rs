@@ -330,6 +330,11 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                 }
             })
             .collect();
+        // perf's order: offsets ascending, then the display metric descending.
+        let mut offsets = offsets;
+        offsets.sort_by(|a, b| {
+            a.offset.cmp(&b.offset).then(cfg.display.metric(&b.stats).cmp(&cfg.display.metric(&a.stats))).then(a.iaddr.cmp(&b.iaddr))
+        });
         let verdict = verdict(&offsets, la.stats.is_shared());
         rows.push(LineRow {
             address,
