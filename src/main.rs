@@ -205,7 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             let f = false_share(&l, &cfg)?;
             match args.format {
-                msen::cli::TableFormat::Table => print(&output::false_share::render_table(&f))?,
+                msen::cli::TableFormat::Table => print(&output::false_share::render_table(&f, args.node_info))?,
                 msen::cli::TableFormat::Json => print(&(serde_json::to_string_pretty(&output::false_share::render_json(&f))? + "\n"))?,
             }
             if f.stats.nr_entries == 0 {

@@ -108,3 +108,25 @@ fn stock_perf_recordings_in_every_mode_read_the_same() {
     compare("-a", &a);
     compare("-p", &pp);
 }
+
+/// What msen records, exported to perf.data, reads the same in stock perf.
+#[test]
+fn msen_capture_exported_to_perf_data_reads_the_same_in_perf() {
+    if !have_perf() || !require_root("msen_capture_exported_to_perf_data_reads_the_same_in_perf") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tmpdir();
+    let hot = build_program("hot", d.path());
+    let t = d.path().join("m.msen");
+    let o = run(&["record", "-q", "-g", "-F", "2000", "-o", t.to_str().unwrap(), "--", hot.to_str().unwrap(), "0.5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pd = d.path().join("m.data");
+    let o = run(&["export", "-i", t.to_str().unwrap(), "--perf-data", pd.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    compare("msen record -> export", &pd);
+    // And the export answers like the trace it came from.
+    let a = json(&run(&["report", "--format", "json", "--sort", "comm,dso,sym", t.to_str().unwrap()]));
+    let b = json(&run(&["report", "--format", "json", "--sort", "comm,dso,sym", pd.to_str().unwrap()]));
+    assert_eq!(a["rows"], b["rows"]);
+}

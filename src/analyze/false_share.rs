@@ -370,27 +370,39 @@ fn first_pid(la: &LineAcc) -> u32 {
     la.offsets.values().flat_map(|o| o.pids.iter().copied()).min().unwrap_or(u32::MAX)
 }
 
-/// False sharing: different offsets written by different threads; true
-/// sharing: threads contend on the same offset.
+/// False sharing: threads contend on the line but each uses its own offsets
+/// (at least one of them written); true sharing: a written offset is used by
+/// several threads.
 fn verdict(offsets: &[OffsetRow], shared: bool) -> String {
     if !shared {
         return "not shared".into();
     }
-    let mut by_offset: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+    let mut users: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+    let mut writers: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
     for o in offsets {
-        by_offset.entry(o.offset).or_default().extend(o.writer_tids.iter().copied());
+        users.entry(o.offset).or_default().extend(o.tids.iter().copied());
+        writers.entry(o.offset).or_default().extend(o.writer_tids.iter().copied());
     }
-    let written: Vec<(&u64, &BTreeSet<u32>)> = by_offset.iter().filter(|(_, w)| !w.is_empty()).collect();
-    let all_writers: BTreeSet<u32> = written.iter().flat_map(|(_, w)| w.iter().copied()).collect();
-    let distinct_offsets_by_distinct_threads =
-        written.len() > 1 && written.iter().all(|(_, w)| w.len() == 1) && all_writers.len() == written.len();
-    if distinct_offsets_by_distinct_threads {
-        format!("false sharing: {} threads write {} different offsets of one line", all_writers.len(), written.len())
-    } else if written.iter().any(|(_, w)| w.len() > 1) {
-        "true sharing: several threads write the same offset".into()
-    } else if written.is_empty() {
-        "contended reads (no stores sampled)".into()
+    let written: Vec<u64> = writers.iter().filter(|(_, w)| !w.is_empty()).map(|(o, _)| *o).collect();
+    if written.is_empty() {
+        return "contended reads (no stores sampled)".into();
+    }
+    if written.iter().any(|o| users.get(o).is_some_and(|u| u.len() > 1)) {
+        return "true sharing: several threads use the same written offset".into();
+    }
+    let threads: BTreeSet<u32> = users.values().flatten().copied().collect();
+    let all_writers: BTreeSet<u32> = writers.values().flatten().copied().collect();
+    if threads.len() < 2 {
+        return "shared with another process or the kernel (one thread sampled)".into();
+    }
+    if all_writers == threads && written.len() == users.len() {
+        format!("false sharing: {} threads write {} different offsets of one line", threads.len(), written.len())
     } else {
-        "shared: mixed access pattern".into()
+        format!(
+            "false sharing: {} threads use {} different offsets of one line, {} of them written",
+            threads.len(),
+            users.len(),
+            written.len()
+        )
     }
 }

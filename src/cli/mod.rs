@@ -302,6 +302,9 @@ pub struct FalseShareArgs {
     /// Double the recorded line size (adjacent-line prefetch pairs).
     #[arg(long)]
     pub double_cl: bool,
+    /// Node view: each line's counters per NUMA node of the sampling CPU.
+    #[arg(short = 'N', long = "node-info")]
+    pub node_info: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: TableFormat,
 }

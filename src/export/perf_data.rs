@@ -77,6 +77,34 @@ fn features(l: &Loaded) -> BTreeMap<u32, Vec<u8>> {
     for c in &m.cpu_nodes {
         nodes.entry(c.node).or_default().push(c.cpu);
     }
+    // CPU_TOPOLOGY: one socket (and die) per node, one thread per core.
+    let ncpu = m.nr_cpus.max(m.online_cpus.len() as u32).max(1);
+    let node_of = |cpu: u32| m.cpu_nodes.iter().find(|c| c.cpu == cpu).map_or(0, |c| c.node);
+    let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for cpu in 0..ncpu {
+        groups.entry(node_of(cpu)).or_default().push(cpu);
+    }
+    let mut ct = Vec::new();
+    ct.extend_from_slice(&(groups.len() as u32).to_le_bytes());
+    for cpus in groups.values() {
+        put_str(&mut ct, &cpu_list(cpus));
+    }
+    ct.extend_from_slice(&ncpu.to_le_bytes());
+    for cpu in 0..ncpu {
+        put_str(&mut ct, &cpu.to_string());
+    }
+    for cpu in 0..ncpu {
+        ct.extend_from_slice(&cpu.to_le_bytes());
+        ct.extend_from_slice(&node_of(cpu).to_le_bytes());
+    }
+    ct.extend_from_slice(&(groups.len() as u32).to_le_bytes());
+    for cpus in groups.values() {
+        put_str(&mut ct, &cpu_list(cpus));
+    }
+    for _ in 0..ncpu {
+        ct.extend_from_slice(&0u32.to_le_bytes());
+    }
+    f.insert(13, ct);
     if !nodes.is_empty() {
         let mut nt = Vec::new();
         nt.extend_from_slice(&(nodes.len() as u32).to_le_bytes());

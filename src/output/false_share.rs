@@ -82,7 +82,7 @@ fn banner(title: &str) -> String {
     format!("=================================================\n{title:^49}\n=================================================\n")
 }
 
-pub fn render_table(f: &FalseShare) -> String {
+pub fn render_table(f: &FalseShare, node_info: bool) -> String {
     let mut out = String::new();
     if f.software_only {
         out.push_str("# Note: this trace holds software events only; no memory samples with data sources exist to classify.\n");
@@ -124,6 +124,20 @@ pub fn render_table(f: &FalseShare) -> String {
             if l.nodes.is_empty() { "-".to_string() } else { l.nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",") },
             l.pa_cnt,
         ));
+        if node_info {
+            for (node, ns) in &l.node_stats {
+                out.push_str(&format!(
+                    "      node {node}: HITM {} (lcl {} rmt {}), loads {}, stores {}, lcl DRAM {}, rmt DRAM {}\n",
+                    ns.tot_hitm,
+                    ns.lcl_hitm,
+                    ns.rmt_hitm,
+                    ns.tot_loads(),
+                    ns.stores(),
+                    ns.lcl_dram,
+                    ns.rmt_dram
+                ));
+            }
+        }
         for o in &l.offsets {
             let lat = |i: usize| o.mean_lat[i].map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
             out.push_str(&format!(
