@@ -11,7 +11,7 @@ use crate::perf::sys::parse_cpu_list;
 use crate::record::chunker::BLOCK_TARGET;
 use crate::trace::format::STREAM_GLOBAL;
 use crate::trace::meta::{BuildId, CaptureEnd, CpuNode, EventDesc, MemoryRange, Metadata};
-use crate::trace::{BlockInfo, BlockKind, TraceWriter};
+use crate::trace::{BlockBuffer, BlockInfo, BlockKind, TraceWriter};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
@@ -92,34 +92,6 @@ fn metadata(pd: &PerfData<'_>, source: &str) -> Metadata {
     }
 }
 
-#[derive(Default)]
-struct Stream {
-    buf: Vec<u8>,
-    count: u32,
-    first: u64,
-    last: u64,
-}
-
-impl Stream {
-    fn add(&mut self, rec: &[u8], t: Option<u64>) {
-        if let Some(t) = t {
-            if self.count == 0 || t < self.first {
-                self.first = t;
-            }
-            self.last = self.last.max(t);
-        }
-        self.buf.extend_from_slice(rec);
-        self.count += 1;
-    }
-    fn flush<W: Write>(&mut self, w: &mut TraceWriter<W>, kind: BlockKind, stream: u32) -> io::Result<()> {
-        if self.count == 0 {
-            return Ok(());
-        }
-        let s = std::mem::take(self);
-        w.write_block(BlockInfo { kind, stream, record_count: s.count, first_time: s.first, last_time: s.last }, &s.buf)
-    }
-}
-
 /// How samples are laid out in blocks.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvertOptions {
@@ -153,8 +125,8 @@ pub fn convert_with<W: Write>(
     )?;
     let events = Events::new(&meta.events, pd.endian);
     let sid = events.sideband_parse().cloned();
-    let mut streams: BTreeMap<u32, Stream> = BTreeMap::new();
-    let mut side = Stream::default();
+    let mut streams: BTreeMap<u32, BlockBuffer> = BTreeMap::new();
+    let mut side = BlockBuffer::default();
     let mut sum = ImportSummary { trailing_bytes: pd.stats.trailing_bytes, ..Default::default() };
     let mut lost = 0u64;
     let mut off = 0usize;

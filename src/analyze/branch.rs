@@ -6,7 +6,6 @@
 
 use super::loaded::{DecodeStats, Loaded};
 use super::report::{EventTotal, KeyVal, Report, ReportConfig, Row, SortKey};
-use crate::perf::record::{RecordIter, RecordType};
 use crate::symbolize::Resolved;
 use crate::trace::TraceError;
 use rayon::prelude::*;
@@ -60,34 +59,16 @@ pub fn branch_report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceErro
         .par_iter()
         .map(|b| -> Result<Partial, TraceError> {
             let mut p = Partial { totals: vec![(0, 0); nev], ..Default::default() };
-            let Some(data) = l.trace.decode_or_skip(b)? else {
-                p.stats.corrupt_blocks_skipped += 1;
-                return Ok(p);
-            };
-            for r in RecordIter::new(&data, l.events.endian) {
-                let Ok(r) = r else {
-                    p.stats.unsplittable_records += 1;
-                    break;
-                };
-                if r.kind != RecordType::SAMPLE {
-                    continue;
-                }
-                let Some(ev) = l.events.of_sample(r.body) else {
-                    p.stats.unknown_event_samples += 1;
-                    continue;
-                };
-                let Ok(s) = l.events.list[ev as usize].parse.parse_sample(r.body) else {
-                    p.stats.unparsable_samples += 1;
-                    continue;
-                };
+            let mut stats = DecodeStats::default();
+            l.for_each_sample(b, &mut stats, |ev, _cpumode, s| {
                 let (pid, tid, cpu) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX), s.cpu.unwrap_or(u32::MAX));
                 if (!cfg.pids.is_empty() && !cfg.pids.contains(&pid)) || (!cfg.cpus.is_empty() && !cfg.cpus.contains(&cpu)) {
-                    continue;
+                    return;
                 }
                 let time = s.time.unwrap_or(0);
                 let comm = l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX);
                 if !cfg.comms.is_empty() && !cfg.comms.iter().any(|c| l.timeline.comm_id(c) == Some(comm)) {
-                    continue;
+                    return;
                 }
                 let epoch = l.timeline.epoch_at(pid, time);
                 for br in s.branches() {
@@ -111,7 +92,8 @@ pub fn branch_report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceErro
                         e.1.with_cycles += 1;
                     }
                 }
-            }
+            })?;
+            p.stats += stats;
             Ok(p)
         })
         .try_reduce(

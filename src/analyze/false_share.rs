@@ -10,7 +10,7 @@ use super::c2c::{C2cStats, Class};
 use super::datasrc::DataSrc;
 use super::loaded::Loaded;
 use crate::perf::attr::sample;
-use crate::perf::record::{misc, RecordIter, RecordType};
+use crate::perf::record::misc;
 use crate::trace::TraceError;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
@@ -149,23 +149,17 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
         .map(|b| -> Result<Part, TraceError> {
             let mut total = C2cStats::default();
             let mut lines: HashMap<LineKey, LineAcc> = HashMap::default();
-            let Some(data) = l.trace.decode_or_skip(b)? else { return Ok((total, lines)) };
-            for r in RecordIter::new(&data, l.events.endian) {
-                let Ok(r) = r else { break };
-                if r.kind != RecordType::SAMPLE {
-                    continue;
-                }
-                let Some(ev) = l.events.of_sample(r.body) else { continue };
+            let mut stats = super::loaded::DecodeStats::default();
+            l.for_each_sample(b, &mut stats, |ev, cpumode, s| {
                 if !mem_events.get(ev as usize).copied().unwrap_or(false) {
-                    continue;
+                    return;
                 }
-                let Ok(s) = l.events.list[ev as usize].parse.parse_sample(r.body) else { continue };
                 let d = DataSrc(s.data_src.unwrap_or(0));
                 let daddr = s.addr.unwrap_or(0);
                 let pid = s.pid.unwrap_or(u32::MAX);
                 let time = s.time.unwrap_or(0);
                 let epoch = l.timeline.epoch_at(pid, time);
-                let kernel = matches!(r.cpumode(), misc::KERNEL | misc::GUEST_KERNEL);
+                let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL);
                 // As perf: both addresses resolve in the maps of the sample's
                 // cpumode (a user address sampled in kernel mode has no map).
                 let dmap = if daddr == 0 || kernel { None } else { l.timeline.find_map(pid, epoch, daddr) };
@@ -180,7 +174,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                 let class = one.add_sample(d, daddr, mapped);
                 total += one;
                 if matches!(class, Class::Other) {
-                    continue;
+                    return;
                 }
                 // Line identity: data mapping, pid for private anonymous memory.
                 let (dso, rel, private_anon) = match dmap {
@@ -232,7 +226,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                     oa.sums.lat[bucket].0 += w;
                     oa.sums.lat[bucket].1 += 1;
                 }
-            }
+            })?;
             Ok((total, lines))
         })
         .collect::<Result<_, _>>()?;

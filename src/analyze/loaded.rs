@@ -3,7 +3,7 @@
 
 use super::events::Events;
 use super::timeline::Timeline;
-use crate::perf::record::{parse_sideband, RecordIter, RecordType, Sideband};
+use crate::perf::record::{parse_sideband, RecordIter, RecordType, Sample, Sideband};
 use crate::symbolize::kallsyms::Kallsyms;
 use crate::symbolize::Resolver;
 use crate::trace::format::BlockKind;
@@ -199,6 +199,39 @@ impl Loaded {
             .with_jit_maps(jit)
             .with_data_objects(data_objects);
         Ok(Loaded { trace, events, timeline, resolver, lost_records: lost, sideband_stats: stats })
+    }
+
+    /// Decode one SAMPLES block and call `f(event, cpumode, sample)` for each
+    /// sample that parses; what cannot be decoded is counted in `stats`.
+    pub fn for_each_sample(
+        &self,
+        b: &BlockRef,
+        stats: &mut DecodeStats,
+        mut f: impl FnMut(u16, u16, &Sample<'_>),
+    ) -> Result<(), TraceError> {
+        let Some(data) = self.trace.decode_or_skip(b)? else {
+            stats.corrupt_blocks_skipped += 1;
+            return Ok(());
+        };
+        for r in RecordIter::new(&data, self.events.endian) {
+            let Ok(r) = r else {
+                stats.unsplittable_records += 1;
+                break;
+            };
+            if r.kind != RecordType::SAMPLE {
+                continue;
+            }
+            let Some(ev) = self.events.of_sample(r.body) else {
+                stats.unknown_event_samples += 1;
+                continue;
+            };
+            let Ok(s) = self.events.list[ev as usize].parse.parse_sample(r.body) else {
+                stats.unparsable_samples += 1;
+                continue;
+            };
+            f(ev, r.cpumode(), &s);
+        }
+        Ok(())
     }
 
     pub fn sample_blocks(&self) -> Vec<BlockRef> {

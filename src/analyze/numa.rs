@@ -9,7 +9,6 @@
 use super::datasrc::{lvl, op, snoop, DataSrc};
 use super::loaded::Loaded;
 use crate::perf::attr::sample;
-use crate::perf::record::{RecordIter, RecordType};
 use crate::trace::TraceError;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
@@ -122,20 +121,14 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
         .par_iter()
         .map(|b| -> Result<Part, TraceError> {
             let mut p = Part::default();
-            let Some(data) = l.trace.decode_or_skip(b)? else { return Ok(p) };
-            for r in RecordIter::new(&data, l.events.endian) {
-                let Ok(r) = r else { break };
-                if r.kind != RecordType::SAMPLE {
-                    continue;
-                }
-                let Some(ev) = l.events.of_sample(r.body) else { continue };
+            let mut stats = super::loaded::DecodeStats::default();
+            l.for_each_sample(b, &mut stats, |ev, _cpumode, s| {
                 if !mem_events.get(ev as usize).copied().unwrap_or(false) {
-                    continue;
+                    return;
                 }
-                let Ok(s) = l.events.list[ev as usize].parse.parse_sample(r.body) else { continue };
                 let d = DataSrc(s.data_src.unwrap_or(0));
                 if d.mem_op() & op::LOAD == 0 {
-                    continue;
+                    return;
                 }
                 p.stats.loads += 1;
                 let lv = d.mem_lvl();
@@ -163,7 +156,7 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                 // Memory accesses only: DRAM or another node's cache.
                 let memory = loc_dram || rem_dram || rem_cache || remote_flag;
                 if !memory {
-                    continue;
+                    return;
                 }
                 let remote = match (cnode, mnode) {
                     (Some(c), Some(m)) if !rem_cache => c != m,
@@ -191,7 +184,7 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                         }
                     }
                 }
-            }
+            })?;
             Ok(p)
         })
         .collect::<Result<_, _>>()?;

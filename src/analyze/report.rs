@@ -9,7 +9,7 @@
 
 use super::datasrc::DataSrc;
 use super::loaded::{DecodeStats, Loaded};
-use crate::perf::record::{frames_of, misc, RecordIter, RecordType};
+use crate::perf::record::{frames_of, misc};
 use crate::symbolize::Resolved;
 use crate::trace::TraceError;
 use rayon::prelude::*;
@@ -302,26 +302,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         .par_iter()
         .map(|b| -> Result<Partial, TraceError> {
             let mut p = Partial { totals: vec![(0, 0); nev], ..Default::default() };
-            let Some(data) = l.trace.decode_or_skip(b)? else {
-                p.stats.corrupt_blocks_skipped += 1;
-                return Ok(p);
-            };
-            for r in RecordIter::new(&data, l.events.endian) {
-                let Ok(r) = r else {
-                    p.stats.unsplittable_records += 1;
-                    break;
-                };
-                if r.kind != RecordType::SAMPLE {
-                    continue;
-                }
-                let Some(ev) = l.events.of_sample(r.body) else {
-                    p.stats.unknown_event_samples += 1;
-                    continue;
-                };
-                let Ok(s) = l.events.list[ev as usize].parse.parse_sample(r.body) else {
-                    p.stats.unparsable_samples += 1;
-                    continue;
-                };
+            let mut stats = DecodeStats::default();
+            l.for_each_sample(b, &mut stats, |ev, cpumode, s| {
                 // perf counts a sample without weight as weight 1.
                 let period =
                     if cfg.weight { s.weight.unwrap_or(0).max(1) } else { s.period.unwrap_or(l.events.list[ev as usize].default_period) };
@@ -330,19 +312,18 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));
                 let cpu = s.cpu.unwrap_or(u32::MAX);
                 if !cfg.pids.is_empty() && !cfg.pids.contains(&pid) {
-                    continue;
+                    return;
                 }
                 if !cfg.cpus.is_empty() && !cfg.cpus.contains(&cpu) {
-                    continue;
+                    return;
                 }
                 let time = s.time.unwrap_or(0);
                 let comm = l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX);
                 if let Some(f) = &comm_filter {
                     if !f.contains(&comm) {
-                        continue;
+                        return;
                     }
                 }
-                let cpumode = r.cpumode();
                 let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
                 let key = RawKey {
                     event: ev,
@@ -360,7 +341,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 let a = p.map.entry(key).or_default();
                 a.samples += 1;
                 a.period += period;
-            }
+            })?;
+            p.stats += stats;
             pb.inc(1);
             Ok(p)
         })

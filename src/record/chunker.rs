@@ -9,7 +9,7 @@ use crate::perf::record::{frames_of, misc};
 use crate::perf::record::{parse_sideband, ParseInfo, RecordIter, RecordType, Sideband};
 use crate::trace::format::STREAM_GLOBAL;
 use crate::trace::meta::EventDesc;
-use crate::trace::{BlockInfo, BlockKind, TraceWriter};
+use crate::trace::{BlockBuffer, BlockKind, TraceWriter};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 
@@ -17,31 +17,10 @@ use std::io;
 /// the repetition between samples, small enough to decode in parallel.
 pub const BLOCK_TARGET: usize = 2 << 20;
 
-#[derive(Debug, Default)]
-struct Stream {
-    buf: Vec<u8>,
-    count: u32,
-    first: u64,
-    last: u64,
-}
-
-impl Stream {
-    fn add(&mut self, rec: &[u8], time: Option<u64>) {
-        if let Some(t) = time {
-            if self.count == 0 || t < self.first {
-                self.first = t;
-            }
-            self.last = self.last.max(t);
-        }
-        self.buf.extend_from_slice(rec);
-        self.count += 1;
-    }
-}
-
 #[derive(Debug)]
 pub struct Chunker {
-    samples_by_ring: Vec<(u32, Stream)>,
-    sideband: Stream,
+    samples_by_ring: Vec<(u32, BlockBuffer)>,
+    sideband: BlockBuffer,
     sample_time_off: Option<usize>,
     sideband_info: ParseInfo,
     /// Parse layouts by sample id, to find kernel addresses in samples.
@@ -64,8 +43,8 @@ impl Chunker {
         let attr = events.first().map(|e| e.attr.clone()).unwrap_or_default();
         let info = ParseInfo::new(&attr, Endian::Little);
         Chunker {
-            samples_by_ring: (0..rings).map(|_| (0, Stream::default())).collect(),
-            sideband: Stream::default(),
+            samples_by_ring: (0..rings).map(|_| (0, BlockBuffer::default())).collect(),
+            sideband: BlockBuffer::default(),
             sample_time_off: info.sample_time_offset(),
             sideband_info: info,
             by_id: events.iter().flat_map(|e| e.ids.iter().map(move |&id| (id, ParseInfo::new(&e.attr, Endian::Little)))).collect(),
@@ -143,16 +122,14 @@ impl Chunker {
                 *c = cpu;
                 s.add(rec, t);
                 if s.buf.len() >= BLOCK_TARGET {
-                    let s = std::mem::take(s);
-                    write_stream(w, BlockKind::SAMPLES, cpu, s)?;
+                    s.flush(w, BlockKind::SAMPLES, cpu)?;
                 }
             } else {
                 self.note_sideband(&r);
                 let t = self.sideband_info.parse_sample_id(r.body).time;
                 self.sideband.add(rec, t);
                 if self.sideband.buf.len() >= BLOCK_TARGET {
-                    let s = std::mem::take(&mut self.sideband);
-                    write_stream(w, BlockKind::SIDEBAND, STREAM_GLOBAL, s)?;
+                    self.sideband.flush(w, BlockKind::SIDEBAND, STREAM_GLOBAL)?;
                 }
             }
         }
@@ -167,7 +144,7 @@ impl Chunker {
         if !bytes.is_empty() {
             let count = RecordIter::new(bytes, Endian::Little).count() as u32;
             // Synthesized records are stamped time 0, before every sample.
-            write_stream(w, BlockKind::SIDEBAND, STREAM_GLOBAL, Stream { buf: bytes.to_vec(), count, first: 0, last: 0 })?;
+            BlockBuffer { buf: bytes.to_vec(), count, first: 0, last: 0 }.flush(w, BlockKind::SIDEBAND, STREAM_GLOBAL)?;
         }
         Ok(())
     }
@@ -185,17 +162,9 @@ impl Chunker {
 
     pub fn flush_all(&mut self, w: &mut TraceWriter) -> io::Result<()> {
         for (cpu, s) in &mut self.samples_by_ring {
-            if s.count > 0 {
-                write_stream(w, BlockKind::SAMPLES, *cpu, std::mem::take(s))?;
-            }
+            s.flush(w, BlockKind::SAMPLES, *cpu)?;
         }
-        if self.sideband.count > 0 {
-            write_stream(w, BlockKind::SIDEBAND, STREAM_GLOBAL, std::mem::take(&mut self.sideband))?;
-        }
+        self.sideband.flush(w, BlockKind::SIDEBAND, STREAM_GLOBAL)?;
         Ok(())
     }
-}
-
-fn write_stream(w: &mut TraceWriter, kind: BlockKind, stream: u32, s: Stream) -> io::Result<()> {
-    w.write_block(BlockInfo { kind, stream, record_count: s.count, first_time: s.first, last_time: s.last }, &s.buf)
 }

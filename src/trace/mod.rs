@@ -10,4 +10,4 @@ pub mod writer;
 pub use format::{BlockKind, STREAM_GLOBAL};
 pub use meta::{CaptureEnd, Metadata};
 pub use reader::{OpenOptions, Trace, TraceError};
-pub use writer::{BlockInfo, TraceWriter};
+pub use writer::{BlockBuffer, BlockInfo, TraceWriter};

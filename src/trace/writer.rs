@@ -21,6 +21,39 @@ pub struct BlockInfo {
     pub last_time: u64,
 }
 
+/// Records collected for one block: the bytes, their count and time range.
+#[derive(Debug, Default)]
+pub struct BlockBuffer {
+    pub buf: Vec<u8>,
+    pub count: u32,
+    pub first: u64,
+    pub last: u64,
+}
+
+impl BlockBuffer {
+    /// Append one record (with its time, when it has one).
+    pub fn add(&mut self, rec: &[u8], time: Option<u64>) {
+        if let Some(t) = time {
+            if self.count == 0 || t < self.first {
+                self.first = t;
+            }
+            self.last = self.last.max(t);
+        }
+        self.buf.extend_from_slice(rec);
+        self.count += 1;
+    }
+
+    /// Write the collected records as one block and start over (nothing is
+    /// written when empty).
+    pub fn flush<W: Write>(&mut self, w: &mut TraceWriter<W>, kind: BlockKind, stream: u32) -> io::Result<()> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let s = std::mem::take(self);
+        w.write_block(BlockInfo { kind, stream, record_count: s.count, first_time: s.first, last_time: s.last }, &s.buf)
+    }
+}
+
 pub struct TraceWriter<W: Write = File> {
     file: W,
     pos: u64,
