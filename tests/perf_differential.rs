@@ -76,6 +76,12 @@ fn stock_perf_recordings_in_every_mode_read_the_same() {
     let fp = p("fp.data");
     record_with_perf(&["-e", "cpu-clock", "-g", "-F", "2000", "-o", fp.to_str().unwrap(), "--", h, "0.5"], &fp);
     compare("cpu-clock -g", &fp);
+    // The build-ids perf stored match the binaries here: symbols resolve.
+    let j = json(&run(&["report", "--format", "json", "--no-children", "--sort", "sym", fp.to_str().unwrap()]));
+    assert_eq!(j["rows"][0]["sym"], "hot_loop", "{j}");
+    let info = json(&run(&["info", "--format", "json", fp.to_str().unwrap()]));
+    let bid = info["capture_end"]["build_ids"].as_array().unwrap().iter().find(|b| b["path"] == h).expect("build-id of hot")["build_id"].as_str().unwrap().to_string();
+    assert_eq!(Some(bid), msen::symbolize::elf::build_id(&hot), "build-id read from perf.data");
 
     let dw = p("dwarf.data");
     record_with_perf(&["-e", "cpu-clock", "--call-graph", "dwarf", "-F", "500", "-o", dw.to_str().unwrap(), "--", h, "0.4"], &dw);

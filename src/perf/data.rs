@@ -455,16 +455,17 @@ fn handle_record(rec: &[u8], out: &mut PerfData<'_>) {
 }
 
 fn parse_build_id_event(rec: &[u8], e: Endian, f: &mut Features) {
-    // header, pid i32, build_id[24] (u8 size, 3 reserved, 20 bytes in newer
-    // perf; 20 bytes + padding before), filename.
+    // header, pid i32, build_id[24] (20 data bytes, then u8 size and 3
+    // reserved bytes), filename.
     if rec.len() < HEADER_SIZE + 4 + 24 {
         return;
     }
     let misc = e.u16(&rec[4..]);
     let pid = e.u32(&rec[8..]) as i32;
     let raw = &rec[12..36];
-    // PERF_RECORD_MISC_BUILD_ID_SIZE (1 << 15): the first byte is the size.
-    let id = if misc & (1 << 15) != 0 { &raw[4..4 + (raw[0] as usize).min(20)] } else { &raw[..20] };
+    // The id is 20 bytes; with PERF_RECORD_MISC_BUILD_ID_SIZE (1 << 15) the
+    // byte after them says how many are used (e.g. 16 for an MD5 id).
+    let id = if misc & (1 << 15) != 0 { &raw[..(raw[20] as usize).min(20)] } else { &raw[..20] };
     let name = &rec[36..];
     let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
     f.build_ids.push((pid, id.iter().map(|x| format!("{x:02x}")).collect(), String::from_utf8_lossy(&name[..end]).into_owned()));
