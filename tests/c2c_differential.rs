@@ -184,6 +184,14 @@ fn false_share_agrees_with_perf_c2c_on_every_mock_scenario() {
             let theirs: Vec<Vec<String>> = pareto_rows(&perf);
             assert_eq!(ours, theirs, "{scenario} -d {display}: offsets");
         }
+        // perf c2c report --stats: the same counters, nothing else.
+        let stats =
+            Command::new("perf").args(["c2c", "report", "--stats", "--no-source", "-i"]).arg(&pd).stderr(Stdio::null()).output().unwrap();
+        let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+        let ours = stdout(&run(&["false-share", pd.to_str().unwrap()]));
+        for title in ["Trace Event Information", "Global Shared Cache Line Event Information"] {
+            assert_eq!(section(&ours, title), section(&stats, title), "{scenario} --stats: {title}");
+        }
         // perf mem report: overhead by weight, rows per exact weight.
         let perf = Command::new("perf")
             .args(["mem", "report", "--stdio", "--sort=mem,snoop,tlb,lock,blocked,local_weight", "-i"])

@@ -80,7 +80,10 @@ fn stock_perf_recordings_in_every_mode_read_the_same() {
     let j = json(&run(&["report", "--format", "json", "--no-children", "--sort", "sym", fp.to_str().unwrap()]));
     assert_eq!(j["rows"][0]["sym"], "hot_loop", "{j}");
     let info = json(&run(&["info", "--format", "json", fp.to_str().unwrap()]));
-    let bid = info["capture_end"]["build_ids"].as_array().unwrap().iter().find(|b| b["path"] == h).expect("build-id of hot")["build_id"].as_str().unwrap().to_string();
+    let bid = info["capture_end"]["build_ids"].as_array().unwrap().iter().find(|b| b["path"] == h).expect("build-id of hot")["build_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(Some(bid), msen::symbolize::elf::build_id(&hot), "build-id read from perf.data");
 
     let dw = p("dwarf.data");
