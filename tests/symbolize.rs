@@ -263,3 +263,43 @@ fn flame_graph_holds_the_hot_path() {
     assert!(pct > 75.0, "{hl}");
     assert!(titles.iter().any(|t| t.starts_with("main (")));
 }
+
+/// A process in another mount namespace (a container) ran a different file
+/// at the same path: the trace records the build-id of the file it ran.
+#[test]
+fn build_ids_come_from_the_process_mount_namespace() {
+    if !require_root("build_ids_come_from_the_process_mount_namespace") {
+        return;
+    }
+    if Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("SKIP: unshare (util-linux) is not installed");
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tmpdir();
+    let (host, inner) = (d.path().join("host"), d.path().join("inner"));
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::create_dir_all(&inner).unwrap();
+    cc(&["-O2", "-Wl,--build-id", "-o", host.join("hot").to_str().unwrap(), &src("hot.c")], d.path());
+    // A different binary at the same path inside the namespace.
+    cc(&["-O1", "-Wl,--build-id", "-DVARIANT=1", "-o", inner.join("hot").to_str().unwrap(), &src("hot.c")], d.path());
+    let host_bin = host.join("hot");
+    let t = d.path().join("ns.msen");
+    let script = format!("mount --bind {} {} && exec {} 0.5", inner.display(), host.display(), host_bin.display());
+    let o = run(&["record", "-q", "-o", t.to_str().unwrap(), "--", "unshare", "-m", "--propagation", "private", "sh", "-c", &script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = json(&run(&["info", "--format", "json", t.to_str().unwrap()]));
+    let recorded = info["capture_end"]["build_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["path"] == host_bin.to_str().unwrap())
+        .expect("build-id recorded")["build_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inner_id = msen::symbolize::elf::build_id(&inner.join("hot")).unwrap();
+    let host_id = msen::symbolize::elf::build_id(&host_bin).unwrap();
+    assert_ne!(inner_id, host_id);
+    assert_eq!(recorded, inner_id, "the build-id of the file the process ran");
+}

@@ -27,7 +27,11 @@ pub struct Chunker {
     by_id: HashMap<u64, ParseInfo>,
     pub samples: u64,
     pub lost: u64,
-    files: BTreeSet<String>,
+    /// Mapped files and the first pid seen mapping each (whose mount
+    /// namespace the path belongs to).
+    files: std::collections::BTreeMap<String, u32>,
+    /// Build-ids read while capturing.
+    build_ids: std::collections::BTreeMap<String, String>,
     /// Kernel addresses seen (ips and kernel call-chain frames), so that the
     /// trace keeps only the kallsyms entries it needs.
     kernel_ips: HashSet<u64>,
@@ -50,15 +54,26 @@ impl Chunker {
             by_id: events.iter().flat_map(|e| e.ids.iter().map(move |&id| (id, ParseInfo::new(&e.attr, Endian::Little)))).collect(),
             samples: 0,
             lost: 0,
-            files: BTreeSet::new(),
+            files: std::collections::BTreeMap::new(),
+            build_ids: std::collections::BTreeMap::new(),
             kernel_ips: HashSet::new(),
             pids: BTreeSet::new(),
         }
     }
 
     /// Files seen in MMAP/MMAP2 records (absolute paths only).
-    pub fn mapped_files(&self) -> impl Iterator<Item = &str> + '_ {
-        self.files.iter().map(String::as_str)
+    pub fn mapped_files(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
+        self.files.iter().map(|(f, p)| (f.as_str(), *p))
+    }
+
+    /// Build-ids of the mapped files: those read during the capture, the
+    /// rest read now.
+    pub fn build_ids(&self) -> Vec<crate::trace::meta::BuildId> {
+        let late = crate::symbolize::elf::build_ids_of(self.mapped_files().filter(|(f, _)| !self.build_ids.contains_key(*f)));
+        let mut v: Vec<crate::trace::meta::BuildId> =
+            self.build_ids.iter().map(|(p, b)| crate::trace::meta::BuildId { path: p.clone(), build_id: b.clone() }).chain(late).collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
     }
 
     /// Kernel addresses the samples touched.
@@ -153,8 +168,14 @@ impl Chunker {
         match parse_sideband(r, Endian::Little) {
             Ok(Sideband::Lost(l)) => self.lost += l.lost,
             Ok(Sideband::LostSamples(n)) => self.lost += n,
-            Ok(Sideband::Mmap(m)) if m.filename.starts_with('/') => {
-                self.files.insert(m.filename);
+            // A file seen for the first time: read its build-id now, while the
+            // process (and its mount namespace) still exists; files of
+            // short-lived processes would otherwise be read on the host later.
+            Ok(Sideband::Mmap(m)) if m.filename.starts_with('/') && !self.files.contains_key(&m.filename) => {
+                if let Some(b) = crate::symbolize::elf::build_id_in_ns(&m.filename, m.pid) {
+                    self.build_ids.insert(m.filename.clone(), b);
+                }
+                self.files.insert(m.filename, m.pid);
             }
             _ => {}
         }

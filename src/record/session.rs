@@ -635,7 +635,7 @@ fn run(
             )
             .map_err(write_err)?;
     }
-    let build_ids = crate::symbolize::elf::build_ids_of(chunker.mapped_files());
+    let build_ids = chunker.build_ids();
     let end = CaptureEnd {
         end_unix_ns: sysinfo::unix_ns(),
         end_clock_ns: sysinfo::monotonic_ns(),

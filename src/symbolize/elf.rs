@@ -60,10 +60,26 @@ pub fn build_id(path: &Path) -> Option<String> {
     f.build_id().ok().flatten().map(hex)
 }
 
+/// The build-id of `path` as process `pid` sees it: through /proc/PID/root
+/// when the process lives in another mount namespace (a container).
+pub fn build_id_in_ns(path: &str, pid: u32) -> Option<String> {
+    let own = std::fs::read_link("/proc/self/ns/mnt").ok();
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    match (theirs, own) {
+        (Some(a), Some(b)) if a != b => build_id(Path::new(&format!("/proc/{pid}/root{path}"))),
+        _ => build_id(Path::new(path)),
+    }
+}
+
 /// Build-ids of the given files; files that are not ELF or carry no build-id
 /// are left out.
-pub fn build_ids_of<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<BuildId> {
-    let mut v: Vec<BuildId> = paths.filter_map(|p| build_id(Path::new(p)).map(|b| BuildId { path: p.to_string(), build_id: b })).collect();
+///
+/// Each path is read in the mount namespace of the process that mapped it
+/// (through /proc/PID/root when that process lives in another one, as in a
+/// container), so the build-id is the one of the file the process ran.
+pub fn build_ids_of<'a>(paths: impl Iterator<Item = (&'a str, u32)>) -> Vec<BuildId> {
+    let mut v: Vec<BuildId> =
+        paths.filter_map(|(p, pid)| build_id_in_ns(p, pid).map(|b| BuildId { path: p.to_string(), build_id: b })).collect();
     v.sort_by(|a, b| a.path.cmp(&b.path));
     v
 }
