@@ -9,43 +9,6 @@ use common::perfout::*;
 use common::*;
 use std::process::{Command, Stdio};
 
-fn have_perf() -> bool {
-    let ok = Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI must have linux-perf (scripts/setup.sh installs it)");
-        }
-        eprintln!("SKIP: stock perf is not installed");
-    }
-    ok
-}
-
-fn section(text: &str, title: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut on = false;
-    let mut bars = 0;
-    for l in text.lines() {
-        if l.contains(title) {
-            on = true;
-            continue;
-        }
-        if on {
-            if l.starts_with("=====") {
-                bars += 1;
-                if bars == 2 {
-                    break;
-                }
-                continue;
-            }
-            if l.trim().is_empty() {
-                break;
-            }
-            out.push(l.to_string());
-        }
-    }
-    out
-}
-
 /// Rows of perf's Shared Data Cache Line Table, as whitespace-split columns.
 fn perf_lines(text: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
@@ -115,7 +78,7 @@ fn false_share_agrees_with_perf_c2c_on_every_mock_scenario() {
             assert!(perf.contains("Trace Event Information"), "{scenario}: perf c2c failed:\n{perf}");
             let ours = stdout(&run(&["false-share", "-d", display, pd.to_str().unwrap()]));
             for title in ["Trace Event Information", "Global Shared Cache Line Event Information"] {
-                assert_eq!(section(&ours, title), section(&perf, title), "{scenario} -d {display}: {title}");
+                assert_eq!(c2c_section(&ours, title), c2c_section(&perf, title), "{scenario} -d {display}: {title}");
             }
             let j = json(&run(&["false-share", "--format", "json", "-d", display, pd.to_str().unwrap()]));
             let ours: Vec<Vec<String>> = j["cachelines"]
@@ -190,7 +153,7 @@ fn false_share_agrees_with_perf_c2c_on_every_mock_scenario() {
         let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
         let ours = stdout(&run(&["false-share", pd.to_str().unwrap()]));
         for title in ["Trace Event Information", "Global Shared Cache Line Event Information"] {
-            assert_eq!(section(&ours, title), section(&stats, title), "{scenario} --stats: {title}");
+            assert_eq!(c2c_section(&ours, title), c2c_section(&stats, title), "{scenario} --stats: {title}");
         }
         // perf mem report: overhead by weight, rows per exact weight.
         let perf = Command::new("perf")

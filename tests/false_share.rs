@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::perfout::*;
 use common::*;
 use msen::analyze::datasrc::{lvl, op, snoop};
 use msen::perf::attr::{flag, sample, EventAttr};
@@ -10,33 +11,6 @@ use msen::perf::record::{build_record, misc, RecordType};
 use msen::trace::meta::{CpuNode, EventDesc, MemoryRange, Metadata};
 use msen::trace::{BlockInfo, BlockKind, TraceWriter, STREAM_GLOBAL};
 use std::path::Path;
-
-fn section(text: &str, title: &str) -> String {
-    let mut out = String::new();
-    let mut on = false;
-    let mut seen = 0;
-    for l in text.lines() {
-        if l.contains(title) {
-            on = true;
-            continue;
-        }
-        if on {
-            if l.starts_with("=====") {
-                seen += 1;
-                if seen == 2 {
-                    break;
-                }
-                continue;
-            }
-            if l.trim().is_empty() {
-                break;
-            }
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
-    out
-}
 
 #[test]
 fn trace_event_information_equals_perf_c2c_on_every_memory_file() {
@@ -54,7 +28,7 @@ fn trace_event_information_equals_perf_c2c_on_every_memory_file() {
         assert!(o.status.success(), "{stem}: {}", stderr(&o));
         let ours = stdout(&o);
         for title in ["Trace Event Information", "Global Shared Cache Line Event Information"] {
-            assert_eq!(section(&ours, title), section(&perf, title), "{stem}: {title}");
+            assert_eq!(c2c_section(&ours, title), c2c_section(&perf, title), "{stem}: {title}");
         }
         // No HITM in the corpus: no shared line, and JSON says the same.
         let j = json(&run(&["false-share", "--format", "json", dir.join(format!("{stem}.data")).to_str().unwrap()]));
@@ -62,7 +36,7 @@ fn trace_event_information_equals_perf_c2c_on_every_memory_file() {
         assert_eq!(j["cachelines"].as_array().unwrap().len(), 0);
         assert_eq!(
             j["stats"]["nr_entries"].as_u64().unwrap(),
-            section(&perf, "Trace Event Information").lines().next().unwrap().rsplit(':').next().unwrap().trim().parse::<u64>().unwrap()
+            c2c_section(&perf, "Trace Event Information")[0].rsplit(':').next().unwrap().trim().parse::<u64>().unwrap()
         );
         n += 1;
     }

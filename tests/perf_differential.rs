@@ -10,17 +10,6 @@ use common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn have_perf() -> bool {
-    let ok = Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI must have linux-perf (scripts/setup.sh installs it)");
-        }
-        eprintln!("SKIP: stock perf is not installed (scripts/setup.sh installs linux-perf)");
-    }
-    ok
-}
-
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn perf_out(args: &[&str]) -> String {

@@ -142,7 +142,7 @@ pub fn branch_report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceErro
             .iter()
             .map(|sk| match sk {
                 SortKey::Comm => {
-                    KeyVal::Text(if k.comm == u32::MAX { format!(":{}", k.pid) } else { l.timeline.comm_name(k.comm).to_string() })
+                    KeyVal::Text(if k.comm == u32::MAX { format!(":{}", k.pid as i32) } else { l.timeline.comm_name(k.comm).to_string() })
                 }
                 SortKey::Pid => KeyVal::Num(k.pid as u64),
                 SortKey::Tid => KeyVal::Num(k.tid as u64),
@@ -182,17 +182,7 @@ pub fn branch_report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceErro
         .collect();
     rows.sort_by(|a, b| a.event.cmp(&b.event).then(b.period.cmp(&a.period)).then_with(|| a.keys.cmp(&b.keys)));
     let before = rows.len();
-    if cfg.percent_limit > 0.0 {
-        rows.retain(|r| r.percent >= cfg.percent_limit);
-    }
-    if let Some(n) = cfg.top {
-        let mut count: BTreeMap<u16, usize> = BTreeMap::new();
-        rows.retain(|r| {
-            let c = count.entry(r.event).or_default();
-            *c += 1;
-            *c <= n
-        });
-    }
+    super::report::limit_rows(&mut rows, cfg);
     let mut decode = partial.stats;
     decode += l.sideband_stats.clone();
     Ok(Report {

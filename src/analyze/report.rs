@@ -411,7 +411,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             .iter()
             .map(|sk| match sk {
                 SortKey::Comm => KeyVal::Text(if k.comm == u32::MAX {
-                    format!(":{}", if k.tid != 0 { k.tid } else { k.pid })
+                    // perf names an unknown thread ":TID" (pid -1 prints as ":-1").
+                    format!(":{}", if k.tid != 0 { k.tid as i32 } else { k.pid as i32 })
                 } else {
                     l.timeline.comm_name(k.comm).to_string()
                 }),
@@ -482,7 +483,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             }
         }
         if cfg.folded {
-            let comm = if k.comm == u32::MAX { format!(":{}", k.pid) } else { l.timeline.comm_name(k.comm).to_string() };
+            let comm = if k.comm == u32::MAX { format!(":{}", k.pid as i32) } else { l.timeline.comm_name(k.comm).to_string() };
             let mut stack = vec![comm];
             for &fi in chain_idx.iter().rev() {
                 stack.push(frame_name(&resolved[fi]));
@@ -529,18 +530,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             .then_with(|| a.keys.cmp(&b.keys))
     });
     let before = rows.len();
-    if cfg.percent_limit > 0.0 {
-        rows.retain(|r| r.percent >= cfg.percent_limit || r.children_percent.is_some_and(|c| c >= cfg.percent_limit));
-    }
-    if let Some(n) = cfg.top {
-        // Top N per event.
-        let mut count: HashMap<u16, usize> = HashMap::default();
-        rows.retain(|r| {
-            let c = count.entry(r.event).or_default();
-            *c += 1;
-            *c <= n
-        });
-    }
+    limit_rows(&mut rows, cfg);
     let mut decode = partial.stats;
     decode += l.sideband_stats.clone();
     Ok(Report {
@@ -558,6 +548,22 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         software_only: l.trace.meta.software_only,
         clean_close: l.trace.recovery.clean_close,
     })
+}
+
+/// Apply --percent-limit (self or children share) and --top N (per event)
+/// to rows already in display order.
+pub fn limit_rows(rows: &mut Vec<Row>, cfg: &ReportConfig) {
+    if cfg.percent_limit > 0.0 {
+        rows.retain(|r| r.percent >= cfg.percent_limit || r.children_percent.is_some_and(|c| c >= cfg.percent_limit));
+    }
+    if let Some(n) = cfg.top {
+        let mut count: HashMap<u16, usize> = HashMap::default();
+        rows.retain(|r| {
+            let c = count.entry(r.event).or_default();
+            *c += 1;
+            *c <= n
+        });
+    }
 }
 
 /// The address frames of a raw callchain (see `perf::record::frames_of`).

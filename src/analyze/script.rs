@@ -145,8 +145,7 @@ fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> String {
     let tid = s.tid.unwrap_or(pid);
     let time = s.time.unwrap_or(0);
     let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
-    let comm =
-        l.timeline.comm_at(pid, tid, time).map_or_else(|| ":".to_string() + &pid.to_string(), |c| l.timeline.comm_name(c).to_string());
+    let comm = l.timeline.comm_at(pid, tid, time).map_or_else(|| format!(":{}", tid as i32), |c| l.timeline.comm_name(c).to_string());
     let mut out = format!(
         "{comm:>16} {pid:>7}/{tid:<7} [{:03}] {:>5}.{:06}: {:>10} {}:",
         s.cpu.unwrap_or(0),

@@ -187,3 +187,15 @@ pub fn synthetic_trace(path: &Path, blocks: usize, finish: bool) -> u64 {
         w.position()
     }
 }
+
+/// Stock perf is there (CI installs it; elsewhere tests skip and say so).
+pub fn have_perf() -> bool {
+    let ok = Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI must have linux-perf (scripts/setup.sh installs it)");
+        }
+        eprintln!("SKIP: stock perf is not installed (scripts/setup.sh installs linux-perf)");
+    }
+    ok
+}

@@ -256,3 +256,31 @@ pub fn check_mem_sections(name: &str, sections: &[MemSection], j: &serde_json::V
     }
     n
 }
+
+/// The lines of one `=====`-bannered section of perf c2c's (or msen
+/// false-share's) text output, up to the next blank line.
+pub fn c2c_section(text: &str, title: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut on = false;
+    let mut bars = 0;
+    for l in text.lines() {
+        if l.contains(title) {
+            on = true;
+            continue;
+        }
+        if on {
+            if l.starts_with("=====") {
+                bars += 1;
+                if bars == 2 {
+                    break;
+                }
+                continue;
+            }
+            if l.trim().is_empty() {
+                break;
+            }
+            out.push(l.to_string());
+        }
+    }
+    out
+}
