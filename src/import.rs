@@ -28,6 +28,19 @@ pub struct ImportSummary {
     pub samples: u64,
     pub other_records: u64,
     pub trailing_bytes: u64,
+    /// With `external_samples`: where the samples are in `PerfData::records`.
+    pub external_chunks: Vec<ExternalChunk>,
+}
+
+/// A run of records in the perf.data's record buffer holding `samples`
+/// samples (and whatever sideband lies between them).
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalChunk {
+    pub start: usize,
+    pub len: usize,
+    pub samples: u32,
+    pub first: u64,
+    pub last: u64,
 }
 
 fn metadata(pd: &PerfData<'_>, source: &str) -> Metadata {
@@ -99,11 +112,14 @@ pub struct ConvertOptions {
     /// arrival order in one stream without decoding samples (for a trace
     /// built in memory only to be analyzed once).
     pub by_cpu: bool,
+    /// With `by_cpu` false: write no SAMPLES blocks, return the ranges of the
+    /// records instead (analysis straight from the mapped perf.data).
+    pub external_samples: bool,
 }
 
 impl Default for ConvertOptions {
     fn default() -> Self {
-        ConvertOptions { by_cpu: true }
+        ConvertOptions { by_cpu: true, external_samples: false }
     }
 }
 
@@ -130,6 +146,7 @@ pub fn convert_with<W: Write>(
     let mut sum = ImportSummary { trailing_bytes: pd.stats.trailing_bytes, ..Default::default() };
     let mut lost = 0u64;
     let mut off = 0usize;
+    let mut ext: Option<ExternalChunk> = None;
     for r in data::records(pd) {
         let Ok(r) = r else { break };
         let len = 8 + r.body.len();
@@ -138,12 +155,26 @@ pub fn convert_with<W: Write>(
         if r.kind == RecordType::SAMPLE {
             sum.samples += 1;
             if !opts.by_cpu {
-                // Arrival order, one stream: no full parse, only the time at
-                // its fixed offset (for the block's time range).
+                // Arrival order: no full parse, only the time at its fixed
+                // offset (for the block's time range).
                 let t = events.of_sample(r.body).and_then(|e| {
                     let off = events.list[e as usize].parse.sample_time_offset()?;
                     r.body.get(off..off + 8).map(|b| pd.endian.u64(b))
                 });
+                if opts.external_samples {
+                    // Ranges of the records themselves, cut near BLOCK_TARGET.
+                    let c = ext.get_or_insert(ExternalChunk { start: off - len, len: 0, samples: 0, first: u64::MAX, last: 0 });
+                    c.len = off - c.start;
+                    c.samples += 1;
+                    if let Some(t) = t {
+                        c.first = c.first.min(t);
+                        c.last = c.last.max(t);
+                    }
+                    if c.len >= BLOCK_TARGET {
+                        sum.external_chunks.extend(ext.take());
+                    }
+                    continue;
+                }
                 let st = streams.entry(0).or_default();
                 st.add(rec, t);
                 if st.buf.len() >= BLOCK_TARGET {
@@ -172,6 +203,7 @@ pub fn convert_with<W: Write>(
             }
         }
     }
+    sum.external_chunks.extend(ext.take());
     for (cpu, st) in streams.iter_mut() {
         st.flush(w, BlockKind::SAMPLES, *cpu)?;
     }
@@ -193,8 +225,44 @@ pub fn convert_with<W: Write>(
 pub fn perf_data_to_trace_bytes(bytes: &[u8], source: &str) -> Result<Vec<u8>, ImportError> {
     let pd = data::parse(bytes)?;
     let mut w = TraceWriter::in_memory(0)?;
-    convert_with(&pd, source, &mut w, ConvertOptions { by_cpu: false })?;
+    convert_with(&pd, source, &mut w, ConvertOptions { by_cpu: false, external_samples: false })?;
     Ok(w.into_bytes()?)
+}
+
+/// A perf.data opened for analysis without copying its samples: a small
+/// in-memory trace (metadata, sideband, capture end) and sample blocks that
+/// point into the file's records.
+pub fn open_perf_data_direct(
+    file: crate::trace::reader::External,
+    name: &str,
+    opts: crate::trace::OpenOptions,
+) -> Result<crate::trace::Trace, ImportError> {
+    let (small, chunks, owned, base) = {
+        let bytes = file.as_slice();
+        let pd = data::parse(bytes)?;
+        let mut w = TraceWriter::in_memory(0)?;
+        let sum = convert_with(&pd, "", &mut w, ConvertOptions { by_cpu: false, external_samples: true })?;
+        let (owned, base) = match pd.records {
+            // Expanded (compressed) records: the trace keeps them.
+            std::borrow::Cow::Owned(v) => (Some(v), 0),
+            // The data section lies inside the map: its offset there.
+            std::borrow::Cow::Borrowed(b) => (None, b.as_ptr() as usize - bytes.as_ptr() as usize),
+        };
+        (w.into_bytes()?, sum.external_chunks, owned, base)
+    };
+    let mut t = crate::trace::Trace::from_bytes(name, small, opts).map_err(|e| ImportError::Write(io::Error::other(e.to_string())))?;
+    let blocks: Vec<(u64, u64, u32, u64, u64)> = chunks
+        .iter()
+        .map(|c| ((c.start + base) as u64, c.len as u64, c.samples, if c.first == u64::MAX { 0 } else { c.first }, c.last))
+        .collect();
+    match owned {
+        Some(v) => t.attach_external(
+            crate::trace::reader::External::Owned(v),
+            &blocks.iter().map(|b| (b.0 - base as u64, b.1, b.2, b.3, b.4)).collect::<Vec<_>>(),
+        ),
+        None => t.attach_external(file, &blocks),
+    }
+    Ok(t)
 }
 
 #[cfg(test)]

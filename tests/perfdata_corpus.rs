@@ -137,12 +137,28 @@ fn damaged_perf_data_never_panics() {
         if bytes.len() > 400_000 {
             continue;
         }
+        // Both ways into an analysis: a copied trace, and samples read in
+        // place (what `msen report -i perf.data` does).
         let analyze = |b: &[u8]| {
-            let Ok(t) = msen::import::perf_data_to_trace_bytes(b, "") else { return };
-            let t = msen::trace::Trace::from_bytes("x", t, Default::default()).unwrap();
-            if let Ok(l) = msen::analyze::Loaded::from_trace(t, &Default::default()) {
-                let _ = msen::analyze::report::report(&l, &Default::default());
-                let _ = msen::analyze::info::info(&l);
+            if let Ok(t) = msen::import::perf_data_to_trace_bytes(b, "") {
+                let t = msen::trace::Trace::from_bytes("x", t, Default::default()).unwrap();
+                if let Ok(l) = msen::analyze::Loaded::from_trace(t, &Default::default()) {
+                    let _ = msen::analyze::report::report(&l, &Default::default());
+                    let _ = msen::analyze::info::info(&l);
+                }
+            }
+            if let Ok(t) = msen::import::open_perf_data_direct(msen::trace::reader::External::Owned(b.to_vec()), "x", Default::default()) {
+                if let Ok(l) = msen::analyze::Loaded::from_trace(t, &Default::default()) {
+                    let _ = msen::analyze::report::report(&l, &Default::default());
+                    let _ = msen::analyze::false_share::false_share(
+                        &l,
+                        &msen::analyze::false_share::FalseShareConfig {
+                            display: msen::analyze::false_share::Display::Tot,
+                            show_all: true,
+                            line_size: None,
+                        },
+                    );
+                }
             }
         };
         let step = (bytes.len() / 60).max(1);

@@ -45,6 +45,12 @@ pub fn info(l: &Loaded) -> Result<Info, TraceError> {
                         bad += 1;
                         break;
                     };
+                    // Samples count from SAMPLES blocks, everything else from
+                    // SIDEBAND blocks (a SAMPLES block over a perf.data's
+                    // records also holds the sideband between its samples).
+                    if (r.kind == RecordType::SAMPLE) != (b.header.kind == BlockKind::SAMPLES) {
+                        continue;
+                    }
                     *counts.entry(r.kind).or_insert(0) += 1;
                     if r.kind == RecordType::SAMPLE {
                         if let Some(e) = l.events.of_sample(r.body) {

@@ -103,9 +103,8 @@ impl Loaded {
             // SAFETY: a read-only map of a perf.data we only read; see Trace::open
             // for the truncation caveat.
             let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(open_err)?;
-            let t = crate::import::perf_data_to_trace_bytes(&map, "")
-                .map_err(|e| TraceError::PerfData { path: path.to_path_buf(), reason: e.to_string() })?;
-            Trace::from_bytes(&path.display().to_string(), t, opts.open)?
+            crate::import::open_perf_data_direct(crate::trace::reader::External::Map(map), &path.display().to_string(), opts.open)
+                .map_err(|e| TraceError::PerfData { path: path.to_path_buf(), reason: e.to_string() })?
         } else {
             Trace::open(path, opts.open)?
         };

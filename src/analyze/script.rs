@@ -224,8 +224,13 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
             let Some(d) = l.trace.decode_or_skip(b)? else {
                 return Ok(v);
             };
+            let in_samples = b.header.kind == BlockKind::SAMPLES;
             for (seq, r) in RecordIter::new(&d, l.events.endian).enumerate() {
                 let Ok(r) = r else { break };
+                // Samples from SAMPLES blocks, the rest from SIDEBAND blocks.
+                if (r.kind == RecordType::SAMPLE) != in_samples {
+                    continue;
+                }
                 if r.kind == RecordType::SAMPLE {
                     let Some(ev) = l.events.of_sample(r.body) else {
                         continue;

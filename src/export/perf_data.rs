@@ -185,8 +185,13 @@ pub fn write_perf_data(l: &Loaded, out: &mut dyn Write) -> Result<u64, ExportErr
         for (seq, r) in RecordIter::new(&data, Endian::Little).enumerate() {
             let Ok(r) = r else { break };
             let len = 8 + r.body.len();
-            let raw = data[off..off + len].to_vec();
+            let raw_at = off;
             off += len;
+            // Samples from SAMPLES blocks, the rest from SIDEBAND blocks.
+            if (r.kind == RecordType::SAMPLE) != (b.header.kind == BlockKind::SAMPLES) {
+                continue;
+            }
+            let raw = data[raw_at..raw_at + len].to_vec();
             let (t, order) = if r.kind == RecordType::SAMPLE {
                 let t = l
                     .events

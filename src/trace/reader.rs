@@ -61,6 +61,9 @@ pub struct Recovery {
 pub struct BlockRef {
     pub offset: u64,
     pub header: BlockHeader,
+    /// For blocks built in memory over another buffer (a mapped perf.data):
+    /// the payload's (start, len) in `Trace::external`, stored raw.
+    pub external: Option<(u64, u64)>,
 }
 
 impl BlockRef {
@@ -74,6 +77,27 @@ impl BlockRef {
 pub struct OpenOptions {
     /// Skip blocks whose checksum fails instead of refusing the file.
     pub skip_corrupt: bool,
+}
+
+/// A buffer that external blocks point into.
+pub enum External {
+    Map(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::fmt::Debug for External {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "External({})", self.as_slice().len())
+    }
+}
+
+impl External {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            External::Map(m) => m,
+            External::Owned(v) => v,
+        }
+    }
 }
 
 /// File bytes: a read-only map for real files, owned bytes for tests.
@@ -102,6 +126,8 @@ impl Bytes {
 pub struct Trace {
     path: PathBuf,
     bytes: Bytes,
+    /// Payload buffer of external blocks (see `attach_external`).
+    external: Option<External>,
     pub header: FileHeader,
     pub blocks: Vec<BlockRef>,
     pub recovery: Recovery,
@@ -191,7 +217,17 @@ impl Trace {
                 r
             }
         };
-        let mut t = Trace { path, bytes, header, blocks, recovery, meta: Metadata::default(), end: None, skip_corrupt: opts.skip_corrupt };
+        let mut t = Trace {
+            path,
+            bytes,
+            external: None,
+            header,
+            blocks,
+            recovery,
+            meta: Metadata::default(),
+            end: None,
+            skip_corrupt: opts.skip_corrupt,
+        };
         t.load_metadata()?;
         Ok(t)
     }
@@ -225,8 +261,43 @@ impl Trace {
         self.blocks.iter().filter(move |b| b.header.kind == kind)
     }
 
+    /// Add SAMPLES blocks whose payloads live in `data` (built in this
+    /// process, so stored raw and not checksummed): (start, len, samples,
+    /// first time, last time) each.
+    pub fn attach_external(&mut self, data: External, blocks: &[(u64, u64, u32, u64, u64)]) {
+        let len = data.as_slice().len() as u64;
+        for &(start, n, samples, first, last) in blocks {
+            if start.saturating_add(n) > len {
+                continue;
+            }
+            let header = BlockHeader {
+                header_size: BLOCK_HEADER_SIZE as u16,
+                kind: BlockKind::SAMPLES,
+                codec: Codec::NONE,
+                flags: 0,
+                stored_len: n as u32,
+                raw_len: n as u32,
+                record_count: samples,
+                stream: 0,
+                first_time: first,
+                last_time: last,
+                checksum: 0,
+            };
+            self.blocks.push(BlockRef { offset: 0, header, external: Some((start, n)) });
+        }
+        self.external = Some(data);
+    }
+
     /// Verify a block's checksum and return its raw payload.
     pub fn decode(&self, b: &BlockRef) -> Result<Cow<'_, [u8]>, TraceError> {
+        if let Some((start, n)) = b.external {
+            let buf = self.external.as_ref().map_or(&[][..], External::as_slice);
+            return buf.get(start as usize..(start + n) as usize).map(Cow::Borrowed).ok_or_else(|| TraceError::CorruptBlock {
+                path: self.path.clone(),
+                offset: start,
+                reason: "external payload out of range".into(),
+            });
+        }
         decode_block(self.bytes.as_slice(), b).map_err(|reason| TraceError::CorruptBlock {
             path: self.path.clone(),
             offset: b.offset,
@@ -311,7 +382,7 @@ fn read_index(b: &[u8], header_size: usize) -> Result<Vec<BlockRef>, Option<Stri
     if h.kind != BlockKind::INDEX {
         return Err(bad("trailer does not point at an index block"));
     }
-    let r = BlockRef { offset: index_offset as u64, header: h };
+    let r = BlockRef { offset: index_offset as u64, header: h, external: None };
     let raw = decode_block(b, &r).map_err(|e| bad(&e))?;
     if raw.len() % INDEX_ENTRY_SIZE != 0 {
         return Err(bad("index length is not a whole number of entries"));
@@ -327,7 +398,7 @@ fn read_index(b: &[u8], header_size: usize) -> Result<Vec<BlockRef>, Option<Stri
         if h.kind != e.kind || h.stored_len != e.stored_len || pos + h.header_size as usize + h.stored_len as usize > index_offset {
             return Err(bad("entry disagrees with its block"));
         }
-        blocks.push(BlockRef { offset: e.offset, header: h });
+        blocks.push(BlockRef { offset: e.offset, header: h, external: None });
     }
     Ok(blocks)
 }
@@ -380,7 +451,7 @@ fn scan(b: &[u8], header_size: usize, skip_corrupt: bool) -> Result<(Vec<BlockRe
                 }
             }
         }
-        let r = BlockRef { offset: pos as u64, header: h };
+        let r = BlockRef { offset: pos as u64, header: h, external: None };
         if block_checksum(&b[pos..pos + h.header_size as usize], &b[r.payload_range()]) != h.checksum {
             if !skip_corrupt {
                 return Err((pos as u64, "checksum mismatch".into()));
