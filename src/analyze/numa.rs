@@ -88,6 +88,8 @@ pub struct Numa {
     pub pages: Vec<HotSpot>,
     pub processes: Vec<HotSpot>,
     pub top: usize,
+    /// The trace has no PMU events: nothing here can be a finding.
+    pub software_only: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -273,6 +275,7 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
         pages: rank(&named[2]),
         processes: rank(&named[3]),
         top,
+        software_only: l.trace.meta.software_only,
     })
 }
 

@@ -21,6 +21,7 @@ fn spots_json(v: &[HotSpot]) -> Value {
 
 pub fn render_json(n: &Numa) -> Value {
     json!({
+        "software_only": n.software_only,
         "stats": n.stats,
         "node_matrix": n.node_matrix.iter().map(|((c, m), v)| json!({"cpu_node": c, "memory_node": m, "accesses": v})).collect::<Vec<_>>(),
         "functions": spots_json(&n.functions),
@@ -35,6 +36,9 @@ pub fn render_json(n: &Numa) -> Value {
 pub fn render_table(n: &Numa) -> String {
     let s = &n.stats;
     let mut out = String::new();
+    if n.software_only {
+        out.push_str("# Note: this trace holds software events only: no memory samples with data sources, so no local/remote split can be computed.\n");
+    }
     out.push_str(&format!(
         "# loads {}: local DRAM {}, remote DRAM {}, remote cache {}, local HITM {}, remote HITM {}\n",
         s.loads, s.local_dram, s.remote_dram, s.remote_cache, s.local_hitm, s.remote_hitm
