@@ -181,23 +181,5 @@ pub fn branch_report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceErro
         })
         .collect();
     rows.sort_by(|a, b| a.event.cmp(&b.event).then(b.period.cmp(&a.period)).then_with(|| a.keys.cmp(&b.keys)));
-    let before = rows.len();
-    super::report::limit_rows(&mut rows, cfg);
-    let mut decode = partial.stats;
-    decode += l.sideband_stats.clone();
-    Ok(Report {
-        sort: cfg.sort.clone(),
-        total_samples: totals.iter().map(|t| t.samples).sum(),
-        events: totals,
-        lost_samples: l.lost_records,
-        has_children: false,
-        rows_hidden: before - rows.len(),
-        rows,
-        folded: Vec::new(),
-        decode,
-        unresolved: BTreeMap::new(),
-        dso_problems: l.resolver.problems(),
-        software_only: l.trace.meta.software_only,
-        clean_close: l.trace.recovery.clean_close,
-    })
+    Ok(Report::assemble(l, cfg, totals, rows, partial.stats, false, Vec::new(), BTreeMap::new()))
 }

@@ -529,30 +529,48 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             .then(b.samples.cmp(&a.samples))
             .then_with(|| a.keys.cmp(&b.keys))
     });
-    let before = rows.len();
-    limit_rows(&mut rows, cfg);
-    let mut decode = partial.stats;
-    decode += l.sideband_stats.clone();
-    Ok(Report {
-        sort: cfg.sort.clone(),
-        total_samples: totals.iter().map(|t| t.samples).sum(),
-        events: totals,
-        lost_samples: l.lost_records,
-        has_children: children,
-        rows_hidden: before - rows.len(),
-        rows,
-        folded: folded.into_iter().collect(),
-        decode,
-        unresolved,
-        dso_problems: l.resolver.problems(),
-        software_only: l.trace.meta.software_only,
-        clean_close: l.trace.recovery.clean_close,
-    })
+    Ok(Report::assemble(l, cfg, totals, rows, partial.stats, children, folded.into_iter().collect(), unresolved))
+}
+
+impl Report {
+    /// The parts every report view shares: --percent-limit/--top applied to
+    /// rows already in display order, decode counters with the sideband's,
+    /// and the trace-level facts.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        l: &Loaded,
+        cfg: &ReportConfig,
+        events: Vec<EventTotal>,
+        mut rows: Vec<Row>,
+        mut decode: DecodeStats,
+        has_children: bool,
+        folded: Vec<(String, u64)>,
+        unresolved: BTreeMap<String, u64>,
+    ) -> Report {
+        let before = rows.len();
+        limit_rows(&mut rows, cfg);
+        decode += l.sideband_stats.clone();
+        Report {
+            sort: cfg.sort.clone(),
+            total_samples: events.iter().map(|t| t.samples).sum(),
+            events,
+            lost_samples: l.lost_records,
+            has_children,
+            rows_hidden: before - rows.len(),
+            rows,
+            folded,
+            decode,
+            unresolved,
+            dso_problems: l.resolver.problems(),
+            software_only: l.trace.meta.software_only,
+            clean_close: l.trace.recovery.clean_close,
+        }
+    }
 }
 
 /// Apply --percent-limit (self or children share) and --top N (per event)
 /// to rows already in display order.
-pub fn limit_rows(rows: &mut Vec<Row>, cfg: &ReportConfig) {
+fn limit_rows(rows: &mut Vec<Row>, cfg: &ReportConfig) {
     if cfg.percent_limit > 0.0 {
         rows.retain(|r| r.percent >= cfg.percent_limit || r.children_percent.is_some_and(|c| c >= cfg.percent_limit));
     }

@@ -167,12 +167,13 @@ pub struct MemSection {
 
 pub fn perf_mem_sections(text: &str) -> Vec<MemSection> {
     let mut out: Vec<MemSection> = Vec::new();
-    let mut spans: Vec<(usize, usize)> = Vec::new();
+    // Rows follow the dots line under the column names.
+    let mut in_table = false;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# Samples: ") {
             let ev = rest.split_once(" of event").map(|(_, e)| e.trim().trim_matches('\'').to_string()).unwrap_or_default();
             out.push(MemSection { event: ev, ..Default::default() });
-            spans.clear();
+            in_table = false;
             continue;
         }
         if let Some(rest) = line.strip_prefix("# Total weight : ") {
@@ -182,24 +183,11 @@ pub fn perf_mem_sections(text: &str) -> Vec<MemSection> {
             continue;
         }
         if line.starts_with("# ....") {
-            spans.clear();
-            let b = line.as_bytes();
-            let mut i = 2;
-            while i < b.len() {
-                if b[i] == b'.' {
-                    let s = i;
-                    while i < b.len() && b[i] == b'.' {
-                        i += 1;
-                    }
-                    spans.push((s, i));
-                } else {
-                    i += 1;
-                }
-            }
+            in_table = true;
             continue;
         }
         let Some(sec) = out.last_mut() else { continue };
-        if spans.len() < 8 || !line.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        if !in_table || !line.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()) {
             continue;
         }
         // Values can overflow perf's column widths; fields are separated by
