@@ -29,15 +29,25 @@ pub struct ScriptConfig {
     pub srcline: bool,
 }
 
-/// DWARF readers and results of one worker: one reader per binary, each
-/// address looked up once.
+/// What one worker looked up: each (process, exec epoch, mode, address)
+/// resolved once, one DWARF reader per binary, each DWARF address once.
+/// Samples repeat addresses; the lookups need not be repeated.
 #[derive(Debug, Default)]
-struct DwarfCache {
+struct BlockCache {
+    syms: HashMap<(u32, u16, bool, u64), Resolved>,
     readers: HashMap<u32, Option<Dwarf>>,
     memo: HashMap<(u32, u64), Vec<Frame>>,
 }
 
-impl DwarfCache {
+impl BlockCache {
+    fn resolve(&mut self, l: &Loaded, pid: u32, time: u64, kernel: bool, ip: u64) -> Resolved {
+        let epoch = if kernel { 0 } else { l.timeline.epoch_at(pid, time) };
+        self.syms
+            .entry((pid, epoch, kernel, ip))
+            .or_insert_with(|| if kernel { l.resolver.kernel(ip) } else { l.resolver.user(l.timeline.find_map(pid, epoch, ip), ip) })
+            .clone()
+    }
+
     fn frames(&mut self, l: &Loaded, at: (u32, u64)) -> &[Frame] {
         if !self.memo.contains_key(&at) {
             let reader = self.readers.entry(at.0).or_insert_with(|| l.resolver.debug_file(at.0).and_then(Dwarf::open));
@@ -52,14 +62,6 @@ fn frames_json(frames: &[Frame]) -> Value {
     json!(frames.iter().map(|f| json!({"function": f.function, "file": f.file, "line": f.line, "inlined": f.inlined})).collect::<Vec<_>>())
 }
 
-fn resolve(l: &Loaded, pid: u32, time: u64, kernel: bool, ip: u64) -> Resolved {
-    if kernel {
-        l.resolver.kernel(ip)
-    } else {
-        l.resolver.user(l.timeline.find_map(pid, l.timeline.epoch_at(pid, time), ip), ip)
-    }
-}
-
 fn sym_text(r: &Resolved) -> String {
     match &r.sym {
         Ok(n) => n.clone(),
@@ -67,7 +69,7 @@ fn sym_text(r: &Resolved) -> String {
     }
 }
 
-fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, dw: Option<&mut DwarfCache>) -> Value {
+fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, cache: &mut BlockCache, srcline: bool) -> Value {
     let mut m = Map::new();
     let pid = s.pid.unwrap_or(0);
     let time = s.time.unwrap_or(0);
@@ -83,7 +85,7 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, dw: Option<&mu
     m.insert("ip".into(), json!(s.ip.map(|ip| format!("0x{ip:x}"))));
     m.insert("cpumode".into(), json!(if kernel { "kernel" } else { "user" }));
     if let Some(ip) = s.ip {
-        let r = resolve(l, pid, time, kernel, ip);
+        let r = cache.resolve(l, pid, time, kernel, ip);
         m.insert("sym".into(), json!(r.sym.as_ref().ok()));
         m.insert("dso".into(), json!(r.dso));
         if let Err(why) = &r.sym {
@@ -91,8 +93,8 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, dw: Option<&mu
         }
         if let Some((dso, va)) = r.elf_addr {
             m.insert("elf_addr".into(), json!(format!("0x{va:x}")));
-            if let Some(dw) = dw {
-                let frames = dw.frames(l, (dso, va));
+            if srcline {
+                let frames = cache.frames(l, (dso, va));
                 m.insert("srcline".into(), json!(frames.first().map(|f| f.srcline())));
                 m.insert("frames".into(), frames_json(frames));
             }
@@ -122,7 +124,7 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, dw: Option<&mu
         let words: Vec<u64> = c.iter().collect();
         frames(&words, kernel)
             .map(|(k, ip)| {
-                let r = resolve(l, pid, time, k, ip);
+                let r = cache.resolve(l, pid, time, k, ip);
                 json!({"ip": format!("0x{ip:x}"), "sym": r.sym.as_ref().ok(), "dso": r.dso})
             })
             .collect()
@@ -140,7 +142,7 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, dw: Option<&mu
     Value::Object(m)
 }
 
-fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> String {
+fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, cache: &mut BlockCache) -> String {
     let pid = s.pid.unwrap_or(0);
     let tid = s.tid.unwrap_or(pid);
     let time = s.time.unwrap_or(0);
@@ -167,13 +169,13 @@ fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>) -> String {
         out.push_str(&format!(" phys_addr {p:x}"));
     }
     if let Some(ip) = s.ip {
-        let r = resolve(l, pid, time, kernel, ip);
+        let r = cache.resolve(l, pid, time, kernel, ip);
         out.push_str(&format!(" {ip:16x} {} ({})", sym_text(&r), r.dso));
     }
     if let Some(c) = s.callchain {
         let words: Vec<u64> = c.iter().collect();
         for (k, ip) in frames(&words, kernel) {
-            let r = resolve(l, pid, time, k, ip);
+            let r = cache.resolve(l, pid, time, k, ip);
             out.push_str(&format!("\n\t{ip:16x} {} ({})", sym_text(&r), r.dso));
         }
         out.push('\n');
@@ -220,7 +222,7 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
         .enumerate()
         .map(|(bi, b)| -> Result<_, TraceError> {
             let mut v = Vec::new();
-            let mut dw = DwarfCache::default();
+            let mut cache = BlockCache::default();
             let Some(d) = l.trace.decode_or_skip(b)? else {
                 return Ok(v);
             };
@@ -239,8 +241,8 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
                         Ok(s) => {
                             let t = s.time.unwrap_or(0);
                             let text = match cfg.format {
-                                ScriptFormat::Jsonl => sample_json(l, ev, r.cpumode(), &s, cfg.srcline.then_some(&mut dw)).to_string(),
-                                ScriptFormat::Text => sample_text(l, ev, r.cpumode(), &s),
+                                ScriptFormat::Jsonl => sample_json(l, ev, r.cpumode(), &s, &mut cache, cfg.srcline).to_string(),
+                                ScriptFormat::Text => sample_text(l, ev, r.cpumode(), &s, &mut cache),
                             };
                             (t, text)
                         }
