@@ -237,6 +237,7 @@ pub fn open_perf_data_direct(
     name: &str,
     opts: crate::trace::OpenOptions,
 ) -> Result<crate::trace::Trace, ImportError> {
+    let file_len = file.as_slice().len() as u64;
     let (small, chunks, owned, base) = {
         let bytes = file.as_slice();
         let pd = data::parse(bytes)?;
@@ -257,11 +258,12 @@ pub fn open_perf_data_direct(
         .collect();
     match owned {
         Some(v) => t.attach_external(
-            crate::trace::reader::External::Owned(v),
+            crate::trace::reader::External(v),
             &blocks.iter().map(|b| (b.0 - base as u64, b.1, b.2, b.3, b.4)).collect::<Vec<_>>(),
         ),
         None => t.attach_external(file, &blocks),
     }
+    t.set_source_len(file_len);
     Ok(t)
 }
 

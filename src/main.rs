@@ -17,7 +17,32 @@ enum Outcome {
     Nothing(String),
 }
 
+/// Binaries being symbolized are memory-mapped (only the pages DWARF lookups
+/// touch are read). If one is truncated while msen reads it (`cp` over a
+/// binary), the kernel sends SIGBUS; turn that into an error exit instead of
+/// a crash. Inputs are read into memory and cannot fault this way.
+fn exit_on_sigbus() {
+    extern "C" fn on_sigbus(_: libc::c_int) {
+        const MSG: &[u8] =
+            b"msen: a file msen was reading was truncated meanwhile (SIGBUS); run again once nothing rewrites the binaries or inputs\n";
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is static.
+        unsafe {
+            libc::write(2, MSG.as_ptr().cast(), MSG.len());
+            libc::_exit(2);
+        }
+    }
+    // SAFETY: a zeroed sigaction with a handler that only calls
+    // async-signal-safe functions is a valid argument to sigaction(2).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigbus as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
+    }
+}
+
 fn main() -> ExitCode {
+    exit_on_sigbus();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -52,11 +77,26 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
+fn cannot_create(path: &std::path::Path, e: std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!("cannot create {}: {e}; check the directory exists and is writable", path.display())
+}
+
+fn cannot_write(path: &std::path::Path, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("cannot write {}: {e}; nothing was replaced (is the disk full?)", path.display())
+}
+
 fn print(s: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(s.as_bytes())?;
-    out.flush()?;
-    Ok(())
+    out.write_all(s.as_bytes()).and_then(|()| out.flush()).map_err(stdout_error)
+}
+
+/// A failed write to stdout, unless it is a closed pipe (quiet exit 0, as
+/// `head` users expect): named, so a full disk is not a bare errno.
+fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return e.into();
+    }
+    anyhow::Error::new(e).context("cannot write the output to stdout; nothing complete was written")
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -98,6 +138,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let cfg = args.to_config(true)?;
             let path = args.input.path();
             let l = Loaded::open(&path, &args.input.load_options())?;
+            if cfg.branch && !l.trace.meta.events.iter().any(|e| e.attr.sample_type & msen::perf::attr::sample::BRANCH_STACK != 0) {
+                anyhow::bail!(
+                    "{} holds no branch stacks (no event sampled PERF_SAMPLE_BRANCH_STACK); record with -b or -j any (LBR, BRS or BRBE hardware), or drop --branch",
+                    path.display()
+                );
+            }
             let r = report::report(&l, &cfg)?;
             match args.format {
                 ReportFormat::Table => print(&output::report::render_table(&r, &path.display().to_string()))?,
@@ -126,27 +172,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Command::Import(args) => {
-            use std::io::Read;
-            let name = args.input.display().to_string();
-            let owned;
-            let mapped;
-            let bytes: &[u8] = if name == "-" {
-                let mut v = Vec::new();
-                std::io::stdin().lock().read_to_end(&mut v)?;
-                owned = v;
-                &owned
-            } else {
-                let f = std::fs::File::open(&args.input).map_err(|e| anyhow::anyhow!("cannot open {name}: {e}"))?;
-                // SAFETY: read-only map of an input we only read.
-                mapped =
-                    unsafe { memmap2::MmapOptions::new().populate().map(&f) }.map_err(|e| anyhow::anyhow!("cannot map {name}: {e}"))?;
-                &mapped
-            };
-            let pd = msen::perf::data::parse(bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-            let mut w = msen::trace::TraceWriter::create(&args.output, args.level.clamp(1, 22))
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.output.display()))?;
+            let name = if msen::trace::source::is_stdin(&args.input) { "<stdin>".to_string() } else { args.input.display().to_string() };
+            let bytes = msen::trace::source::read_all(&args.input)?;
+            let pd = msen::perf::data::parse(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let out = msen::trace::OutFile::create(&args.output).map_err(|e| cannot_create(&args.output, e))?;
+            let mut w = msen::trace::TraceWriter::new(out.file()?, args.level.clamp(1, 22)).map_err(|e| cannot_create(&args.output, e))?;
             let s = msen::import::convert(&pd, &name, &mut w)?;
-            let bytes_out = w.finish()?;
+            let bytes_out = w.finish().map_err(|e| cannot_write(&args.output, e))?;
+            out.commit().map_err(|e| cannot_write(&args.output, e))?;
             eprintln!(
                 "[ msen import: {} samples, {} other records from {name} ({} bytes) into {} ({} bytes){} ]",
                 s.samples,
@@ -227,18 +260,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Command::Export(args) => {
-            use std::os::unix::fs::OpenOptionsExt;
             let path = args.input.path();
             let l = Loaded::open(&path, &args.input.load_options())?;
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&args.perf_data)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.perf_data.display()))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-            let n = msen::export::perf_data::write_perf_data(&l, &mut w)?;
+            let out = msen::trace::OutFile::create(&args.perf_data).map_err(|e| cannot_create(&args.perf_data, e))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, out.file()?);
+            let n = msen::export::perf_data::write_perf_data(&l, &mut w).map_err(|e| cannot_write(&args.perf_data, e))?;
+            w.flush().map_err(|e| cannot_write(&args.perf_data, e))?;
+            drop(w);
+            out.commit().map_err(|e| cannot_write(&args.perf_data, e))?;
             eprintln!("[ msen export: {n} records from {} into {} ]", path.display(), args.perf_data.display());
             Ok(Outcome::Ok)
         }
@@ -259,7 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 Box::new(std::io::BufWriter::with_capacity(1 << 20, stdout.lock()))
             };
             let n = script::script(&l, &args.to_config(), &mut out)?;
-            let _ = out.flush();
+            out.flush().map_err(stdout_error)?;
             if n == 0 {
                 return Ok(Outcome::Nothing(format!("{} holds no samples", path.display())));
             }

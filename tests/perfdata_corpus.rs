@@ -147,7 +147,7 @@ fn damaged_perf_data_never_panics() {
                     let _ = msen::analyze::info::info(&l);
                 }
             }
-            if let Ok(t) = msen::import::open_perf_data_direct(msen::trace::reader::External::Owned(b.to_vec()), "x", Default::default()) {
+            if let Ok(t) = msen::import::open_perf_data_direct(msen::trace::reader::External(b.to_vec()), "x", Default::default()) {
                 if let Ok(l) = msen::analyze::Loaded::from_trace(t, &Default::default()) {
                     let _ = msen::analyze::report::report(&l, &Default::default());
                     let _ = msen::analyze::false_share::false_share(

@@ -184,7 +184,16 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
     let mut line = |k: &str, v: String| s.push_str(&format!("# {k:<18}: {v}\n"));
     line(
         "file",
-        format!("{} ({} bytes, format {}.{})", l.trace.path().display(), l.trace.file_len(), l.trace.header.major, l.trace.header.minor),
+        match (&m.source_format, l.trace.external_len()) {
+            (Some(f), Some(_)) => format!("{} ({} bytes, {f} read in place)", l.trace.path().display(), l.trace.file_len()),
+            _ => format!(
+                "{} ({} bytes, format {}.{})",
+                l.trace.path().display(),
+                l.trace.file_len(),
+                l.trace.header.major,
+                l.trace.header.minor
+            ),
+        },
     );
     if r.clean_close {
         line("closed cleanly", "yes".into());

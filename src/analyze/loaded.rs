@@ -82,6 +82,19 @@ pub fn is_perf_data_file(path: &Path) -> bool {
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && crate::perf::data::is_perf_data(&m)
 }
 
+/// Why a perf.data holds no samples, when its header says so.
+fn empty_perf_data_hint(bytes: &[u8]) -> Option<&'static str> {
+    // perf writes the data section's size into the header only at the end;
+    // a perf record that was killed leaves it at 0.
+    if bytes.len() >= 56 && bytes.starts_with(b"PERFILE2") && bytes[48..56] == [0; 8] {
+        Some(
+            "its header gives a data size of 0, which perf record leaves when it is killed before it finishes; nothing can be read from it",
+        )
+    } else {
+        None
+    }
+}
+
 #[derive(Debug)]
 pub struct Loaded {
     pub trace: Trace,
@@ -94,19 +107,23 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Open an msen trace, or a perf.data file (recognized by its magic and
-    /// converted in memory).
+    /// Open an msen trace, or a perf.data (recognized by its magic; its
+    /// samples are analyzed in place). `-` is stdin, FIFOs are streams.
     pub fn open(path: &Path, opts: &LoadOptions) -> Result<Loaded, TraceError> {
-        let trace = if is_perf_data_file(path) {
-            let open_err = |source| TraceError::Open { path: path.to_path_buf(), err: source };
-            let file = std::fs::File::open(path).map_err(open_err)?;
-            // SAFETY: a read-only map of a perf.data we only read; see Trace::open
-            // for the truncation caveat.
-            let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(open_err)?;
-            crate::import::open_perf_data_direct(crate::trace::reader::External::Map(map), &path.display().to_string(), opts.open)
-                .map_err(|e| TraceError::PerfData { path: path.to_path_buf(), reason: e.to_string() })?
+        let bytes = crate::trace::source::read_all(path)?;
+        let name = if crate::trace::source::is_stdin(path) { "<stdin>".to_string() } else { path.display().to_string() };
+        let trace = if crate::perf::data::is_perf_data(&bytes) {
+            let hint = empty_perf_data_hint(&bytes);
+            let t = crate::import::open_perf_data_direct(crate::trace::reader::External(bytes), &name, opts.open)
+                .map_err(|e| TraceError::PerfData { path: path.to_path_buf(), reason: e.to_string() })?;
+            if let Some(why) = hint {
+                if t.blocks_of(BlockKind::SAMPLES).next().is_none() {
+                    return Err(TraceError::PerfData { path: path.to_path_buf(), reason: why.to_string() });
+                }
+            }
+            t
         } else {
-            Trace::open(path, opts.open)?
+            Trace::from_bytes(&name, bytes, opts.open)?
         };
         Self::from_trace(trace, opts)
     }

@@ -9,7 +9,13 @@ use std::path::Path;
 /// Symbolize `addrs` (virtual addresses of `exe`); frames innermost first.
 /// Addresses DWARF does not cover fall back to the symbol table's function.
 pub fn symbolize(exe: &Path, symfs: Option<&Path>, addrs: &[u64], demangle: bool) -> Result<Vec<Vec<Frame>>, String> {
-    let syms = elf::load(exe, None).map_err(|e| format!("{}: {e:?}", exe.display()))?;
+    let what = "name the executable or shared library the addresses belong to (-e FILE)";
+    let syms = elf::load(exe, None).map_err(|e| match e {
+        elf::ElfProblem::NotElf => format!("{} is not an ELF file; {what}, not its source", exe.display()),
+        elf::ElfProblem::Missing(_) if !exe.exists() => format!("{} does not exist; {what}", exe.display()),
+        elf::ElfProblem::Missing(why) => format!("cannot read {}: {why}; {what}", exe.display()),
+        elf::ElfProblem::BuildIdMismatch { .. } => format!("{}: {e:?}", exe.display()),
+    })?;
     let debug = find_debug_file(exe, syms.build_id.as_deref(), symfs);
     let per = addrs.len().div_ceil(rayon::current_num_threads().max(1) * 4).clamp(256, 16384);
     let chunks: Vec<Vec<Vec<Frame>>> = addrs

@@ -15,15 +15,16 @@
 use super::format::*;
 use super::meta::{CaptureEnd, Metadata};
 use std::borrow::Cow;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Errors a trace file can cause. Each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
+    #[error(transparent)]
+    Source(#[from] super::source::SourceError),
     #[error("cannot open {path}: {err}")]
     Open { path: PathBuf, err: std::io::Error },
-    #[error("{path} is empty: the capture wrote nothing (was msen record stopped before it started?)")]
+    #[error("{path} is empty: the capture wrote nothing (was msen record stopped before it started?); record again")]
     Empty { path: PathBuf },
     #[error("{path} is not an msen trace (no MSENTRAC magic){hint}")]
     NotATrace { path: PathBuf, hint: &'static str },
@@ -79,45 +80,18 @@ pub struct OpenOptions {
     pub skip_corrupt: bool,
 }
 
-/// A buffer that external blocks point into.
-pub enum External {
-    Map(memmap2::Mmap),
-    Owned(Vec<u8>),
-}
+/// A buffer that external blocks point into (a perf.data's records).
+pub struct External(pub Vec<u8>);
 
 impl std::fmt::Debug for External {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "External({})", self.as_slice().len())
+        write!(f, "External({})", self.0.len())
     }
 }
 
 impl External {
     pub fn as_slice(&self) -> &[u8] {
-        match self {
-            External::Map(m) => m,
-            External::Owned(v) => v,
-        }
-    }
-}
-
-/// File bytes: a read-only map for real files, owned bytes for tests.
-enum Bytes {
-    Map(memmap2::Mmap),
-    Owned(Vec<u8>),
-}
-
-impl std::fmt::Debug for Bytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Bytes({})", self.as_slice().len())
-    }
-}
-
-impl Bytes {
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Bytes::Map(m) => m,
-            Bytes::Owned(v) => v,
-        }
+        &self.0
     }
 }
 
@@ -125,7 +99,10 @@ impl Bytes {
 #[derive(Debug)]
 pub struct Trace {
     path: PathBuf,
-    bytes: Bytes,
+    bytes: Vec<u8>,
+    /// Size of the input this trace came from (a perf.data analyzed in
+    /// place: the file's size, not the small in-memory trace's).
+    source_len: u64,
     /// Payload buffer of external blocks (see `attach_external`).
     external: Option<External>,
     pub header: FileHeader,
@@ -142,31 +119,18 @@ pub fn is_trace(b: &[u8]) -> bool {
 }
 
 impl Trace {
-    /// Open and index a trace file.
-    ///
-    /// The file is memory-mapped read-only. A trace that another process
-    /// truncates while we read it could fault; msen's traces are written once
-    /// and then only read, and the recorder never rewrites a finished file.
+    /// Read and index a trace file (`-` is stdin; FIFOs are read as streams).
     pub fn open(path: &Path, opts: OpenOptions) -> Result<Trace, TraceError> {
-        let file = File::open(path).map_err(|source| TraceError::Open { path: path.to_path_buf(), err: source })?;
-        let len = file.metadata().map_err(|source| TraceError::Open { path: path.to_path_buf(), err: source })?.len();
-        let bytes = if len == 0 {
-            Bytes::Owned(Vec::new())
-        } else {
-            // SAFETY: read-only private view of a file we do not modify; see
-            // the doc comment above for the truncation caveat.
-            let m = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| TraceError::Open { path: path.to_path_buf(), err: source })?;
-            Bytes::Map(m)
-        };
-        Self::from_parts(path.to_path_buf(), bytes, opts)
+        let bytes = super::source::read_all(path)?;
+        Self::from_bytes(&path.display().to_string(), bytes, opts)
     }
 
-    /// Open a trace held in memory (tests, fuzzing).
+    /// Index a trace held in memory.
     pub fn from_bytes(name: &str, data: Vec<u8>, opts: OpenOptions) -> Result<Trace, TraceError> {
-        Self::from_parts(PathBuf::from(name), Bytes::Owned(data), opts)
+        Self::from_parts(PathBuf::from(name), data, opts)
     }
 
-    fn from_parts(path: PathBuf, bytes: Bytes, opts: OpenOptions) -> Result<Trace, TraceError> {
+    fn from_parts(path: PathBuf, bytes: Vec<u8>, opts: OpenOptions) -> Result<Trace, TraceError> {
         let b = bytes.as_slice();
         if b.is_empty() {
             return Err(TraceError::Empty { path });
@@ -219,6 +183,7 @@ impl Trace {
         };
         let mut t = Trace {
             path,
+            source_len: bytes.len() as u64,
             bytes,
             external: None,
             header,
@@ -252,8 +217,10 @@ impl Trace {
         &self.path
     }
 
+    /// Size of the input file (for a perf.data analyzed in place, the
+    /// perf.data's size).
     pub fn file_len(&self) -> u64 {
-        self.bytes.as_slice().len() as u64
+        self.source_len
     }
 
     /// Blocks of one kind, in file order.
@@ -288,6 +255,17 @@ impl Trace {
         self.external = Some(data);
     }
 
+    /// Size of the buffer external blocks point into, when there is one (a
+    /// perf.data analyzed in place).
+    pub fn external_len(&self) -> Option<u64> {
+        self.external.as_ref().map(|e| e.0.len() as u64)
+    }
+
+    /// Record the size of the file this in-memory trace stands for.
+    pub fn set_source_len(&mut self, len: u64) {
+        self.source_len = len;
+    }
+
     /// Verify a block's checksum and return its raw payload.
     pub fn decode(&self, b: &BlockRef) -> Result<Cow<'_, [u8]>, TraceError> {
         if let Some((start, n)) = b.external {
@@ -298,11 +276,7 @@ impl Trace {
                 reason: "external payload out of range".into(),
             });
         }
-        decode_block(self.bytes.as_slice(), b).map_err(|reason| TraceError::CorruptBlock {
-            path: self.path.clone(),
-            offset: b.offset,
-            reason,
-        })
+        decode_block(&self.bytes, b).map_err(|reason| TraceError::CorruptBlock { path: self.path.clone(), offset: b.offset, reason })
     }
 
     /// Like `decode`, but a corrupt block yields None when the trace was
