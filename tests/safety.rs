@@ -124,6 +124,7 @@ fn messages_say_what_happened_and_what_to_do() {
     let p = perf_data(d.path());
     let mut b = std::fs::read(&p).unwrap();
     b[48..56].fill(0);
+    b[72..104].fill(0);
     let cut = d.path().join("killed.data");
     std::fs::write(&cut, &b).unwrap();
     fails_with(&["report", cut.to_str().unwrap()], &["data size of 0", "killed"]);

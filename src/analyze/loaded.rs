@@ -84,9 +84,9 @@ pub fn is_perf_data_file(path: &Path) -> bool {
 
 /// Why a perf.data holds no samples, when its header says so.
 fn empty_perf_data_hint(bytes: &[u8]) -> Option<&'static str> {
-    // perf writes the data section's size into the header only at the end;
-    // a perf record that was killed leaves it at 0.
-    if bytes.len() >= 56 && bytes.starts_with(b"PERFILE2") && bytes[48..56] == [0; 8] {
+    // perf writes the data section's size and the feature bits into the
+    // header only at the end; a perf record that was killed leaves both 0.
+    if bytes.len() >= 104 && bytes.starts_with(b"PERFILE2") && bytes[48..56] == [0; 8] && bytes[72..104] == [0; 32] {
         Some(
             "its header gives a data size of 0, which perf record leaves when it is killed before it finishes; nothing can be read from it",
         )
