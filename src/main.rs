@@ -15,6 +15,8 @@ const EXIT_ERROR: u8 = 2;
 enum Outcome {
     Ok,
     Nothing(String),
+    /// Exit with this status (record passes on its workload's).
+    Status(u8),
 }
 
 /// Binaries being symbolized are memory-mapped (only the pages DWARF lookups
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Status(code)) => ExitCode::from(code),
         Ok(Outcome::Nothing(why)) => {
             eprintln!("msen: {why}");
             ExitCode::from(EXIT_NOTHING)
@@ -113,6 +116,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 return Ok(Outcome::Ok);
             }
             let cfg = args.to_config(std::env::args().collect())?;
+            if args.print_attrs {
+                let list: Vec<serde_json::Value> =
+                    msen::record::planned_attrs(&cfg).iter().map(|(n, a)| msen::record::attrs::to_json(n, a)).collect();
+                print(&(serde_json::to_string_pretty(&list)? + "\n"))?;
+                return Ok(Outcome::Ok);
+            }
             let verbose = cfg.verbose;
             let s = msen::record::record(&cfg)?;
             if verbose {
@@ -129,10 +138,15 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     s.bytes as f64 / 1e6
                 );
             }
-            if let Some(code) = s.workload_exit.filter(|&c| c != 0) {
-                eprintln!("msen: the workload exited with status {code}");
+            match s.workload_exit.filter(|&c| c != 0) {
+                Some(code) => {
+                    if verbose {
+                        eprintln!("msen: the workload exited with status {code}");
+                    }
+                    Ok(Outcome::Status(code.clamp(0, 255) as u8))
+                }
+                None => Ok(Outcome::Ok),
             }
-            Ok(Outcome::Ok)
         }
         Command::Report(args) => {
             let cfg = args.to_config(true)?;

@@ -4,7 +4,6 @@
 use crate::analyze::report::{Children, ReportConfig, SortKey};
 use crate::analyze::script::{ScriptConfig, ScriptFormat};
 use crate::analyze::LoadOptions;
-use crate::record::events::parse_event_list;
 use crate::record::{RecordConfig, Sampling, Target};
 use crate::trace::OpenOptions;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -80,38 +79,108 @@ pub fn manpages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
 }
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "EXAMPLES:\n    msen record -- ./workload\n    msen record -g -F 4000 -o out.msen -- make -j2\n    msen record -a --duration 5\n    msen record -p $(pidof server) --duration 30"
-)]
+#[command(after_help = "EXAMPLES:
+    msen record ./workload args                 start a command and record it (-- is optional)
+    msen record -g -F 4000 -o out.msen -- make -j2
+    msen record --call-graph dwarf -- ./app     call chains without frame pointers
+    msen record -a -- sleep 5                   every CPU while a command runs
+    msen record -p $(pidof server) --duration 30
+    msen record --mem -- ./app                  memory samples (perf mem record's events)
+    msen record --c2c -a --duration 10          what msen false-share needs (perf c2c record)
+    msen record -e cpu/mem-loads,ldlat=50/P -d -W -- ./app
+    msen record -b -e cycles -- ./app           LBR branch stacks
+    msen record --mem --print-attrs -- ./app    show the perf_event_attrs, open nothing
+    msen record -o - -- ./app | msen report -i -
+
+EXIT STATUS:
+    the workload's exit status (128+N when signal N ended it) when msen
+    started one; 0 otherwise; 2 when msen itself failed")]
 pub struct RecordArgs {
-    /// Sample every task on every CPU.
+    /// Sample every task on every CPU (with a command: while it runs).
     #[arg(short = 'a', long = "all-cpus")]
     pub all_cpus: bool,
+    /// Sample every task on these CPUs only (e.g. 0-3,8); implies -a.
+    #[arg(short = 'C', long = "cpu", value_name = "CPUS")]
+    pub cpu_list: Option<String>,
     /// Attach to existing processes (comma-separated pids), following their new threads.
     #[arg(short = 'p', long = "pid", value_delimiter = ',', value_name = "PID")]
     pub pids: Vec<u32>,
-    /// Events to sample (comma-separated or repeated); default: cycles, or cpu-clock without a PMU.
+    /// Attach to existing threads (comma-separated tids).
+    #[arg(short = 't', long = "tid", value_delimiter = ',', value_name = "TID")]
+    pub tids: Vec<u32>,
+    /// Events in perf's syntax: names (cycles:pp), raw codes (r01c2),
+    /// PMU terms (cpu/event=0xcd,umask=1,ldlat=30/P), sysfs aliases,
+    /// groups ({a,b}:u); comma-separated or repeated. Default: cycles, or
+    /// cpu-clock on a host without a hardware PMU.
     #[arg(short = 'e', long = "event", value_name = "EVENT")]
     pub events: Vec<String>,
-    /// Sampling frequency in Hz per CPU.
-    #[arg(short = 'F', long = "freq", value_name = "HZ", conflicts_with = "period")]
-    pub freq: Option<u64>,
+    /// Memory samples with perf mem record's events for this host (Intel
+    /// mem-loads/mem-stores, AMD ibs_op, Arm SPE), data address, source and weight.
+    #[arg(long, conflicts_with = "c2c")]
+    pub mem: bool,
+    /// What `msen false-share` needs: perf c2c record's events and flags
+    /// (--mem plus physical addresses and CPUs).
+    #[arg(long)]
+    pub c2c: bool,
+    /// Load-latency threshold in cycles for Intel mem-loads and Arm SPE (--mem, --c2c).
+    #[arg(long, value_name = "CYCLES", default_value_t = 30)]
+    pub ldlat: u32,
+    /// Where the host cannot count an event you asked for (no hardware PMU),
+    /// record cpu-clock (page-faults with data addresses for memory events)
+    /// instead of failing.
+    #[arg(long)]
+    pub fallback: bool,
+    /// Sampling frequency in Hz per CPU (clamped to kernel.perf_event_max_sample_rate).
+    #[arg(short = 'F', long = "freq", value_name = "HZ", conflicts_with = "period", default_value_t = 4000)]
+    pub freq: u64,
     /// Sample every N events instead of at a frequency.
     #[arg(short = 'c', long = "count", value_name = "N")]
     pub period: Option<u64>,
-    /// Record call chains (frame pointers).
+    /// Record call chains with frame pointers (--call-graph fp).
     #[arg(short = 'g')]
     pub callchain: bool,
-    /// Stop after this many seconds.
+    /// Call chains: fp (frame pointers), dwarf[,SIZE] (copy SIZE bytes of user
+    /// stack, default 8192, unwound at analysis from .eh_frame), lbr (Intel LBR call stack).
+    #[arg(long = "call-graph", value_name = "MODE")]
+    pub call_graph: Option<String>,
+    /// Sample data addresses and data sources (PERF_SAMPLE_ADDR, DATA_SRC).
+    #[arg(short = 'd', long = "data")]
+    pub data: bool,
+    /// Sample the weight (load latency) of each sample.
+    #[arg(short = 'W', long = "weight")]
+    pub weight: bool,
+    /// Sample physical data addresses.
+    #[arg(long = "phys-data")]
+    pub phys_data: bool,
+    /// Sample the page size of data addresses.
+    #[arg(long = "data-page-size")]
+    pub data_page_size: bool,
+    /// Sample the page size of code addresses.
+    #[arg(long = "code-page-size")]
+    pub code_page_size: bool,
+    /// Sample the CPU (msen always does; accepted for perf compatibility).
+    #[arg(long = "sample-cpu")]
+    pub sample_cpu: bool,
+    /// Sample taken-branch stacks (LBR, BRS, BRBE): -j any.
+    #[arg(short = 'b', long = "branch-any")]
+    pub branch_any: bool,
+    /// Branch stack filter: any, any_call, any_ret, ind_call, ind_jmp, call,
+    /// cond, abort_tx, in_tx, no_tx, save_type, stack, priv, and u, k, hv.
+    #[arg(short = 'j', long = "branch-filter", value_name = "FILTERS")]
+    pub branch_filter: Option<String>,
+    /// Print the perf_event_attrs msen would open (JSON, kernel field names) and exit.
+    #[arg(long = "print-attrs")]
+    pub print_attrs: bool,
+    /// Stop after this many seconds (a started command gets SIGTERM, then SIGKILL).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
-    /// Output trace file.
+    /// Output trace file (`-`: stream to stdout). An existing file is kept as FILE.old.
     #[arg(short = 'o', long = "output", default_value = "msen.data")]
     pub output: PathBuf,
     /// Data pages per CPU ring buffer (a power of two).
     #[arg(short = 'm', long = "mmap-pages", default_value_t = 256)]
     pub mmap_pages: usize,
-    /// zstd level of trace blocks (1 fastest .. 19 smallest).
+    /// zstd level of trace blocks (1 fastest .. 22 smallest).
     #[arg(long = "compression-level", default_value_t = 3)]
     pub level: i32,
     /// Do not print the capture summary.
@@ -127,8 +196,8 @@ pub struct RecordArgs {
     /// Seed of the mock generator.
     #[arg(long, default_value_t = 1, requires = "mock")]
     pub seed: u64,
-    /// The command to run and record (after `--`).
-    #[arg(last = true, value_name = "CMD")]
+    /// The command to run and record (`--` before it is optional).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -366,34 +435,101 @@ pub struct UsageError(pub String);
 
 impl RecordArgs {
     pub fn to_config(&self, command_line: Vec<String>) -> Result<RecordConfig, UsageError> {
-        let modes = self.all_cpus as u8 + (!self.pids.is_empty()) as u8 + (!self.command.is_empty()) as u8;
-        if modes == 0 {
-            return Err(UsageError(
-                "nothing to record: give -a (all CPUs), -p PID, or a command after `--` (e.g. `msen record -- ./app`)".into(),
-            ));
+        self.to_config_with(command_line, &crate::perf::pmu::Pmus::discover())
+    }
+
+    pub fn to_config_with(&self, command_line: Vec<String>, pmus: &crate::perf::pmu::Pmus) -> Result<RecordConfig, UsageError> {
+        use crate::record::attrs::{branch, CallGraph, SampleOptions};
+        let cpus = match &self.cpu_list {
+            Some(l) => {
+                let v = crate::perf::sys::parse_cpu_list(l);
+                if v.is_empty() {
+                    return Err(UsageError(format!("-C {l}: not a CPU list (use e.g. 0-3,8)")));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let system_wide = self.all_cpus || cpus.is_some();
+        let attach = (!self.pids.is_empty()) as u8 + (!self.tids.is_empty()) as u8 + system_wide as u8;
+        if attach > 1 {
+            return Err(UsageError("choose one of -a/-C, -p PID and -t TID (a command may follow any of them)".into()));
         }
-        if modes > 1 {
-            return Err(UsageError("choose one target: -a, -p PID, or `-- CMD`".into()));
-        }
-        let target = if self.all_cpus {
+        let workload = (!self.command.is_empty()).then(|| self.command.clone());
+        let target = if system_wide {
             Target::AllCpus
         } else if !self.pids.is_empty() {
             Target::Pids(self.pids.clone())
+        } else if !self.tids.is_empty() {
+            Target::Tids(self.tids.clone())
+        } else if workload.is_some() {
+            Target::Command
         } else {
-            Target::Command(self.command.clone())
+            return Err(UsageError("nothing to record: give a command (`msen record ./app args`), -a (all CPUs), -p PID or -t TID".into()));
         };
-        let explicit = !self.events.is_empty();
-        let names = if explicit { self.events.clone() } else { vec!["cycles".to_string()] };
-        let events = parse_event_list(&names).map_err(|e| UsageError(e.to_string()))?;
+        let mut options = SampleOptions {
+            callgraph: CallGraph::None,
+            data: self.data,
+            weight: self.weight,
+            phys_data: self.phys_data,
+            data_page_size: self.data_page_size,
+            code_page_size: self.code_page_size,
+            branch_filter: None,
+        };
+        options.callgraph = match (&self.call_graph, self.callchain) {
+            (Some(m), _) => CallGraph::parse(m).map_err(UsageError)?,
+            (None, true) => CallGraph::Fp,
+            (None, false) => CallGraph::None,
+        };
+        options.branch_filter = match (&self.branch_filter, self.branch_any) {
+            (Some(j), any) => {
+                let mut m = branch::parse(j).map_err(UsageError)?;
+                if any {
+                    m |= branch::ANY;
+                }
+                Some(m)
+            }
+            (None, true) => Some(branch::ANY),
+            (None, false) => None,
+        };
+        let mut names = self.events.clone();
+        let mut fallback_reason = None;
+        if self.mem || self.c2c {
+            // perf mem record: -W -d; perf c2c record adds --phys-data --sample-cpu.
+            if self.events.is_empty() {
+                let mem = crate::record::attrs::memory_events(pmus, self.ldlat);
+                match (mem, self.fallback) {
+                    (Ok(ev), _) => names = ev,
+                    (Err(why), true) => {
+                        fallback_reason = Some(format!(
+                            "{}: recording page-faults with their data addresses instead",
+                            why.split(';').next().unwrap_or(&why)
+                        ));
+                        names = vec!["page-faults".into()]
+                    }
+                    (Err(why), false) => return Err(UsageError(why)),
+                }
+            }
+            options.weight = true;
+            options.data = true;
+            if self.c2c {
+                options.phys_data = true;
+            }
+        }
+        let explicit = !names.is_empty();
+        if !explicit {
+            // perf's default, cycles:P (the highest precise level that opens).
+            names = vec!["cycles:P".to_string()];
+        }
+        let events = crate::record::events::parse_event_list_with(&names, pmus).map_err(|e| UsageError(e.to_string()))?;
         if events.is_empty() {
             return Err(UsageError("-e needs at least one event".into()));
         }
         let sampling = match (self.freq, self.period) {
             (_, Some(0)) => return Err(UsageError("-c must be at least 1".into())),
             (_, Some(p)) => Sampling::Period(p),
-            (Some(0), _) => return Err(UsageError("-F must be at least 1 Hz".into())),
-            (Some(f), None) => Sampling::Freq(f),
-            (None, None) => Sampling::Freq(4000),
+            (0, _) => return Err(UsageError("-F must be at least 1 Hz".into())),
+            (f, None) => Sampling::Freq(f),
         };
         if !self.mmap_pages.is_power_of_two() || self.mmap_pages < 2 {
             return Err(UsageError(format!("--mmap-pages must be a power of two >= 2, not {}", self.mmap_pages)));
@@ -410,10 +546,14 @@ impl RecordArgs {
         }
         Ok(RecordConfig {
             target,
+            workload,
+            cpus,
             events,
             events_explicit: explicit,
+            fallback: self.fallback,
+            fallback_reason,
             sampling,
-            callchain: self.callchain,
+            options,
             duration,
             output: self.output.clone(),
             mmap_pages: self.mmap_pages,
@@ -521,9 +661,20 @@ mod tests {
         let Command::Record(r) = cli.command else { panic!() };
         assert_eq!(r.command, vec!["ls", "-l", "--color"]);
         let c = r.to_config(vec![]).unwrap();
-        assert_eq!(c.target, Target::Command(vec!["ls".into(), "-l".into(), "--color".into()]));
+        assert_eq!(c.target, Target::Command);
+        assert_eq!(c.workload, Some(vec!["ls".into(), "-l".into(), "--color".into()]));
         assert_eq!(c.sampling, Sampling::Freq(999));
-        assert!(c.callchain);
+        assert_eq!(c.options.callgraph, crate::record::attrs::CallGraph::Fp);
+        // Without `--`, the first non-option starts the command; its own
+        // options stay its own.
+        let cli = Cli::try_parse_from(["msen", "record", "-e", "cpu-clock", "./app", "-x", "--y"]).unwrap();
+        let Command::Record(r) = cli.command else { panic!() };
+        assert_eq!(r.command, vec!["./app", "-x", "--y"]);
+        // System-wide while a command runs.
+        let cli = Cli::try_parse_from(["msen", "record", "-a", "--", "sleep", "1"]).unwrap();
+        let Command::Record(r) = cli.command else { panic!() };
+        let c = r.to_config(vec![]).unwrap();
+        assert_eq!((c.target, c.workload), (Target::AllCpus, Some(vec!["sleep".into(), "1".into()])));
     }
 
     #[test]
@@ -532,6 +683,9 @@ mod tests {
         let Command::Record(r) = cli.command else { panic!() };
         assert!(r.to_config(vec![]).is_err());
         let cli = Cli::try_parse_from(["msen", "record", "-a", "-p", "1"]).unwrap();
+        let Command::Record(r) = cli.command else { panic!() };
+        assert!(r.to_config(vec![]).is_err());
+        let cli = Cli::try_parse_from(["msen", "record", "-C", "0", "-t", "1"]).unwrap();
         let Command::Record(r) = cli.command else { panic!() };
         assert!(r.to_config(vec![]).is_err());
         let cli = Cli::try_parse_from(["msen", "record", "-p", "1,2"]).unwrap();

@@ -76,6 +76,38 @@ pub mod sample {
     pub const WEIGHT_STRUCT: u64 = 1 << 24;
 }
 
+/// perf's names for the set sample_type bits, in bit order (`IP|TID|...`).
+pub fn sample_type_names(st: u64) -> String {
+    const NAMES: [&str; 25] = [
+        "IP",
+        "TID",
+        "TIME",
+        "ADDR",
+        "READ",
+        "CALLCHAIN",
+        "ID",
+        "CPU",
+        "PERIOD",
+        "STREAM_ID",
+        "RAW",
+        "BRANCH_STACK",
+        "REGS_USER",
+        "STACK_USER",
+        "WEIGHT",
+        "DATA_SRC",
+        "IDENTIFIER",
+        "TRANSACTION",
+        "REGS_INTR",
+        "PHYS_ADDR",
+        "AUX",
+        "CGROUP",
+        "DATA_PAGE_SIZE",
+        "CODE_PAGE_SIZE",
+        "WEIGHT_STRUCT",
+    ];
+    NAMES.iter().enumerate().filter(|(i, _)| st & (1 << i) != 0).map(|(_, n)| *n).collect::<Vec<_>>().join("|")
+}
+
 /// `PERF_FORMAT_*` bits of `read_format`.
 pub mod read_format {
     pub const TOTAL_TIME_ENABLED: u64 = 1 << 0;
@@ -92,9 +124,12 @@ pub const BRANCH_HW_INDEX: u64 = 1 << 17;
 pub mod flag {
     pub const DISABLED: u64 = 1 << 0;
     pub const INHERIT: u64 = 1 << 1;
+    pub const PINNED: u64 = 1 << 2;
+    pub const EXCLUSIVE: u64 = 1 << 3;
     pub const EXCLUDE_USER: u64 = 1 << 4;
     pub const EXCLUDE_KERNEL: u64 = 1 << 5;
     pub const EXCLUDE_HV: u64 = 1 << 6;
+    pub const EXCLUDE_IDLE: u64 = 1 << 7;
     pub const MMAP: u64 = 1 << 8;
     pub const COMM: u64 = 1 << 9;
     pub const FREQ: u64 = 1 << 10;
@@ -105,6 +140,7 @@ pub mod flag {
     pub const PRECISE_MASK: u64 = 3 << 15;
     pub const MMAP_DATA: u64 = 1 << 17;
     pub const SAMPLE_ID_ALL: u64 = 1 << 18;
+    pub const EXCLUDE_HOST: u64 = 1 << 19;
     pub const EXCLUDE_GUEST: u64 = 1 << 20;
     pub const EXCLUDE_CALLCHAIN_KERNEL: u64 = 1 << 21;
     pub const EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;

@@ -3,5 +3,6 @@
 
 pub mod attr;
 pub mod data;
+pub mod pmu;
 pub mod record;
 pub mod sys;

@@ -1,6 +1,7 @@
 //! `msen record`: capability probing, event setup, ring-buffer draining into
 //! trace blocks, and the metadata a trace needs to be read elsewhere.
 
+pub mod attrs;
 pub mod chunker;
 pub mod events;
 pub mod mock;
@@ -8,4 +9,4 @@ pub mod procscan;
 pub mod session;
 pub mod sysinfo;
 
-pub use session::{record, RecordConfig, RecordError, RecordSummary, Sampling, Target};
+pub use session::{planned_attrs, record, RecordConfig, RecordError, RecordSummary, Sampling, Target};

@@ -157,6 +157,12 @@ pub fn all_pids() -> Vec<u32> {
 }
 
 /// Thread ids of a process.
+/// The process (thread group) a thread belongs to.
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+}
+
 pub fn threads_of(pid: u32) -> Vec<u32> {
     let mut v: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect())

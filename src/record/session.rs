@@ -5,7 +5,7 @@
 use super::chunker::Chunker;
 use super::events::EventSpec;
 use super::{procscan, sysinfo};
-use crate::perf::attr::{flag, sample, EventAttr, ATTR_SIZE_VER5, ATTR_SIZE_VER7};
+use crate::perf::attr::{flag, sample, EventAttr, ATTR_SIZE_VER5};
 use crate::perf::sys::{self, RingBuffer};
 use crate::trace::format::STREAM_GLOBAL;
 use crate::trace::meta::{CaptureEnd, EventDesc, Metadata};
@@ -20,32 +20,42 @@ use std::time::{Duration, Instant};
 /// What to sample.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// Every task on every online CPU (`-a`).
+    /// Every task on the chosen CPUs (`-a`, `-C`).
     AllCpus,
     /// Existing processes and their future children (`-p`).
     Pids(Vec<u32>),
-    /// A command msen starts and follows (`-- CMD ARGS`).
-    Command(Vec<String>),
+    /// Existing threads (`-t`).
+    Tids(Vec<u32>),
+    /// The command msen starts (`-- CMD ARGS`), followed into its children.
+    Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sampling {
-    /// Samples per second per CPU (`-F`).
-    Freq(u64),
-    /// One sample every N events (`-c`).
-    Period(u64),
-}
+pub use super::attrs::Sampling;
+use super::attrs::{self, AttrContext, CallGraph, SampleOptions};
 
 /// A validated `msen record` request.
 #[derive(Debug, Clone)]
 pub struct RecordConfig {
     pub target: Target,
+    /// The workload to start: sampled itself under `Target::Command`, or
+    /// the span of a system-wide / `-p` capture (`-a -- sleep 5`).
+    pub workload: Option<Vec<String>>,
+    /// `-C`: CPUs to sample (system-wide only); None means every online CPU.
+    pub cpus: Option<Vec<u32>>,
     pub events: Vec<EventSpec>,
-    /// True when the events came from `-e` rather than the default.
+    /// True when the events came from `-e`/`--mem`/`--c2c` rather than the
+    /// default; such events never fall back silently.
     pub events_explicit: bool,
+    /// `--fallback`: replace events the host cannot count (no PMU) with
+    /// software events (cpu-clock; page-faults for memory events).
+    pub fallback: bool,
+    /// Why the requested events were already replaced (--mem --fallback on
+    /// a host without a memory PMU); stored in the trace.
+    pub fallback_reason: Option<String>,
     pub sampling: Sampling,
-    pub callchain: bool,
+    pub options: SampleOptions,
     pub duration: Option<Duration>,
+    /// Output path; `-` streams the trace to stdout.
     pub output: PathBuf,
     /// Data pages per ring buffer (a power of two).
     pub mmap_pages: usize,
@@ -64,14 +74,15 @@ pub struct RecordSummary {
     pub bytes: u64,
     pub elapsed: Duration,
     pub software_only: bool,
-    /// Exit code of the workload, when msen started one.
+    /// Exit status of the workload, when msen started one (128+N when a
+    /// signal N ended it, as a shell reports it).
     pub workload_exit: Option<i32>,
     pub notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("cannot create {path}: {err}")]
+    #[error("cannot create {path}: {err}; check the directory exists and is writable")]
     Output { path: PathBuf, err: io::Error },
     #[error("writing {path}: {err}")]
     Write { path: PathBuf, err: io::Error },
@@ -81,6 +92,8 @@ pub enum RecordError {
     NoSuchProcess(u32),
     #[error("cannot open event {event} on cpu {cpu}: {err}{hint}")]
     Open { event: String, cpu: i32, err: io::Error, hint: String },
+    #[error("no hardware PMU on this host (hardware events fail with {errno}, as in most VMs): {event} needs one; run on bare metal (or a VM with PMU passthrough), or pass --fallback to record {instead} instead")]
+    NoPmu { event: String, errno: &'static str, instead: &'static str },
     #[error("cannot map the ring buffer of cpu {cpu}: {err}; lower --mmap-pages or raise `ulimit -l`")]
     Mmap { cpu: u32, err: io::Error },
     #[error("cannot start {cmd}: {err}")]
@@ -90,31 +103,34 @@ pub enum RecordError {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// The signal that asked us to stop (forwarded to the workload).
+static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
     STOP.store(true, Ordering::SeqCst);
 }
 
 fn install_signal_handlers() {
     let handler: extern "C" fn(libc::c_int) = on_signal;
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        // SAFETY: the handler only stores to atomics, which is async-signal-safe.
         unsafe {
             libc::signal(sig, handler as libc::sighandler_t);
         }
     }
 }
 
-/// Why a hardware event could not be used: the plain-words note we print once.
-fn no_pmu_note(err: &io::Error) -> Option<String> {
+fn errno_name(err: &io::Error) -> &'static str {
     match err.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) | Some(libc::ENODEV) => Some(format!(
-            "no hardware PMU on this host (hardware events fail with {}, as in most VMs); recording cpu-clock instead. \
-             Run on bare metal (or a VM with PMU passthrough) for cycles and memory samples",
-            if err.raw_os_error() == Some(libc::ENOENT) { "ENOENT" } else { "EOPNOTSUPP" }
-        )),
-        _ => None,
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::ENODEV) => "ENODEV",
+        _ => "EOPNOTSUPP",
     }
+}
+
+fn is_no_pmu(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) | Some(libc::ENODEV))
 }
 
 fn is_root() -> bool {
@@ -131,130 +147,158 @@ fn permission_hint(all_cpus: bool) -> String {
     }
 }
 
-/// Build the attr for one event of this capture.
-fn base_attr(spec: &EventSpec, cfg: &RecordConfig, tracking: bool, any_addr: bool, exclude_kernel: bool, data_bytes: usize) -> EventAttr {
-    let mut st = sample::IDENTIFIER | sample::IP | sample::TID | sample::TIME | sample::CPU | sample::PERIOD;
-    if cfg.callchain {
-        st |= sample::CALLCHAIN;
-    }
-    if spec.has_data_addr() {
-        st |= sample::ADDR;
-    }
-    let mut flags = flag::DISABLED | flag::SAMPLE_ID_ALL | flag::USE_CLOCKID | flag::WATERMARK;
-    if !matches!(cfg.target, Target::AllCpus) {
-        flags |= flag::INHERIT;
-    }
-    if matches!(cfg.target, Target::Command(_)) {
-        flags |= flag::ENABLE_ON_EXEC;
-    }
-    if spec.exclude_user {
-        flags |= flag::EXCLUDE_USER;
-    }
-    if spec.exclude_kernel || exclude_kernel {
-        flags |= flag::EXCLUDE_KERNEL;
-    }
-    if tracking {
-        flags |= flag::MMAP | flag::MMAP2 | flag::COMM | flag::COMM_EXEC | flag::TASK;
-        if any_addr {
-            flags |= flag::MMAP_DATA;
-        }
-    }
-    let period_or_freq = match cfg.sampling {
-        Sampling::Freq(f) => {
-            flags |= flag::FREQ;
-            f
-        }
-        Sampling::Period(p) => p,
-    };
-    let mut a = EventAttr {
-        type_: spec.type_,
-        size: ATTR_SIZE_VER7,
-        config: spec.config,
-        period_or_freq,
-        sample_type: st,
-        flags,
+/// The attr context of event `ei` in this capture.
+fn context(cfg: &RecordConfig, ei: usize, user_only: bool, data_bytes: usize) -> AttrContext {
+    AttrContext {
+        tracking: ei == 0,
+        system_wide: matches!(cfg.target, Target::AllCpus),
+        started_command: matches!(cfg.target, Target::Command),
+        user_only,
         // Wake the reader when a quarter of the ring is used.
-        wakeup: (data_bytes / 4) as u32,
-        clockid: libc::CLOCK_MONOTONIC,
-        ..Default::default()
-    };
-    if spec.is_hardware() {
-        a.flags |= (spec.precise.unwrap_or(0) as u64) << flag::PRECISE_SHIFT;
-    }
-    a
-}
-
-/// Open with the kernel's attr size; retry at an older size on E2BIG.
-fn open_attr(a: &mut EventAttr, pid: i32, cpu: i32) -> io::Result<OwnedFd> {
-    match sys::perf_event_open(a, a.size, pid, cpu, -1) {
-        Err(e) if e.raw_os_error() == Some(libc::E2BIG) && a.size > ATTR_SIZE_VER5 => {
-            a.size = ATTR_SIZE_VER5;
-            sys::perf_event_open(a, a.size, pid, cpu, -1)
-        }
-        r => r,
+        wakeup_bytes: (data_bytes / 4) as u32,
     }
 }
 
-/// Decide which events can run here: hardware events that fail for lack of
-/// a PMU are replaced by cpu-clock (once), and precise levels are lowered
-/// until the kernel accepts them.
-fn probe_events(cfg: &RecordConfig, notes: &mut Vec<String>) -> (Vec<EventSpec>, Option<String>) {
-    let mut out: Vec<EventSpec> = Vec::new();
-    let mut fallback = None;
-    for spec in &cfg.events {
-        if !spec.is_hardware() {
-            if !out.contains(spec) {
-                out.push(spec.clone());
+/// Every attr msen would open, before any probing (`--print-attrs`).
+pub fn planned_attrs(cfg: &RecordConfig) -> Vec<(String, EventAttr)> {
+    let user_only = !is_root() && sysinfo::perf_event_paranoid().is_some_and(|p| p >= 2);
+    let data_bytes = cfg.mmap_pages * sys::page_size();
+    cfg.events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.clone(), attrs::build(e, cfg.sampling, &cfg.options, context(cfg, i, user_only, data_bytes))))
+        .collect()
+}
+
+/// Open with the kernel's attr size; retry at an older size on E2BIG, and
+/// with WEIGHT instead of WEIGHT_STRUCT on kernels before 5.12 (as perf).
+fn open_attr(a: &mut EventAttr, pid: i32, cpu: i32, group_fd: i32) -> io::Result<OwnedFd> {
+    loop {
+        match sys::perf_event_open(a, a.size, pid, cpu, group_fd) {
+            Err(e) if e.raw_os_error() == Some(libc::E2BIG) && a.size > ATTR_SIZE_VER5 => a.size = ATTR_SIZE_VER5,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && a.sample_type & sample::WEIGHT_STRUCT != 0 => {
+                a.sample_type = (a.sample_type & !sample::WEIGHT_STRUCT) | sample::WEIGHT;
             }
+            r => return r,
+        }
+    }
+}
+
+/// Decide which events can run here. Precise levels asked for with `P` are
+/// lowered until the kernel accepts them (as perf does). A hardware event
+/// that fails for lack of a PMU is an error, unless it is the default event
+/// or --fallback was given: then it is replaced by a software event, and the
+/// note says so once.
+fn probe_events(cfg: &RecordConfig, notes: &mut Vec<String>) -> Result<(Vec<EventSpec>, Option<String>), RecordError> {
+    let mut out: Vec<EventSpec> = Vec::new();
+    let mut fallback: Option<String> = cfg.fallback_reason.clone();
+    // Where each requested event went in `out` (groups refer to leaders by index).
+    let mut moved: Vec<Option<usize>> = Vec::new();
+    for (ei, spec) in cfg.events.iter().enumerate() {
+        let leader = spec.group_leader.and_then(|l| moved.get(l).copied().flatten());
+        moved.push(Some(out.len()));
+        if !spec.is_hardware() {
+            let mut s = spec.clone();
+            s.group_leader = leader;
+            out.push(s);
             continue;
         }
-        let start = spec.precise.unwrap_or(if cfg.events_explicit { 0 } else { 3 });
+        if spec.aux {
+            return Err(RecordError::Other(format!(
+                "{}: this PMU writes its samples to an AUX area, which msen record does not decode; record it with `perf record` and analyze the perf.data, or see --print-attrs for the attrs",
+                spec.name
+            )));
+        }
+        let top = spec.precise_ip();
+        let floor = if spec.precise_max { 0 } else { top };
         let mut chosen = None;
         let mut last_err = None;
-        for p in (0..=start).rev() {
+        for p in (floor..=top).rev() {
             let mut s = spec.clone();
+            s.precise_max = false;
             s.precise = Some(p);
-            let mut a = base_attr(&s, cfg, false, false, true, 4096);
-            a.flags &= !(flag::INHERIT | flag::ENABLE_ON_EXEC);
-            match open_attr(&mut a, 0, -1) {
+            let mut ctx = context(cfg, ei, true, 4096);
+            ctx.started_command = false;
+            ctx.system_wide = false;
+            let mut a = attrs::build(&s, cfg.sampling, &cfg.options, ctx);
+            a.flags &= !flag::INHERIT;
+            match open_attr(&mut a, 0, -1, -1) {
                 Ok(_) => {
                     chosen = Some(s);
                     break;
                 }
                 Err(e) => {
-                    let nopmu = no_pmu_note(&e).is_some();
+                    let stop = is_no_pmu(&e);
                     last_err = Some(e);
-                    if nopmu {
+                    if stop {
                         break;
                     }
                 }
             }
         }
         match (chosen, last_err) {
-            (Some(s), _) => out.push(s),
-            (None, Some(e)) if no_pmu_note(&e).is_some() => {
-                if fallback.is_none() {
-                    fallback = no_pmu_note(&e);
+            (Some(mut s), _) => {
+                s.group_leader = leader;
+                out.push(s)
+            }
+            (None, Some(e)) if is_no_pmu(&e) => {
+                let mem = spec.is_memory() || cfg.options.data;
+                if cfg.events_explicit && !cfg.fallback {
+                    return Err(RecordError::NoPmu {
+                        event: spec.name.clone(),
+                        errno: errno_name(&e),
+                        instead: if mem { "page-faults with their data addresses" } else { "cpu-clock" },
+                    });
                 }
-                let cc = super::events::parse_event("cpu-clock").ok();
-                if let Some(mut cc) = cc {
-                    cc.exclude_user = spec.exclude_user;
-                    cc.exclude_kernel = spec.exclude_kernel;
-                    if !out.iter().any(|o| o.type_ == cc.type_ && o.config == cc.config) {
-                        out.push(cc);
+                let soft = if mem { "page-faults" } else { "cpu-clock" };
+                if fallback.is_none() {
+                    fallback = Some(format!(
+                        "no hardware PMU on this host (hardware events fail with {}, as in most VMs); recording {soft} instead of {}. \
+                         Run on bare metal (or a VM with PMU passthrough) for cycles and memory samples (PMUs registered here: {})",
+                        errno_name(&e),
+                        spec.name,
+                        sysinfo::pmus().join(", ")
+                    ));
+                }
+                if let Ok(mut sw) = super::events::parse_event_list_with(&[soft.to_string()], &crate::perf::pmu::Pmus::default()) {
+                    if let Some(mut s) = sw.pop() {
+                        s.exclude_user = spec.exclude_user;
+                        s.exclude_kernel = spec.exclude_kernel;
+                        match out.iter().position(|o| o.type_ == s.type_ && o.config == s.config && o.group_leader.is_none()) {
+                            Some(i) => *moved.last_mut().unwrap_or(&mut None) = Some(i),
+                            None => out.push(s),
+                        }
                     }
                 }
             }
             // Some other failure (permissions, a bad raw code): keep the
             // event so that the real open reports the error in context.
-            (None, _) => out.push(spec.clone()),
+            (None, _) => {
+                let mut s = spec.clone();
+                s.group_leader = leader;
+                out.push(s)
+            }
         }
     }
-    if let Some(f) = &mut fallback {
-        f.push_str(&format!(" (PMUs registered here: {})", sysinfo::pmus().join(", ")));
+    if let Some(f) = &fallback {
         notes.push(f.clone());
     }
-    (out, fallback)
+    Ok((out, fallback))
+}
+
+/// perf's -F clamp: a frequency above kernel.perf_event_max_sample_rate is
+/// lowered to it, with a warning, instead of failing with EINVAL.
+fn clamp_frequency(cfg: &RecordConfig, notes: &mut Vec<String>) -> Sampling {
+    let max = std::fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    match (cfg.sampling, max) {
+        (Sampling::Freq(f), Some(m)) if m > 0 && f > m => {
+            notes.push(format!(
+                "-F {f} is above kernel.perf_event_max_sample_rate ({m} Hz); sampling at {m} Hz (raise the sysctl for more)"
+            ));
+            Sampling::Freq(m)
+        }
+        (s, _) => s,
+    }
 }
 
 /// A started (but not yet exec'd) workload: the child waits on a pipe so the
@@ -337,6 +381,28 @@ impl Workload {
         Ok(())
     }
 
+    /// Send `sig` to the workload (while it runs).
+    fn signal(&self, sig: libc::c_int) {
+        if self.exited.is_none() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.pid, sig) };
+        }
+    }
+
+    /// Ask the workload to end (SIGTERM), then force it (SIGKILL) when it
+    /// has not exited within `grace`; returns its status.
+    fn terminate(&mut self, grace: Duration) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        let until = Instant::now() + grace;
+        while self.wait(false).is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.exited.is_none() {
+            self.signal(libc::SIGKILL);
+        }
+        self.wait(true)
+    }
+
     fn wait(&mut self, block: bool) -> Option<i32> {
         if self.exited.is_some() {
             return self.exited;
@@ -359,15 +425,27 @@ struct Ring {
     owner: usize,
 }
 
+/// How long a workload gets to exit after SIGTERM before SIGKILL.
+const WORKLOAD_GRACE: Duration = Duration::from_secs(2);
+
 /// Run a capture until the duration elapses, the workload exits, all target
 /// processes exit, or SIGINT/SIGTERM arrives.
 pub fn record(cfg: &RecordConfig) -> Result<RecordSummary, RecordError> {
     STOP.store(false, Ordering::SeqCst);
+    STOP_SIGNAL.store(0, Ordering::SeqCst);
     install_signal_handlers();
     let mut notes = Vec::new();
     let started = Instant::now();
+    let clamped;
+    let cfg = match clamp_frequency(cfg, &mut notes) {
+        s if s != cfg.sampling => {
+            clamped = RecordConfig { sampling: s, ..cfg.clone() };
+            &clamped
+        }
+        _ => cfg,
+    };
 
-    let (events, fallback) = probe_events(cfg, &mut notes);
+    let (events, fallback) = probe_events(cfg, &mut notes)?;
     let all_software = events.iter().all(|e| !e.is_hardware());
     let exclude_kernel = !is_root() && sysinfo::perf_event_paranoid().is_some_and(|p| p >= 2);
     if exclude_kernel {
@@ -375,25 +453,47 @@ pub fn record(cfg: &RecordConfig) -> Result<RecordSummary, RecordError> {
             "kernel.perf_event_paranoid >= 2 and not root: sampling user space only (as `:u`); run as root for kernel samples".into(),
         );
     }
-    let any_addr = events.iter().any(|e| e.has_data_addr());
+    if events.iter().any(|e| e.is_memory()) && !cfg.options.data {
+        notes.push("memory events without -d: samples carry no data address or data source; add -d -W (or use --mem)".into());
+    }
 
-    let mut workload = match &cfg.target {
-        Target::Command(argv) => Some(Workload::spawn(argv)?),
-        _ => None,
+    let mut workload = match &cfg.workload {
+        Some(argv) => Some(Workload::spawn(argv)?),
+        None => None,
     };
     // Kill a spawned-but-unstarted child on any error path below.
-    let result = run(cfg, &events, all_software, fallback, exclude_kernel, any_addr, workload.as_mut(), &mut notes, started);
+    let result = run(cfg, &events, all_software, fallback, exclude_kernel, workload.as_mut(), &mut notes, started);
     if result.is_err() {
         if let Some(w) = workload.as_mut() {
             if w.exited.is_none() {
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(w.pid, libc::SIGKILL) };
+                w.signal(libc::SIGKILL);
                 w.go.take();
                 w.wait(true);
             }
         }
     }
     result
+}
+
+/// Keep an existing output as FILE.old (as perf keeps perf.data.old), then
+/// create the new one; `-` is stdout.
+fn create_output(cfg: &RecordConfig) -> io::Result<TraceWriter> {
+    if cfg.output.as_os_str() == "-" {
+        // SAFETY: dup of our own stdout; the new fd is owned by the File.
+        let fd = unsafe { libc::dup(1) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor nothing else owns.
+        let f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        return TraceWriter::new(f, cfg.compression_level);
+    }
+    if std::fs::metadata(&cfg.output).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        let mut old = cfg.output.clone().into_os_string();
+        old.push(".old");
+        std::fs::rename(&cfg.output, &old)?;
+    }
+    TraceWriter::create(&cfg.output, cfg.compression_level)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -403,19 +503,30 @@ fn run(
     software_only: bool,
     fallback: Option<String>,
     exclude_kernel: bool,
-    any_addr: bool,
     mut workload: Option<&mut Workload>,
     notes: &mut Vec<String>,
     started: Instant,
 ) -> Result<RecordSummary, RecordError> {
-    let cpus = sys::online_cpus();
+    let online = sys::online_cpus();
+    let cpus: Vec<u32> = match &cfg.cpus {
+        Some(want) => {
+            if let Some(bad) = want.iter().find(|c| !online.contains(c)) {
+                return Err(RecordError::Other(format!(
+                    "-C: cpu {bad} is not online (online: {}); pick CPUs from /sys/devices/system/cpu/online",
+                    online.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+                )));
+            }
+            want.clone()
+        }
+        None => online,
+    };
     let page = sys::page_size();
     let data_bytes = cfg.mmap_pages * page;
 
     // pids to open per CPU: -1 (any task), the workload, or every thread.
     let pids: Vec<i32> = match &cfg.target {
         Target::AllCpus => vec![-1],
-        Target::Command(_) => vec![workload.as_ref().map_or(-1, |w| w.pid)],
+        Target::Command => vec![workload.as_ref().map_or(-1, |w| w.pid)],
         Target::Pids(ps) => {
             let mut v = Vec::new();
             for &p in ps {
@@ -427,20 +538,40 @@ fn run(
             }
             v
         }
+        Target::Tids(ts) => {
+            for &t in ts {
+                if !Path::new(&format!("/proc/{t}")).exists() {
+                    return Err(RecordError::NoSuchProcess(t));
+                }
+            }
+            ts.iter().map(|&t| t as i32).collect()
+        }
     };
 
     let mut descs: Vec<EventDesc> = Vec::new();
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut rings: Vec<Ring> = Vec::new();
+    // (event, cpu, pid) -> fd index, for group members to find their leader.
+    let mut opened: std::collections::HashMap<(usize, u32, i32), usize> = std::collections::HashMap::new();
+    let mut fd_is_leader: Vec<bool> = Vec::new();
     for (ei, spec) in events.iter().enumerate() {
-        let mut attr = base_attr(spec, cfg, ei == 0, any_addr, exclude_kernel, data_bytes);
+        let mut attr = attrs::build(spec, cfg.sampling, &cfg.options, context(cfg, ei, exclude_kernel, data_bytes));
         let mut ids = Vec::new();
         for &cpu in &cpus {
             for &pid in &pids {
-                let fd = match open_attr(&mut attr, pid, cpu as i32) {
+                let group_fd = spec.group_leader.and_then(|l| opened.get(&(l, cpu, pid))).map_or(-1, |&i| fds[i].as_raw_fd());
+                if spec.group_leader.is_some() {
+                    // Members are enabled with their leader.
+                    attr.flags &= !(flag::DISABLED | flag::ENABLE_ON_EXEC);
+                }
+                let fd = match open_attr(&mut attr, pid, cpu as i32, group_fd) {
                     Ok(fd) => fd,
                     // A thread that exited since we listed it.
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) && matches!(cfg.target, Target::Pids(_)) && pid > 0 => continue,
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::ESRCH) && matches!(cfg.target, Target::Pids(_) | Target::Tids(_)) && pid > 0 =>
+                    {
+                        continue
+                    }
                     Err(e) => {
                         return Err(match e.raw_os_error() {
                             Some(libc::EACCES) | Some(libc::EPERM) => RecordError::Permission {
@@ -448,12 +579,19 @@ fn run(
                                 hint: permission_hint(matches!(cfg.target, Target::AllCpus)),
                             },
                             Some(libc::ESRCH) => RecordError::NoSuchProcess(pid as u32),
+                            _ if is_no_pmu(&e) && attr.sample_type & sample::BRANCH_STACK != 0 => RecordError::Other(format!(
+                                "cannot open {} with branch stacks: {e}; this host has no branch-stack hardware (LBR, BRS, BRBE) for it: drop -b/-j/--call-graph lbr, or run on hardware that has one",
+                                spec.name
+                            )),
                             _ => RecordError::Open {
                                 event: spec.name.clone(),
                                 cpu: cpu as i32,
-                                hint: match no_pmu_note(&e) {
-                                    Some(_) => "; this host has no hardware PMU for it: use -e cpu-clock".into(),
-                                    None => String::new(),
+                                hint: if is_no_pmu(&e) {
+                                    "; this host has no hardware PMU for it: use -e cpu-clock, or pass --fallback".into()
+                                } else if e.raw_os_error() == Some(libc::EINVAL) && cfg.options.callgraph != CallGraph::None {
+                                    "; the kernel refused the call-graph settings (try a smaller --call-graph dwarf,SIZE)".into()
+                                } else {
+                                    String::new()
                                 },
                                 err: e,
                             },
@@ -472,6 +610,8 @@ fn run(
                         rings.push(Ring { cpu, buf, owner: fds.len() });
                     }
                 }
+                opened.insert((ei, cpu, pid), fds.len());
+                fd_is_leader.push(spec.group_leader.is_none());
                 fds.push(fd);
             }
         }
@@ -485,19 +625,26 @@ fn run(
         msen_version: env!("CARGO_PKG_VERSION").to_string(),
         events: descs,
         command_line: cfg.command_line.clone(),
-        workload: match &cfg.target {
-            Target::Command(a) => a.clone(),
-            _ => Vec::new(),
-        },
+        workload: cfg.workload.clone().unwrap_or_default(),
         clock: "monotonic".into(),
         start_unix_ns: sysinfo::unix_ns(),
         start_clock_ns: sysinfo::monotonic_ns(),
         software_only,
         fallback_reason: fallback,
-        target: match &cfg.target {
-            Target::AllCpus => "all CPUs".into(),
-            Target::Pids(p) => format!("pid {}", p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")),
-            Target::Command(a) => format!("command: {}", a.join(" ")),
+        target: {
+            let list = |v: &[u32]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+            let what = match &cfg.target {
+                Target::AllCpus if cfg.cpus.is_some() => format!("cpus {}", list(&cpus)),
+                Target::AllCpus => "all CPUs".into(),
+                Target::Pids(p) => format!("pid {}", list(p)),
+                Target::Tids(t) => format!("tid {}", list(t)),
+                Target::Command => "command".into(),
+            };
+            match &cfg.workload {
+                Some(a) if cfg.target == Target::Command => format!("command: {}", a.join(" ")),
+                Some(a) => format!("{what} while running: {}", a.join(" ")),
+                None => what,
+            }
         },
         ..Default::default()
     };
@@ -506,7 +653,7 @@ fn run(
 
     let out_err = |source| RecordError::Output { path: cfg.output.clone(), err: source };
     let write_err = |source| RecordError::Write { path: cfg.output.clone(), err: source };
-    let mut writer = TraceWriter::create(&cfg.output, cfg.compression_level).map_err(out_err)?;
+    let mut writer = create_output(cfg).map_err(out_err)?;
     let meta_json = serde_json::to_vec(&meta).map_err(|e| RecordError::Other(e.to_string()))?;
     writer
         .write_block(
@@ -523,22 +670,22 @@ fn run(
 
     // Enable, then synthesize what already exists (a mapping made in between
     // appears twice, which the analyses tolerate; none is missed).
-    match &cfg.target {
-        Target::Command(argv) => {
-            if let Some(w) = workload.as_mut() {
-                w.start(argv.first().map(String::as_str).unwrap_or(""))?;
-            }
-        }
-        _ => {
-            for fd in &fds {
+    // A started command's events enable themselves at its exec.
+    if cfg.target != Target::Command {
+        for (fd, leader) in fds.iter().zip(fd_is_leader.iter()) {
+            if *leader {
                 sys::enable(fd).map_err(|e| RecordError::Other(format!("enabling events: {e}")))?;
             }
         }
     }
+    if let (Some(w), Some(argv)) = (workload.as_mut(), &cfg.workload) {
+        w.start(argv.first().map(String::as_str).unwrap_or(""))?;
+    }
     let synth_pids = match &cfg.target {
         Target::AllCpus => procscan::all_pids(),
         Target::Pids(p) => p.clone(),
-        Target::Command(_) => Vec::new(),
+        Target::Tids(t) => t.iter().filter_map(|&t| procscan::tgid_of(t)).collect(),
+        Target::Command => Vec::new(),
     };
     let mut synth = Vec::new();
     let id0 = tracking.ids.first().copied().unwrap_or(0);
@@ -575,14 +722,15 @@ fn run(
             stop_reason = "duration";
             break;
         }
+
         if let Some(w) = workload.as_mut() {
             if w.wait(false).is_some() {
                 stop_reason = "workload exited";
                 break;
             }
         }
-        if let Target::Pids(ps) = &cfg.target {
-            if ps.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+        if let Target::Pids(ps) | Target::Tids(ps) = &cfg.target {
+            if cfg.workload.is_none() && ps.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()) {
                 stop_reason = "target processes exited";
                 break;
             }
@@ -591,6 +739,34 @@ fn run(
             p.revents = 0;
         }
     }
+    // A workload still running ends with the capture: the signal that
+    // stopped msen is passed on (Ctrl-C, SIGTERM); --duration ends it.
+    let workload_exit = match workload.as_mut() {
+        // --duration asked for a capture of that length: end the workload
+        // (SIGTERM, then SIGKILL) and report success, not its signal.
+        Some(w) if w.exited.is_none() && stop_reason == "duration" => {
+            w.terminate(WORKLOAD_GRACE);
+            notes.push(format!("--duration elapsed: ended the workload (pid {})", w.pid));
+            None
+        }
+        // A signal to msen is passed on, as a shell would; the workload's
+        // own status then tells how it ended (130 after Ctrl-C).
+        Some(w) if w.exited.is_none() => {
+            let sig = STOP_SIGNAL.load(Ordering::SeqCst);
+            w.signal(if sig != 0 { sig } else { libc::SIGTERM });
+            let until = Instant::now() + WORKLOAD_GRACE;
+            while w.wait(false).is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if w.exited.is_none() {
+                w.terminate(WORKLOAD_GRACE)
+            } else {
+                w.exited
+            }
+        }
+        Some(w) => w.exited,
+        None => None,
+    };
     for fd in &fds {
         let _ = sys::disable(fd);
     }
@@ -601,14 +777,6 @@ fn run(
         }
     }
     chunker.flush_all(&mut writer).map_err(write_err)?;
-    let workload_exit = workload.as_mut().and_then(|w| {
-        if w.exited.is_none() && STOP.load(Ordering::SeqCst) {
-            // Ctrl-C reached the child through the terminal too; reap it.
-            w.wait(true)
-        } else {
-            w.exited
-        }
-    });
     drop(rings);
     drop(fds);
 

@@ -82,15 +82,23 @@ impl TraceWriter {
     /// Make everything written so far durable (used at bounded intervals
     /// during capture, so a machine crash loses at most one interval).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        ignore_unsyncable(self.file.sync_data())
     }
 
     /// Append the footer index and trailer, sync, and close; returns the
     /// file length.
     pub fn finish(self) -> io::Result<u64> {
         let (n, f) = self.close()?;
-        f.sync_all()?;
+        ignore_unsyncable(f.sync_all())?;
         Ok(n)
+    }
+}
+
+/// A pipe or terminal (`-o -`) cannot be synced: EINVAL is not a failure there.
+fn ignore_unsyncable(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        r => r,
     }
 }
 
