@@ -101,6 +101,8 @@ pub struct Loaded {
     pub events: Events,
     pub timeline: Timeline,
     pub resolver: Resolver,
+    /// Binaries' unwind tables for samples with a user stack copy.
+    pub unwind: super::unwind::Unwind,
     /// PERF_RECORD_LOST totals from the sideband.
     pub lost_records: u64,
     pub sideband_stats: DecodeStats,
@@ -214,7 +216,8 @@ impl Loaded {
             .with_kernel_maps(timeline.kernel_maps(), imported)
             .with_jit_maps(jit)
             .with_data_objects(data_objects);
-        Ok(Loaded { trace, events, timeline, resolver, lost_records: lost, sideband_stats: stats })
+        let unwind = super::unwind::Unwind::new(&resolver, timeline.dsos.len());
+        Ok(Loaded { trace, events, timeline, resolver, unwind, lost_records: lost, sideband_stats: stats })
     }
 
     /// Decode one SAMPLES block and call `f(event, cpumode, sample)` for each
@@ -248,6 +251,30 @@ impl Loaded {
             f(ev, r.cpumode(), &s);
         }
         Ok(())
+    }
+
+    /// True when some event samples user stacks (--call-graph dwarf).
+    pub fn has_stack_copies(&self) -> bool {
+        self.events.list.iter().any(|e| e.attr.sample_type & crate::perf::attr::sample::STACK_USER != 0)
+    }
+
+    /// An unwinder for one worker (see `unwind`).
+    pub fn unwinder(&self) -> super::unwind::UnwindWorker<'_> {
+        super::unwind::UnwindWorker::new(&self.unwind, &self.timeline)
+    }
+
+    /// The call chain of a sample: unwound from its stack copy when it has
+    /// one, else the kernel's callchain as recorded.
+    pub fn chain_of(&self, ev: u16, s: &Sample<'_>, w: &mut super::unwind::UnwindWorker<'_>) -> Option<Box<[u64]>> {
+        let attr = &self.events.list[ev as usize].attr;
+        if s.stack_user.is_some() {
+            let pid = s.pid.unwrap_or(u32::MAX);
+            let epoch = self.timeline.epoch_at(pid, s.time.unwrap_or(0));
+            if let Some(c) = w.chain(s, attr.sample_regs_user, pid, epoch) {
+                return Some(c.into_boxed_slice());
+            }
+        }
+        s.callchain.map(|c| c.iter().collect::<Vec<_>>().into_boxed_slice())
     }
 
     pub fn sample_blocks(&self) -> Vec<BlockRef> {

@@ -13,5 +13,6 @@ pub mod numa;
 pub mod report;
 pub mod script;
 pub mod timeline;
+pub mod unwind;
 
 pub use loaded::{LoadOptions, Loaded};

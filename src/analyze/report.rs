@@ -300,52 +300,58 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     let pb = crate::output::progress(cfg.progress, blocks.len() as u64, "decoding");
     let partial = blocks
         .par_iter()
-        .map(|b| -> Result<Partial, TraceError> {
-            let mut p = Partial { totals: vec![(0, 0); nev], ..Default::default() };
-            let mut stats = DecodeStats::default();
-            l.for_each_sample(b, &mut stats, |ev, cpumode, s| {
-                // perf counts a sample without weight as weight 1.
-                let period =
-                    if cfg.weight { s.weight.unwrap_or(0).max(1) } else { s.period.unwrap_or(l.events.list[ev as usize].default_period) };
-                p.totals[ev as usize].0 += 1;
-                p.totals[ev as usize].1 += period;
-                let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));
-                let cpu = s.cpu.unwrap_or(u32::MAX);
-                if !cfg.pids.is_empty() && !cfg.pids.contains(&pid) {
-                    return;
-                }
-                if !cfg.cpus.is_empty() && !cfg.cpus.contains(&cpu) {
-                    return;
-                }
-                let time = s.time.unwrap_or(0);
-                let comm = l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX);
-                if let Some(f) = &comm_filter {
-                    if !f.contains(&comm) {
+        .map_init(
+            || l.unwinder(),
+            |unwinder, b| -> Result<Partial, TraceError> {
+                let mut p = Partial { totals: vec![(0, 0); nev], ..Default::default() };
+                let mut stats = DecodeStats::default();
+                l.for_each_sample(b, &mut stats, |ev, cpumode, s| {
+                    // perf counts a sample without weight as weight 1.
+                    let period = if cfg.weight {
+                        s.weight.unwrap_or(0).max(1)
+                    } else {
+                        s.period.unwrap_or(l.events.list[ev as usize].default_period)
+                    };
+                    p.totals[ev as usize].0 += 1;
+                    p.totals[ev as usize].1 += period;
+                    let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));
+                    let cpu = s.cpu.unwrap_or(u32::MAX);
+                    if !cfg.pids.is_empty() && !cfg.pids.contains(&pid) {
                         return;
                     }
-                }
-                let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
-                let key = RawKey {
-                    event: ev,
-                    pid,
-                    tid: if want_tid { tid } else { 0 },
-                    cpu: if want_cpu { cpu } else { 0 },
-                    comm,
-                    epoch: l.timeline.epoch_at(pid, time),
-                    kernel,
-                    ip: s.ip.unwrap_or(0),
-                    data_src: if want_dsrc { s.data_src.unwrap_or(0) } else { 0 },
-                    weight: if want_weight { s.weight.unwrap_or(0) } else { 0 },
-                    chain: if keep_chains { s.callchain.map(|c| c.iter().collect::<Vec<_>>().into_boxed_slice()) } else { None },
-                };
-                let a = p.map.entry(key).or_default();
-                a.samples += 1;
-                a.period += period;
-            })?;
-            p.stats += stats;
-            pb.inc(1);
-            Ok(p)
-        })
+                    if !cfg.cpus.is_empty() && !cfg.cpus.contains(&cpu) {
+                        return;
+                    }
+                    let time = s.time.unwrap_or(0);
+                    let comm = l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX);
+                    if let Some(f) = &comm_filter {
+                        if !f.contains(&comm) {
+                            return;
+                        }
+                    }
+                    let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
+                    let key = RawKey {
+                        event: ev,
+                        pid,
+                        tid: if want_tid { tid } else { 0 },
+                        cpu: if want_cpu { cpu } else { 0 },
+                        comm,
+                        epoch: l.timeline.epoch_at(pid, time),
+                        kernel,
+                        ip: s.ip.unwrap_or(0),
+                        data_src: if want_dsrc { s.data_src.unwrap_or(0) } else { 0 },
+                        weight: if want_weight { s.weight.unwrap_or(0) } else { 0 },
+                        chain: if keep_chains { l.chain_of(ev, s, unwinder) } else { None },
+                    };
+                    let a = p.map.entry(key).or_default();
+                    a.samples += 1;
+                    a.period += period;
+                })?;
+                p.stats += stats;
+                pb.inc(1);
+                Ok(p)
+            },
+        )
         .try_reduce(|| Partial { totals: vec![(0, 0); nev], ..Default::default() }, |a, b| Ok(a.merge(b)))?;
     pb.finish_and_clear();
 

@@ -4,6 +4,7 @@
 use super::datasrc::DataSrc;
 use super::loaded::Loaded;
 use super::report::frames;
+use super::unwind::UnwindWorker;
 use crate::perf::record::{misc, parse_sideband, RecordIter, RecordType, Sample, Sideband};
 use crate::symbolize::dwarf::{Dwarf, Frame};
 use crate::symbolize::Resolved;
@@ -69,7 +70,15 @@ fn sym_text(r: &Resolved) -> String {
     }
 }
 
-fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, cache: &mut BlockCache, srcline: bool) -> Value {
+fn sample_json(
+    l: &Loaded,
+    ev: u16,
+    cpumode: u16,
+    s: &Sample<'_>,
+    cache: &mut BlockCache,
+    uw: &mut UnwindWorker<'_>,
+    srcline: bool,
+) -> Value {
     let mut m = Map::new();
     let pid = s.pid.unwrap_or(0);
     let time = s.time.unwrap_or(0);
@@ -120,8 +129,7 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, cache: &mut Bl
     }
     m.insert("phys_addr".into(), json!(s.phys_addr.map(|a| format!("0x{a:x}"))));
     m.insert("id".into(), json!(s.id));
-    let chain: Option<Vec<Value>> = s.callchain.map(|c| {
-        let words: Vec<u64> = c.iter().collect();
+    let chain: Option<Vec<Value>> = l.chain_of(ev, s, uw).map(|words| {
         frames(&words, kernel)
             .map(|(k, ip)| {
                 let r = cache.resolve(l, pid, time, k, ip);
@@ -142,7 +150,7 @@ fn sample_json(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, cache: &mut Bl
     Value::Object(m)
 }
 
-fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, cache: &mut BlockCache) -> String {
+fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, cache: &mut BlockCache, uw: &mut UnwindWorker<'_>) -> String {
     let pid = s.pid.unwrap_or(0);
     let tid = s.tid.unwrap_or(pid);
     let time = s.time.unwrap_or(0);
@@ -172,8 +180,7 @@ fn sample_text(l: &Loaded, ev: u16, cpumode: u16, s: &Sample<'_>, cache: &mut Bl
         let r = cache.resolve(l, pid, time, kernel, ip);
         out.push_str(&format!(" {ip:16x} {} ({})", sym_text(&r), r.dso));
     }
-    if let Some(c) = s.callchain {
-        let words: Vec<u64> = c.iter().collect();
+    if let Some(words) = l.chain_of(ev, s, uw) {
         for (k, ip) in frames(&words, kernel) {
             let r = cache.resolve(l, pid, time, k, ip);
             out.push_str(&format!("\n\t{ip:16x} {} ({})", sym_text(&r), r.dso));
@@ -223,6 +230,7 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
         .map(|(bi, b)| -> Result<_, TraceError> {
             let mut v = Vec::new();
             let mut cache = BlockCache::default();
+            let mut uw = l.unwinder();
             let Some(d) = l.trace.decode_or_skip(b)? else {
                 return Ok(v);
             };
@@ -241,8 +249,8 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
                         Ok(s) => {
                             let t = s.time.unwrap_or(0);
                             let text = match cfg.format {
-                                ScriptFormat::Jsonl => sample_json(l, ev, r.cpumode(), &s, &mut cache, cfg.srcline).to_string(),
-                                ScriptFormat::Text => sample_text(l, ev, r.cpumode(), &s, &mut cache),
+                                ScriptFormat::Jsonl => sample_json(l, ev, r.cpumode(), &s, &mut cache, &mut uw, cfg.srcline).to_string(),
+                                ScriptFormat::Text => sample_text(l, ev, r.cpumode(), &s, &mut cache, &mut uw),
                             };
                             (t, text)
                         }

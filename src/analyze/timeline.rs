@@ -192,6 +192,35 @@ impl Timeline {
         p.maps.iter().rev().find(|m| m.epoch == epoch && addr >= m.start && addr < m.end).copied()
     }
 
+    /// Every mapping of `pid` during `epoch`, latest last; in epoch 0 the
+    /// parent's mappings at fork time come first (the child shares them).
+    pub fn maps_of(&self, pid: u32, epoch: u16) -> Vec<MapEntry> {
+        let mut chain = Vec::new();
+        let (mut p, mut e) = (pid, epoch);
+        for _ in 0..16 {
+            let Some(proc_) = self.procs.get(&p) else { break };
+            chain.push((p, e));
+            match (e, proc_.parent) {
+                (0, Some((ppid, at))) => {
+                    e = self.epoch_at(ppid, at);
+                    p = ppid;
+                }
+                _ => break,
+            }
+        }
+        let mut out: Vec<MapEntry> = Vec::new();
+        for &(p, e) in chain.iter().rev() {
+            if let Some(proc_) = self.procs.get(&p) {
+                for m in proc_.maps.iter().filter(|m| m.epoch == e) {
+                    // A later mapping over the same range replaces the earlier.
+                    out.retain(|o| o.end <= m.start || o.start >= m.end);
+                    out.push(*m);
+                }
+            }
+        }
+        out
+    }
+
     /// Kernel and module mappings (perf.data records them for pid -1).
     pub fn kernel_maps(&self) -> Vec<MapEntry> {
         self.procs.get(&u32::MAX).map(|p| p.maps.clone()).unwrap_or_default()

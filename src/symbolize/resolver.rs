@@ -229,6 +229,19 @@ impl Resolver {
         Some(DataSymbol { text: format!("{name}+0x{:x}", addr - map_start), object: name, offset: addr - map_start })
     }
 
+    /// The binary of `dso` on this machine (under --symfs), when it is the
+    /// one the trace recorded (same build-id, or none recorded).
+    pub fn binary_path(&self, dso: u32) -> Option<PathBuf> {
+        let d = self.dsos.get(dso as usize)?;
+        if !d.path.starts_with('/') || self.symbols(dso).is_err() {
+            return None;
+        }
+        Some(match &self.symfs {
+            Some(root) => root.join(d.path.trim_start_matches('/')),
+            None => PathBuf::from(&d.path),
+        })
+    }
+
     /// The file holding `dso`'s DWARF, if any.
     pub fn debug_file(&self, dso: u32) -> Option<&Path> {
         let cell = self.debug_files.get(dso as usize)?;

@@ -156,7 +156,11 @@ impl<W: Write> TraceWriter<W> {
         // Perf-record blocks go through the record-columns transform first.
         // Level 0 stores blocks as they are (traces built in memory only to
         // be analyzed once).
-        let delta = self.level > 0 && matches!(info.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND);
+        // Large records (user stack copies of --call-graph dwarf, kilobytes
+        // each) compress better as they are: consecutive copies repeat at
+        // shifted offsets, which zstd's matcher finds and byte columns hide.
+        let avg = raw.len() / (info.record_count.max(1) as usize);
+        let delta = self.level > 0 && matches!(info.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND) && avg < 1024;
         let transformed;
         let (input, flags) = if delta {
             transformed = super::delta::encode(raw);
