@@ -382,3 +382,26 @@ fn mem_report_by_weight_matches_perf() {
     }
     assert!(rows > 50, "{rows} rows compared");
 }
+
+/// `--call-graph lbr` recordings: the user part of each chain is the LBR
+/// call stack (perf's resolve_lbr_callchain_sample), so children equal
+/// perf's (the report lists rows as perf does, by children).
+#[test]
+fn lbr_call_stack_children_match_perf() {
+    let Some(dir) = corpus() else { return };
+    let name = "lbr_callstack_cfl_perfparser";
+    let theirs: Vec<f64> = std::fs::read_to_string(dir.join(format!("{name}.report.txt")))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[0].ends_with('%') && f[1].ends_with('%')).then(|| f[0].trim_end_matches('%').parse().unwrap())
+        })
+        .collect();
+    assert!(theirs.len() >= 10);
+    let o = run(&["report", "--format", "json", dir.join(format!("{name}.data")).to_str().unwrap()]);
+    let mut ours: Vec<f64> =
+        json(&o)["rows"].as_array().unwrap().iter().map(|r| (r["children_percent"].as_f64().unwrap() * 100.0).round() / 100.0).collect();
+    ours.sort_by(|a, b| b.total_cmp(a));
+    assert_eq!(&ours[..theirs.len()], &theirs[..], "children shares, largest first");
+}

@@ -102,7 +102,12 @@ fn lines_and_inline_chains_match_binutils_addr2line() {
     let j = json(&run(&["report", "--format", "json", "--sort", "dso,sym", "--inline", t.to_str().unwrap()]));
     let rows = j["rows"].as_array().unwrap();
     let mix = rows.iter().find(|r| r["sym"] == "mix (inlined)").expect("mix (inlined) row");
-    assert!(mix["children_percent"].as_f64().unwrap() > 40.0, "{mix}");
+    // The share is whatever this CPU's speed makes it; what must hold is
+    // that it counts exactly the samples whose inline chain has mix.
+    let with_mix = samples.iter().filter(|s| s["frames"].as_array().is_some_and(|f| f.iter().any(|fr| fr["function"] == "mix"))).count();
+    let want = 100.0 * with_mix as f64 / samples.len() as f64;
+    let got = mix["children_percent"].as_f64().unwrap();
+    assert!((got - want).abs() < 0.5 && got > 5.0, "mix (inlined) {got}% of children, {want}% of samples have mix inlined: {mix}");
     assert!(rows.iter().any(|r| r["dso"] == "libwork.so" && r["sym"] == "lib_work"));
     let j = json(&run(&["report", "--format", "json", "--sort", "srcline", "--no-children", t.to_str().unwrap()]));
     let top = j["rows"][0]["srcline"].as_str().unwrap().to_string();

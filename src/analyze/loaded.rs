@@ -82,6 +82,32 @@ pub fn is_perf_data_file(path: &Path) -> bool {
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && crate::perf::data::is_perf_data(&m)
 }
 
+/// `--call-graph lbr`: the kernel's part of the callchain (through its
+/// PERF_CONTEXT_USER), then the LBR call stack: the callee entry of the
+/// newest call, and each call's source, newest first (perf's
+/// resolve_lbr_callchain_sample, callee order).
+fn lbr_chain(chain: impl Iterator<Item = u64>, s: &Sample<'_>) -> Box<[u64]> {
+    use crate::perf::record::PERF_CONTEXT_USER;
+    let mut out: Vec<u64> = Vec::new();
+    let mut saw_user = false;
+    for ip in chain {
+        out.push(ip);
+        if ip == PERF_CONTEXT_USER {
+            saw_user = true;
+            break;
+        }
+    }
+    if !saw_user {
+        return out.into_boxed_slice();
+    }
+    let mut entries = s.branches().peekable();
+    if let Some(first) = entries.peek() {
+        out.push(first.to);
+    }
+    out.extend(entries.map(|b| b.from).filter(|&f| f != 0));
+    out.into_boxed_slice()
+}
+
 /// Why a perf.data holds no samples, when its header says so.
 fn empty_perf_data_hint(bytes: &[u8]) -> Option<&'static str> {
     // perf writes the data section's size and the feature bits into the
@@ -267,6 +293,11 @@ impl Loaded {
     /// one, else the kernel's callchain as recorded.
     pub fn chain_of(&self, ev: u16, s: &Sample<'_>, w: &mut super::unwind::UnwindWorker<'_>) -> Option<Box<[u64]>> {
         let attr = &self.events.list[ev as usize].attr;
+        if attr.branch_sample_type & crate::record::attrs::branch::CALL_STACK != 0 && s.branch_stack.is_some() {
+            if let Some(c) = s.callchain {
+                return Some(lbr_chain(c.iter(), s));
+            }
+        }
         if s.stack_user.is_some() {
             let pid = s.pid.unwrap_or(u32::MAX);
             let epoch = self.timeline.epoch_at(pid, s.time.unwrap_or(0));

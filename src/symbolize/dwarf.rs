@@ -31,12 +31,16 @@ impl Frame {
     }
 }
 
-fn has_dwarf(path: &Path) -> bool {
+fn has_section(path: &Path, name: &str) -> bool {
     let Ok(f) = std::fs::File::open(path) else { return false };
     // SAFETY: read-only map of a file we only read.
     let Ok(m) = (unsafe { memmap2::Mmap::map(&f) }) else { return false };
     let Ok(o) = object::File::parse(&*m) else { return false };
-    o.section_by_name(".debug_info").is_some_and(|s| s.size() > 0)
+    o.section_by_name(name).is_some_and(|s| s.size() > 0)
+}
+
+fn has_dwarf(path: &Path) -> bool {
+    has_section(path, ".debug_info")
 }
 
 fn debuglink(path: &Path) -> Option<String> {
@@ -51,6 +55,16 @@ fn debuglink(path: &Path) -> Option<String> {
 /// Where the DWARF of `binary` (a path already mapped into `root` when a
 /// symfs is in use) lives, if anywhere. `build_id` is the recorded one.
 pub fn find_debug_file(binary: &Path, build_id: Option<&str>, root: Option<&Path>) -> Option<PathBuf> {
+    find_companion(binary, build_id, root, &has_dwarf)
+}
+
+/// The detached debug file holding the .symtab a stripped `binary` lost
+/// (by build-id under /usr/lib/debug, or by .gnu_debuglink), as perf finds it.
+pub fn find_symtab_file(binary: &Path, build_id: Option<&str>, root: Option<&Path>) -> Option<PathBuf> {
+    find_companion(binary, build_id, root, &|p: &Path| p != binary && has_section(p, ".symtab"))
+}
+
+fn find_companion(binary: &Path, build_id: Option<&str>, root: Option<&Path>, has_dwarf: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
     if has_dwarf(binary) {
         return Some(binary.to_path_buf());
     }

@@ -2,7 +2,7 @@
 //! address translation through the PT_LOAD segments.
 
 use crate::trace::meta::BuildId;
-use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
 use std::fs::File;
 use std::path::Path;
 
@@ -40,6 +40,8 @@ pub struct ElfSymbols {
     /// (file offset, file size, virtual address) of each PT_LOAD segment.
     pub segments: Vec<(u64, u64, u64)>,
     pub build_id: Option<String>,
+    /// The file has a .symtab (not only .dynsym): a stripped binary has not.
+    pub has_symtab: bool,
 }
 
 pub fn hex(b: &[u8]) -> String {
@@ -100,7 +102,8 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
             return Err(ElfProblem::BuildIdMismatch { recorded: want.to_string(), found: found.to_string() });
         }
     }
-    let mut symbols: Vec<Symbol> = Vec::new();
+    let has_symtab = f.section_by_name(".symtab").is_some_and(|s| s.size() > 0);
+    let mut funcs: Vec<(Symbol, Rank)> = Vec::new();
     let mut data_symbols: Vec<Symbol> = Vec::new();
     for s in f.symbols().chain(f.dynamic_symbols()) {
         if s.address() == 0 || s.is_undefined() {
@@ -111,7 +114,10 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
             continue;
         }
         match s.kind() {
-            SymbolKind::Text => symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: name.to_string() }),
+            SymbolKind::Text => funcs.push((
+                Symbol { start: s.address(), end: s.address() + s.size(), name: name.to_string() },
+                Rank::of(name, s.size(), s.is_weak(), s.is_global()),
+            )),
             SymbolKind::Data | SymbolKind::Tls if s.size() > 0 => {
                 data_symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: name.to_string() })
             }
@@ -120,16 +126,7 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
     }
     data_symbols.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.name.cmp(&b.name)));
     data_symbols.dedup_by(|b, a| a.start == b.start && a.end == b.end);
-    // Total order, then drop duplicates (symtab and dynsym list the same
-    // functions).
-    symbols.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.name.cmp(&b.name)));
-    symbols.dedup_by(|b, a| a.start == b.start && a.end == b.end);
-    // Zero-sized symbols extend to the next symbol (hand-written assembly).
-    for i in 0..symbols.len() {
-        if symbols[i].end == symbols[i].start {
-            symbols[i].end = symbols.get(i + 1).map_or(symbols[i].start + 1, |n| n.start.max(symbols[i].start + 1));
-        }
-    }
+    let symbols = choose_aliases(funcs);
     let segments = f
         .segments()
         .filter_map(|s| {
@@ -137,7 +134,64 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
             (size > 0).then_some((off, size, s.address()))
         })
         .collect();
-    Ok(ElfSymbols { symbols, data_symbols, segments, build_id: bid })
+    Ok(ElfSymbols { symbols, data_symbols, segments, build_id: bid, has_symtab })
+}
+
+/// perf's preference among symbols at one address (choose_best_symbol):
+/// sized over zero-sized, strong over weak, global over local, fewer
+/// leading underscores, the longer name; a smaller rank wins.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    zero_size: bool,
+    weak: bool,
+    local: bool,
+    underscores: usize,
+    shorter: std::cmp::Reverse<usize>,
+}
+
+impl Rank {
+    fn of(name: &str, size: u64, weak: bool, global: bool) -> Rank {
+        Rank {
+            zero_size: size == 0,
+            weak,
+            local: !global && !weak,
+            underscores: name.bytes().take_while(|&b| b == b'_').count(),
+            shorter: std::cmp::Reverse(name.len()),
+        }
+    }
+}
+
+/// One symbol per start address, chosen as perf chooses, sorted by start
+/// (a total order: ties end with the name); zero-sized symbols (assembly)
+/// then extend to the next symbol.
+fn choose_aliases(mut funcs: Vec<(Symbol, Rank)>) -> Vec<Symbol> {
+    funcs.sort_by(|(a, ra), (b, rb)| a.start.cmp(&b.start).then(ra.cmp(rb)).then(a.name.cmp(&b.name)));
+    funcs.dedup_by(|b, a| a.0.start == b.0.start);
+    let mut symbols: Vec<Symbol> = funcs.into_iter().map(|(s, _)| s).collect();
+    for i in 0..symbols.len() {
+        if symbols[i].end == symbols[i].start {
+            symbols[i].end = symbols.get(i + 1).map_or(symbols[i].start + 1, |n| n.start.max(symbols[i].start + 1));
+        }
+    }
+    symbols
+}
+
+impl ElfSymbols {
+    /// Add the function symbols of a detached debug file (its .symtab
+    /// covers the local functions a stripped binary lost); at an address
+    /// both name, perf's alias rule decides as if they were one table.
+    pub fn merge_debug_symbols(&mut self, debug: ElfSymbols) {
+        let mut all: Vec<(Symbol, Rank)> = Vec::new();
+        for s in self.symbols.drain(..).chain(debug.symbols) {
+            let r = Rank::of(&s.name, s.end - s.start, false, true);
+            all.push((s, r));
+        }
+        self.symbols = choose_aliases(all);
+        if self.data_symbols.is_empty() {
+            self.data_symbols = debug.data_symbols;
+        }
+        self.has_symtab |= debug.has_symtab;
+    }
 }
 
 impl ElfSymbols {

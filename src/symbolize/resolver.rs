@@ -320,7 +320,19 @@ impl Resolver {
                 Some(root) => root.join(dso.path.trim_start_matches('/')),
                 None => PathBuf::from(&dso.path),
             };
-            elf::load(Path::new(&path), self.build_ids.get(&dso.path).map(String::as_str))
+            let want = self.build_ids.get(&dso.path).map(String::as_str);
+            let mut syms = elf::load(Path::new(&path), want)?;
+            if !syms.has_symtab {
+                // A stripped binary: the local functions are in its
+                // detached debug file (libc6-dbg, -dbgsym packages).
+                let bid = want.or(syms.build_id.as_deref()).map(str::to_string);
+                if let Some(dbg) = super::dwarf::find_symtab_file(Path::new(&path), bid.as_deref(), self.symfs.as_deref()) {
+                    if let Ok(d) = elf::load(&dbg, None) {
+                        syms.merge_debug_symbols(d);
+                    }
+                }
+            }
+            Ok(syms)
         })
         .as_ref()
         .map_err(Clone::clone)
