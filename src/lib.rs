@@ -5,6 +5,7 @@
 pub mod analyze;
 pub mod cli;
 pub mod export;
+pub mod flow;
 pub mod import;
 pub mod output;
 pub mod perf;

@@ -273,6 +273,20 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
+        Command::Flows(args) => {
+            let path = args.input.path();
+            let l = Loaded::open(&path, &args.input.load_options())?;
+            let f = msen::analyze::flows::flows(&l, args.functions)?;
+            match args.format {
+                msen::cli::FlowsFormat::Table => print(&output::flows::render_table(&f))?,
+                msen::cli::FlowsFormat::Json => print(&(serde_json::to_string_pretty(&output::flows::render_json(&f))? + "\n"))?,
+                msen::cli::FlowsFormat::Csv => print(&output::flows::render_csv(&f))?,
+            }
+            if f.total_samples == 0 {
+                return Ok(Outcome::Nothing(format!("{} holds no samples", path.display())));
+            }
+            Ok(Outcome::Ok)
+        }
         Command::Export(args) => {
             let path = args.input.path();
             let l = Loaded::open(&path, &args.input.load_options())?;

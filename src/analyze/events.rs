@@ -23,10 +23,25 @@ pub struct Events {
     /// Word index of the id in a SAMPLE body, when samples carry one.
     id_pos: Option<usize>,
     pub endian: Endian,
+    /// The flow-tag event (records that precede the samples they tag; not
+    /// samples themselves), when the capture had flow context.
+    pub tags: Option<TagEvent>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TagEvent {
+    ids: rustc_hash::FxHashSet<u64>,
+    pub parse: ParseInfo,
 }
 
 impl Events {
-    pub fn new(descs: &[EventDesc], endian: Endian) -> Events {
+    pub fn new(all: &[EventDesc], endian: Endian) -> Events {
+        let tags = all
+            .iter()
+            .find(|d| d.name == crate::flow::TAG_EVENT)
+            .map(|d| TagEvent { ids: d.ids.iter().copied().collect(), parse: ParseInfo::new(&d.attr, endian) });
+        let descs: Vec<EventDesc> = all.iter().filter(|d| d.name != crate::flow::TAG_EVENT).cloned().collect();
+        let descs = &descs[..];
         let list: Vec<EventInfo> = descs
             .iter()
             .map(|d| EventInfo {
@@ -54,7 +69,13 @@ impl Events {
                 None
             }
         });
-        Events { list, by_id, id_pos, endian }
+        Events { list, by_id, id_pos, endian, tags }
+    }
+
+    /// True for a flow-tag record (its id is the tag event's).
+    pub fn is_tag(&self, body: &[u8]) -> bool {
+        let (Some(t), Some(pos)) = (&self.tags, self.id_pos) else { return false };
+        body.get(pos * 8..pos * 8 + 8).is_some_and(|b| t.ids.contains(&self.endian.u64(b)))
     }
 
     pub fn len(&self) -> usize {
@@ -68,6 +89,9 @@ impl Events {
     /// Event index of a SAMPLE body. With one event, always 0; otherwise by
     /// id (None when the id is unknown).
     pub fn of_sample(&self, body: &[u8]) -> Option<u16> {
+        if self.is_tag(body) {
+            return None;
+        }
         if self.list.len() == 1 {
             return Some(0);
         }

@@ -64,6 +64,10 @@ pub struct DecodeStats {
     pub unsplittable_records: u64,
     pub unparsable_samples: u64,
     pub unknown_event_samples: u64,
+    /// Flow context: samples with no tag before them, and tags that no
+    /// sample followed (both 0 when the join is exact).
+    pub samples_without_tag: u64,
+    pub unjoined_tags: u64,
 }
 
 impl std::ops::AddAssign for DecodeStats {
@@ -72,6 +76,8 @@ impl std::ops::AddAssign for DecodeStats {
         self.unsplittable_records += o.unsplittable_records;
         self.unparsable_samples += o.unparsable_samples;
         self.unknown_event_samples += o.unknown_event_samples;
+        self.samples_without_tag += o.samples_without_tag;
+        self.unjoined_tags += o.unjoined_tags;
     }
 }
 
@@ -127,6 +133,8 @@ pub struct Loaded {
     pub events: Events,
     pub timeline: Timeline,
     pub resolver: Resolver,
+    /// The flow table (empty when the capture had no flow context).
+    pub flows: super::flows::FlowIndex,
     /// Binaries' unwind tables for samples with a user stack copy.
     pub unwind: super::unwind::Unwind,
     /// PERF_RECORD_LOST totals from the sideband.
@@ -243,7 +251,8 @@ impl Loaded {
             .with_jit_maps(jit)
             .with_data_objects(data_objects);
         let unwind = super::unwind::Unwind::new(&resolver, timeline.dsos.len());
-        Ok(Loaded { trace, events, timeline, resolver, unwind, lost_records: lost, sideband_stats: stats })
+        let flows = super::flows::FlowIndex::load(&trace, events.tags.is_some())?;
+        Ok(Loaded { trace, events, timeline, resolver, flows, unwind, lost_records: lost, sideband_stats: stats })
     }
 
     /// Decode one SAMPLES block and call `f(event, cpumode, sample)` for each
@@ -254,16 +263,40 @@ impl Loaded {
         stats: &mut DecodeStats,
         mut f: impl FnMut(u16, u16, &Sample<'_>),
     ) -> Result<(), TraceError> {
+        self.for_each_sample_flow(b, stats, |ev, cpumode, s, _| f(ev, cpumode, s))
+    }
+
+    /// As `for_each_sample`, with each sample's flow (None when the trace
+    /// has no flow context or no tag preceded the sample).
+    pub fn for_each_sample_flow(
+        &self,
+        b: &BlockRef,
+        stats: &mut DecodeStats,
+        mut f: impl FnMut(u16, u16, &Sample<'_>, Option<super::flows::SampleFlow>),
+    ) -> Result<(), TraceError> {
         let Some(data) = self.trace.decode_or_skip(b)? else {
             stats.corrupt_blocks_skipped += 1;
             return Ok(());
         };
+        // (tag, its thread) waiting for the sample it precedes.
+        let mut pending: Option<(super::flows::SampleFlow, Option<u32>)> = None;
         for r in RecordIter::new(&data, self.events.endian) {
             let Ok(r) = r else {
                 stats.unsplittable_records += 1;
                 break;
             };
             if r.kind != RecordType::SAMPLE {
+                continue;
+            }
+            if let Some(t) = self.events.tags.as_ref().filter(|_| self.events.is_tag(r.body)) {
+                let tag = t.parse.parse_sample(r.body).ok().and_then(|s| {
+                    let flow = s.raw.and_then(crate::flow::decode_tag)?;
+                    Some((super::flows::SampleFlow::from_tag(&flow), s.tid))
+                });
+                if pending.is_some() {
+                    stats.unjoined_tags += 1;
+                }
+                pending = tag;
                 continue;
             }
             let Some(ev) = self.events.of_sample(r.body) else {
@@ -274,7 +307,21 @@ impl Loaded {
                 stats.unparsable_samples += 1;
                 continue;
             };
-            f(ev, r.cpumode(), &s);
+            let flow = match pending.take() {
+                Some((fl, tid)) if tid.is_none() || tid == s.tid => Some(fl),
+                Some(_) => {
+                    stats.unjoined_tags += 1;
+                    None
+                }
+                None => None,
+            };
+            if flow.is_none() && self.events.tags.is_some() {
+                stats.samples_without_tag += 1;
+            }
+            f(ev, r.cpumode(), &s, flow);
+        }
+        if pending.is_some() {
+            stats.unjoined_tags += 1;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod c2c;
 pub mod datasrc;
 pub mod events;
 pub mod false_share;
+pub mod flows;
 pub mod info;
 pub mod loaded;
 pub mod numa;

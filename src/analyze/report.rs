@@ -40,9 +40,24 @@ pub enum SortKey {
     DsoTo,
     SymFrom,
     SymTo,
+    /// The sample's network flow (`tcp 10.0.0.1:7001 <- 10.0.0.2:40312`).
+    Flow,
+    /// The flow's local address:port, remote address:port, local port.
+    FlowLocal,
+    FlowRemote,
+    FlowPort,
+    /// The flow's network namespace inode.
+    Netns,
+    /// How the flow was found: socket, packet, none (+ multiplexed).
+    FlowRule,
 }
 
 impl SortKey {
+    /// Keys that need each sample's flow.
+    pub fn is_flow(self) -> bool {
+        matches!(self, SortKey::Flow | SortKey::FlowLocal | SortKey::FlowRemote | SortKey::FlowPort | SortKey::Netns | SortKey::FlowRule)
+    }
+
     pub fn parse(s: &str) -> Option<SortKey> {
         Some(match s.trim() {
             "comm" => SortKey::Comm,
@@ -63,6 +78,12 @@ impl SortKey {
             "dso_to" => SortKey::DsoTo,
             "sym_from" | "symbol_from" => SortKey::SymFrom,
             "sym_to" | "symbol_to" => SortKey::SymTo,
+            "flow" => SortKey::Flow,
+            "flow_local" => SortKey::FlowLocal,
+            "flow_remote" => SortKey::FlowRemote,
+            "flow_port" => SortKey::FlowPort,
+            "netns" => SortKey::Netns,
+            "flow_rule" => SortKey::FlowRule,
             _ => return None,
         })
     }
@@ -86,6 +107,12 @@ impl SortKey {
             SortKey::DsoTo => "dso_to",
             SortKey::SymFrom => "sym_from",
             SortKey::SymTo => "sym_to",
+            SortKey::Flow => "flow",
+            SortKey::FlowLocal => "flow_local",
+            SortKey::FlowRemote => "flow_remote",
+            SortKey::FlowPort => "flow_port",
+            SortKey::Netns => "netns",
+            SortKey::FlowRule => "flow_rule",
         }
     }
     pub fn header(self) -> &'static str {
@@ -108,6 +135,12 @@ impl SortKey {
             SortKey::DsoTo => "Target Shared Object",
             SortKey::SymFrom => "Source Symbol",
             SortKey::SymTo => "Target Symbol",
+            SortKey::Flow => "Flow",
+            SortKey::FlowLocal => "Local",
+            SortKey::FlowRemote => "Remote",
+            SortKey::FlowPort => "Port",
+            SortKey::Netns => "Netns",
+            SortKey::FlowRule => "Flow rule",
         }
     }
 }
@@ -138,6 +171,8 @@ pub struct ReportConfig {
     pub folded: bool,
     /// Overhead by sample weight instead of period (perf mem report).
     pub weight: bool,
+    /// Keep samples whose flow matches one of these (`--flow`, `--port`).
+    pub flow_filters: Vec<crate::flow::FlowFilter>,
 }
 
 impl Default for ReportConfig {
@@ -155,6 +190,7 @@ impl Default for ReportConfig {
             inline: false,
             folded: false,
             weight: false,
+            flow_filters: vec![],
         }
     }
 }
@@ -236,6 +272,10 @@ struct RawKey {
     data_src: u64,
     /// Zero unless the weight key is requested.
     weight: u64,
+    /// Zero unless a flow key is requested (or no flow).
+    flow: u64,
+    /// FlowRule as u8, +4 when multiplexed; only with the flow_rule key.
+    flow_rule: u8,
     chain: Option<Box<[u64]>>,
 }
 
@@ -292,6 +332,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     let want_cpu = cfg.sort.contains(&SortKey::Cpu);
     let want_dsrc = cfg.sort.iter().any(|k| matches!(k, SortKey::Mem | SortKey::Snoop | SortKey::Tlb | SortKey::Lock | SortKey::Blocked));
     let want_weight = cfg.sort.contains(&SortKey::Weight);
+    let want_flow = cfg.sort.iter().any(|k| k.is_flow() && *k != SortKey::FlowRule);
+    let want_rule = cfg.sort.contains(&SortKey::FlowRule);
     let comm_filter: Option<HashSet<u32>> =
         (!cfg.comms.is_empty()).then(|| cfg.comms.iter().filter_map(|c| l.timeline.comm_id(c)).collect());
     let nev = l.events.len();
@@ -305,7 +347,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             |unwinder, b| -> Result<Partial, TraceError> {
                 let mut p = Partial { totals: vec![(0, 0); nev], ..Default::default() };
                 let mut stats = DecodeStats::default();
-                l.for_each_sample(b, &mut stats, |ev, cpumode, s| {
+                l.for_each_sample_flow(b, &mut stats, |ev, cpumode, s, flow| {
                     // perf counts a sample without weight as weight 1.
                     let period = if cfg.weight {
                         s.weight.unwrap_or(0).max(1)
@@ -321,6 +363,12 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     }
                     if !cfg.cpus.is_empty() && !cfg.cpus.contains(&cpu) {
                         return;
+                    }
+                    if !cfg.flow_filters.is_empty() {
+                        let keep = flow.and_then(|f| l.flows.get(f.id)).is_some_and(|fi| cfg.flow_filters.iter().any(|ff| ff.matches(fi)));
+                        if !keep {
+                            return;
+                        }
                     }
                     let time = s.time.unwrap_or(0);
                     let comm = l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX);
@@ -341,6 +389,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                         ip: s.ip.unwrap_or(0),
                         data_src: if want_dsrc { s.data_src.unwrap_or(0) } else { 0 },
                         weight: if want_weight { s.weight.unwrap_or(0) } else { 0 },
+                        flow: if want_flow { flow.map_or(0, |f| f.id) } else { 0 },
+                        flow_rule: if want_rule { flow.map_or(0, |f| f.rule as u8 + if f.multiplexed { 4 } else { 0 }) } else { 0 },
                         chain: if keep_chains { l.chain_of(ev, s, unwinder) } else { None },
                     };
                     let a = p.map.entry(key).or_default();
@@ -442,6 +492,23 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 SortKey::Blocked => KeyVal::Text(DataSrc(k.data_src).blk_text().trim_start().to_string()),
                 SortKey::Weight => KeyVal::Num(k.weight),
                 SortKey::Srcline => KeyVal::Text(srcline(ri)),
+                SortKey::Flow => KeyVal::Text(l.flows.text(k.flow)),
+                SortKey::FlowLocal => KeyVal::Text(l.flows.get(k.flow).map_or_else(|| "-".into(), |f| f.local_text())),
+                SortKey::FlowRemote => KeyVal::Text(l.flows.get(k.flow).map_or_else(|| "-".into(), |f| f.remote_text())),
+                SortKey::FlowPort => KeyVal::Num(l.flows.get(k.flow).map_or(0, |f| f.local_port as u64)),
+                SortKey::Netns => KeyVal::Num(l.flows.get(k.flow).map_or(0, |f| f.netns as u64)),
+                SortKey::FlowRule => KeyVal::Text({
+                    let base = match k.flow_rule & 3 {
+                        1 => "socket",
+                        2 => "packet",
+                        _ => "none",
+                    };
+                    if k.flow_rule & 4 != 0 {
+                        format!("{base},multiplexed")
+                    } else {
+                        base.to_string()
+                    }
+                }),
                 // Branch keys are rejected outside --branch by the CLI.
                 SortKey::DsoFrom | SortKey::DsoTo | SortKey::SymFrom | SortKey::SymTo => KeyVal::Text(String::new()),
             })

@@ -49,6 +49,8 @@ pub enum Command {
     FalseShare(FalseShareArgs),
     /// Remote-memory hot spots by function, data object, page and process.
     Numa(NumaArgs),
+    /// Samples by network flow: CPU per flow, bytes, CPU per byte, retransmits, RTT.
+    Flows(FlowsArgs),
     /// Write a trace in another format (perf.data).
     Export(ExportArgs),
     /// Addresses to function, file:line and inline chain (like addr2line -f -i).
@@ -171,6 +173,20 @@ pub struct RecordArgs {
     /// Print the perf_event_attrs msen would open (JSON, kernel field names) and exit.
     #[arg(long = "print-attrs")]
     pub print_attrs: bool,
+    /// Require flow context (each sample tagged with the network flow its CPU
+    /// served); fail when the BPF hooks cannot load. On by default where they can.
+    #[arg(long, conflicts_with = "no_flows")]
+    pub flows: bool,
+    /// Record without flow context.
+    #[arg(long = "no-flows")]
+    pub no_flows: bool,
+    /// Keep only samples of flows matching CIDR[:PORT] (in the kernel;
+    /// repeatable; e.g. 10.0.0.0/8:7001, [fd00::]/64, :443).
+    #[arg(long = "flow-filter", value_name = "CIDR[:PORT]")]
+    pub flow_filter: Vec<String>,
+    /// Keep only samples of these processes, dropped in the kernel (with flow context).
+    #[arg(long = "pid-filter", value_delimiter = ',', value_name = "PID")]
+    pub pid_filter: Vec<u32>,
     /// Stop after this many seconds (a started command gets SIGTERM, then SIGKILL).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -304,6 +320,12 @@ pub struct ReportArgs {
     /// perf mem report: e.g. --weight --sort mem,snoop,tlb,lock,blocked,weight.
     #[arg(long)]
     pub weight: bool,
+    /// Only samples of flows matching CIDR[:PORT] (repeatable; e.g. 10.0.0.0/8, [::1]:7001, :443).
+    #[arg(long = "flow", value_name = "CIDR[:PORT]")]
+    pub flow: Vec<String>,
+    /// Only samples of flows with this local or remote port.
+    #[arg(long = "port", value_name = "N")]
+    pub port: Vec<u16>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
 }
@@ -388,6 +410,29 @@ pub struct NumaArgs {
     pub top: usize,
     #[arg(long, value_enum, default_value = "table")]
     pub format: TableFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "EXAMPLES:
+    msen flows                                  which flows the CPU worked for (msen.data)
+    msen flows -i capture.msen --format json
+    msen report --sort flow,sym                 hot functions per flow
+    msen report --flow 10.0.0.0/8 --port 7001   one service's samples")]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Top functions shown per flow.
+    #[arg(long = "functions", default_value_t = 3)]
+    pub functions: usize,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: FlowsFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowsFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Args)]
@@ -560,6 +605,31 @@ impl RecordArgs {
             compression_level: self.level,
             command_line,
             verbose: !self.quiet,
+            flows: if self.no_flows {
+                crate::record::FlowMode::Off
+            } else if self.flows || !self.flow_filter.is_empty() || !self.pid_filter.is_empty() {
+                crate::record::FlowMode::Required
+            } else {
+                crate::record::FlowMode::Auto
+            },
+            flow_config: crate::flow::FlowConfig {
+                filters: {
+                    let mut v = Vec::new();
+                    for f in &self.flow_filter {
+                        v.extend(crate::flow::FlowFilter::parse(f).map_err(UsageError)?);
+                    }
+                    if v.len() > 8 {
+                        return Err(UsageError(format!("at most 8 --flow-filter prefixes, not {}", v.len())));
+                    }
+                    v
+                },
+                pids: {
+                    if self.pid_filter.len() > 16 {
+                        return Err(UsageError(format!("at most 16 --pid-filter pids, not {}", self.pid_filter.len())));
+                    }
+                    self.pid_filter.clone()
+                },
+            },
         })
     }
 }
@@ -576,7 +646,7 @@ impl ReportArgs {
         for s in &names {
             let k = SortKey::parse(s).ok_or_else(|| {
                 UsageError(format!(
-                    "unknown sort key '{s}'; use comm, pid, tid, dso, sym, srcline, cpu, event, mem, snoop, tlb, lock, blocked, weight (and with --branch dso_from, dso_to, sym_from, sym_to)"
+                    "unknown sort key '{s}'; use comm, pid, tid, dso, sym, srcline, cpu, event, mem, snoop, tlb, lock, blocked, weight, flow, flow_local, flow_remote, flow_port, netns, flow_rule (and with --branch dso_from, dso_to, sym_from, sym_to)"
                 ))
             })?;
             if !sort.contains(&k) {
@@ -616,6 +686,16 @@ impl ReportArgs {
             inline: self.inline,
             weight: self.weight,
             folded: matches!(self.format, ReportFormat::Folded | ReportFormat::Flamegraph),
+            flow_filters: {
+                let mut v = Vec::new();
+                for f in &self.flow {
+                    v.extend(crate::flow::FlowFilter::parse(f).map_err(UsageError)?);
+                }
+                for p in &self.port {
+                    v.extend(crate::flow::FlowFilter::parse(&format!(":{p}")).map_err(UsageError)?);
+                }
+                v
+            },
         })
     }
 }

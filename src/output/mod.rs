@@ -2,6 +2,7 @@
 //! on a terminal).
 
 pub mod false_share;
+pub mod flows;
 pub mod numa;
 pub mod report;
 

@@ -30,6 +30,8 @@ const IOC_ENABLE: libc::c_ulong = 0x2400;
 const IOC_DISABLE: libc::c_ulong = 0x2401;
 const IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
 const IOC_ID: libc::c_ulong = 0x8008_2407;
+// _IOW('$', 8, __u32)
+const IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
 
 /// Open one perf event. `pid` -1 means any task, `cpu` -1 any CPU.
 pub fn perf_event_open(attr: &EventAttr, size: u32, pid: i32, cpu: i32, group_fd: RawFd) -> io::Result<OwnedFd> {
@@ -66,6 +68,12 @@ pub fn disable(fd: &OwnedFd) -> io::Result<()> {
 /// Send this event's records into `target`'s ring buffer (same CPU required).
 pub fn set_output(fd: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
     ioctl(fd.as_raw_fd(), IOC_SET_OUTPUT, target.as_raw_fd() as libc::c_ulong)
+}
+
+/// Run BPF program `prog_fd` at every overflow of this event (before the
+/// sample is written; returning 0 drops it).
+pub fn set_bpf(fd: &OwnedFd, prog_fd: RawFd) -> io::Result<()> {
+    ioctl(fd.as_raw_fd(), IOC_SET_BPF, prog_fd as libc::c_ulong)
 }
 
 /// The kernel's id for an event, as it appears in PERF_SAMPLE_IDENTIFIER.

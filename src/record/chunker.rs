@@ -37,6 +37,12 @@ pub struct Chunker {
     kernel_ips: HashSet<u64>,
     /// Processes that were sampled (for their JIT maps).
     pids: BTreeSet<u32>,
+    /// Ids of the flow-tag event: its records are not samples, and each
+    /// stays in the block of the sample it precedes.
+    tag_ids: HashSet<u64>,
+    /// Per ring: a tag whose sample has not been read yet.
+    pending_tag: Vec<Option<Vec<u8>>>,
+    pub tags: u64,
 }
 
 /// Bound on distinct kernel addresses remembered (about 16 MiB).
@@ -58,6 +64,9 @@ impl Chunker {
             build_ids: std::collections::BTreeMap::new(),
             kernel_ips: HashSet::new(),
             pids: BTreeSet::new(),
+            tag_ids: events.iter().filter(|e| e.name == crate::flow::TAG_EVENT).flat_map(|e| e.ids.iter().copied()).collect(),
+            pending_tag: (0..rings).map(|_| None).collect(),
+            tags: 0,
         }
     }
 
@@ -130,11 +139,26 @@ impl Chunker {
             let rec = &bytes[off..off + len];
             off += len;
             if r.kind == RecordType::SAMPLE {
+                let id = r.body.get(..8).map(|b| Endian::Little.u64(b));
+                if id.is_some_and(|id| self.tag_ids.contains(&id)) {
+                    // Held until its sample arrives (the ring may be read
+                    // between the two), so a block never ends on a tag.
+                    self.tags += 1;
+                    let (c, s) = &mut self.samples_by_ring[ring];
+                    *c = cpu;
+                    if let Some(old) = self.pending_tag[ring].replace(rec.to_vec()) {
+                        s.add(&old, None);
+                    }
+                    continue;
+                }
                 let t = self.sample_time_off.and_then(|o| r.body.get(o..o + 8)).map(|b| Endian::Little.u64(b));
                 self.samples += 1;
                 self.note_sample(&r);
                 let (c, s) = &mut self.samples_by_ring[ring];
                 *c = cpu;
+                if let Some(tag) = self.pending_tag[ring].take() {
+                    s.add(&tag, None);
+                }
                 s.add(rec, t);
                 if s.buf.len() >= BLOCK_TARGET {
                     s.flush(w, BlockKind::SAMPLES, cpu)?;
@@ -179,6 +203,16 @@ impl Chunker {
             }
             _ => {}
         }
+    }
+
+    /// The last flush: tags still waiting for a sample are written too.
+    pub fn finish(&mut self, w: &mut TraceWriter) -> io::Result<()> {
+        for (ring, tag) in self.pending_tag.iter_mut().enumerate() {
+            if let Some(t) = tag.take() {
+                self.samples_by_ring[ring].1.add(&t, None);
+            }
+        }
+        self.flush_all(w)
     }
 
     pub fn flush_all(&mut self, w: &mut TraceWriter) -> io::Result<()> {

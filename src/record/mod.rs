@@ -9,4 +9,4 @@ pub mod procscan;
 pub mod session;
 pub mod sysinfo;
 
-pub use session::{planned_attrs, record, RecordConfig, RecordError, RecordSummary, Sampling, Target};
+pub use session::{planned_attrs, record, FlowMode, RecordConfig, RecordError, RecordSummary, Sampling, Target};

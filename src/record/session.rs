@@ -63,6 +63,21 @@ pub struct RecordConfig {
     pub command_line: Vec<String>,
     /// Print progress notes to stderr.
     pub verbose: bool,
+    /// Flow context: tag every sample with the network flow it served.
+    pub flows: FlowMode,
+    pub flow_config: crate::flow::FlowConfig,
+}
+
+/// Whether samples are tagged with flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlowMode {
+    /// Where the BPF hooks can load (root, BTF); otherwise say why once.
+    #[default]
+    Auto,
+    /// `--flows`: a capture without flow context is an error.
+    Required,
+    /// `--no-flows`.
+    Off,
 }
 
 /// What a capture produced.
@@ -98,6 +113,8 @@ pub enum RecordError {
     Mmap { cpu: u32, err: io::Error },
     #[error("cannot start {cmd}: {err}")]
     Spawn { cmd: String, err: io::Error },
+    #[error("flow context (--flows) cannot run here: {0}; run as root on a kernel with BTF, or drop --flows")]
+    Flows(String),
     #[error("{0}")]
     Other(String),
 }
@@ -621,6 +638,34 @@ fn run(
         return Err(RecordError::Other("no event could be opened: every target thread exited".into()));
     }
 
+    // Flow context: BPF hooks, one BPF-output event per CPU into its ring,
+    // the tagging program on every sampling event.
+    let mut flow_capture = crate::trace::meta::FlowCapture::default();
+    let flows = match cfg.flows {
+        FlowMode::Off => {
+            flow_capture.reason = Some("turned off (--no-flows)".into());
+            None
+        }
+        mode => {
+            let owner = |cpu: u32| rings.iter().find(|r| r.cpu == cpu).map(|r| &fds[r.owner]);
+            let started = crate::flow::FlowSession::start(&cfg.flow_config, &cpus, owner)
+                .and_then(|s| fds.iter().try_for_each(|fd| s.attach_to(fd)).map(|()| s));
+            match started {
+                Ok(s) => {
+                    flow_capture = s.capture.clone();
+                    descs.push(EventDesc { name: crate::flow::TAG_EVENT.into(), attr: s.tag_attr.clone(), ids: s.tag_ids.clone() });
+                    Some(s)
+                }
+                Err(e) if mode == FlowMode::Required => return Err(RecordError::Flows(e.to_string())),
+                Err(e) => {
+                    notes.push(format!("flow context off: {e} (samples are recorded without flows; --no-flows silences this)"));
+                    flow_capture.reason = Some(e.to_string());
+                    None
+                }
+            }
+        }
+    };
+
     let mut meta = Metadata {
         msen_version: env!("CARGO_PKG_VERSION").to_string(),
         events: descs,
@@ -646,6 +691,7 @@ fn run(
                 None => what,
             }
         },
+        flows: flow_capture,
         ..Default::default()
     };
     sysinfo::describe_machine(&mut meta);
@@ -776,9 +822,39 @@ fn run(
             chunker.push(ri, ring.cpu, &scratch, &mut writer).map_err(write_err)?;
         }
     }
-    chunker.flush_all(&mut writer).map_err(write_err)?;
+    chunker.finish(&mut writer).map_err(write_err)?;
+    let flow_table = flows.map(crate::flow::FlowSession::finish);
     drop(rings);
     drop(fds);
+    if let Some(t) = &flow_table {
+        let json = serde_json::to_vec(t).map_err(|e| RecordError::Other(e.to_string()))?;
+        writer
+            .write_block(
+                BlockInfo {
+                    kind: BlockKind::FLOWS,
+                    stream: STREAM_GLOBAL,
+                    record_count: t.flows.len() as u32,
+                    first_time: 0,
+                    last_time: 0,
+                },
+                &json,
+            )
+            .map_err(write_err)?;
+        let c = |k: &str| t.counters.get(k).copied().unwrap_or(0);
+        notes.push(format!(
+            "flows: {} seen, {} samples tagged{}{}",
+            t.flows.len(),
+            c("tags"),
+            match c("dropped_by_flow_filter") + c("dropped_by_pid_filter") {
+                0 => String::new(),
+                n => format!(", {n} dropped by the in-kernel filters"),
+            },
+            match c("tag_output_errors") {
+                0 => String::new(),
+                n => format!(", {n} tags could not be written"),
+            }
+        ));
+    }
 
     if let Some(k) = &kallsyms {
         let text = k.subset_text(chunker.kernel_ips());

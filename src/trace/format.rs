@@ -42,6 +42,8 @@ impl BlockKind {
     pub const INDEX: Self = Self(6);
     /// JSON object: pid -> contents of /tmp/perf-PID.map (JIT symbols).
     pub const JIT_MAPS: Self = Self(7);
+    /// JSON `FlowTable`: the flows the BPF hooks saw, with their counters.
+    pub const FLOWS: Self = Self(8);
 
     pub fn name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -52,6 +54,7 @@ impl BlockKind {
             5 => "capture-end",
             6 => "index",
             7 => "jit-maps",
+            8 => "flows",
             _ => return None,
         })
     }

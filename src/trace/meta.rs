@@ -51,6 +51,94 @@ pub struct Metadata {
     pub byte_order: String,
     /// Where the trace came from when it was converted (e.g. "perf.data").
     pub source_format: Option<String>,
+    /// Flow context: whether samples carry flow tags, and how they were made.
+    pub flows: FlowCapture,
+}
+
+/// How a capture tagged samples with network flows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlowCapture {
+    pub enabled: bool,
+    /// Why flow context is off, when it is.
+    pub reason: Option<String>,
+    /// The event whose samples are flow tags (a BPF-output event per CPU).
+    pub tag_event: Option<String>,
+    /// Each hook and how it attached ("sock:sock_recv_length: tp_btf"), or why not.
+    pub hooks: Vec<String>,
+    /// In-kernel filters (`--flow-filter`), as given.
+    pub filters: Vec<String>,
+    /// Pids the in-kernel filter keeps (empty: all).
+    pub pids: Vec<u32>,
+}
+
+/// One flow the hooks saw: 5-tuple, namespace, and its counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlowInfo {
+    pub id: u64,
+    /// "tcp" or "udp".
+    pub proto: String,
+    /// 4 or 6.
+    pub family: u8,
+    pub local: String,
+    pub local_port: u16,
+    pub remote: String,
+    pub remote_port: u16,
+    /// Network namespace inode.
+    pub netns: u32,
+    pub ifindex: u32,
+    /// "client" (this host connected), "server" (it accepted) or "".
+    pub direction: String,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Payload bytes read and written through sockets.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Packets received and sent on devices.
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub retransmits: u64,
+    pub state_changes: u64,
+    /// Smoothed RTT (tcp:tcp_probe), microseconds; 0 when never seen.
+    pub srtt_us: u32,
+}
+
+impl FlowInfo {
+    /// A stable text form: `tcp 10.0.0.1:7001 <- 10.0.0.2:40312` (a server
+    /// side: the arrow points at this host), `->` for a client, `<>` unknown.
+    pub fn text(&self) -> String {
+        let arrow = match self.direction.as_str() {
+            "server" => "<-",
+            "client" => "->",
+            _ => "<>",
+        };
+        format!("{} {} {arrow} {}", self.proto, self.local_text(), self.remote_text())
+    }
+    pub fn local_text(&self) -> String {
+        endpoint(&self.local, self.local_port, self.family)
+    }
+    pub fn remote_text(&self) -> String {
+        endpoint(&self.remote, self.remote_port, self.family)
+    }
+}
+
+fn endpoint(addr: &str, port: u16, family: u8) -> String {
+    if family == 6 {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+/// The FLOWS block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlowTable {
+    /// Sorted by id.
+    pub flows: Vec<FlowInfo>,
+    /// In-kernel counters: tags written, samples dropped by filter, ...
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 impl Metadata {

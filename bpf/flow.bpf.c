@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* msen's flow context: which network flow each CPU (softirq, packet path)
+ * and each thread (process context, last socket operation) is serving, a
+ * flow table with per-flow counters, and a program on every sampling event
+ * that writes the sample's flow tag into the sampled CPU's ring right
+ * before the sample itself (an exact join, no matching by time).
+ *
+ * Every tracepoint program exists twice, as tp_btf and as raw_tp; the
+ * loader keeps the tp_btf ones and falls back to raw_tp where the kernel
+ * refuses BTF tracepoints. Reads go through BPF_CORE_READ, which serves both.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "flow.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define MSEN_AF_INET 2
+#define MSEN_AF_INET6 10
+#define MSEN_ETH_P_IP 0x0800
+#define MSEN_ETH_P_IPV6 0x86DD
+#define MSEN_PROTO_TCP 6
+#define MSEN_PROTO_UDP 17
+#define MSEN_NET_TX_SOFTIRQ 2
+#define MSEN_NET_RX_SOFTIRQ 3
+#define MSEN_TCP_ESTABLISHED 1
+#define MSEN_TCP_SYN_SENT 2
+#define MSEN_TCP_SYN_RECV 3
+/* A packet state older than this is stale (its exit was not seen). */
+#define MSEN_PACKET_MAX_AGE_NS 2000000ULL
+
+/* Settings written by msen before load. */
+const volatile __u64 multiplex_window_ns = 50000000ULL;
+const volatile __u32 nr_filters = 0;
+const volatile struct msen_flow_filter filters[MSEN_MAX_FILTERS] = {};
+const volatile __u32 nr_pids = 0;
+const volatile __u32 pids[MSEN_MAX_PIDS] = {};
+/* Never read: it puts struct msen_flow_tag into the skeleton's types, so
+ * msen decodes tags with the generated struct. */
+const volatile struct msen_flow_tag tag_layout __attribute__((used)) = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct msen_flow_stats);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct msen_thread_flow);
+} threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct msen_cpu_flow);
+} cpu_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MSEN_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* One BPF-output perf event per CPU, each redirected into that CPU's
+ * sampling ring (PERF_EVENT_IOC_SET_OUTPUT). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} tags SEC(".maps");
+
+static __always_inline void bump(__u32 i)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &i);
+	if (v)
+		(*v)++;
+}
+
+/* FNV-1a over the key's words; never 0 (0 means "no flow"). */
+static __always_inline __u64 hash_key(const struct msen_flow_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u64 h = 0xcbf29ce484222325ULL;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*k) / 4); i++) {
+		h ^= w[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h ? h : 1;
+}
+
+static __always_inline int sock_key(struct sock *sk, struct msen_flow_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	k->family = family;
+	k->proto = BPF_CORE_READ(sk, sk_protocol);
+	k->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	k->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (family == MSEN_AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(k->laddr, &l, 4);
+		__builtin_memcpy(k->raddr, &r, 4);
+	} else if (family == MSEN_AF_INET6) {
+		BPF_CORE_READ_INTO(&k->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&k->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return -1;
+	}
+	if (k->proto != MSEN_PROTO_TCP && k->proto != MSEN_PROTO_UDP)
+		return -1;
+	return 0;
+}
+
+/* The flow of a packet, from the receiving (rx) or sending host's side. */
+static __always_inline int skb_key(struct sk_buff *skb, struct msen_flow_key *k, int rx)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	__u32 l4off;
+	__u8 l4;
+	k->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (proto == MSEN_ETH_P_IP) {
+		struct iphdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return -1;
+		l4 = ip.protocol;
+		l4off = nh + ip.ihl * 4;
+		k->family = MSEN_AF_INET;
+		__builtin_memcpy(k->laddr, rx ? &ip.daddr : &ip.saddr, 4);
+		__builtin_memcpy(k->raddr, rx ? &ip.saddr : &ip.daddr, 4);
+	} else if (proto == MSEN_ETH_P_IPV6) {
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return -1;
+		l4 = ip6.nexthdr;
+		l4off = nh + sizeof(ip6);
+		k->family = MSEN_AF_INET6;
+		__builtin_memcpy(k->laddr, rx ? &ip6.daddr : &ip6.saddr, 16);
+		__builtin_memcpy(k->raddr, rx ? &ip6.saddr : &ip6.daddr, 16);
+	} else {
+		return -1;
+	}
+	if (l4 != MSEN_PROTO_TCP && l4 != MSEN_PROTO_UDP)
+		return -1;
+	__u16 ports[2];
+	if (bpf_probe_read_kernel(ports, sizeof(ports), head + l4off))
+		return -1;
+	__u16 sport = bpf_ntohs(ports[0]), dport = bpf_ntohs(ports[1]);
+	k->lport = rx ? dport : sport;
+	k->rport = rx ? sport : dport;
+	k->proto = l4;
+	return 0;
+}
+
+static __always_inline struct msen_flow_stats *flow_entry(const struct msen_flow_key *k, __u64 id, __u64 now)
+{
+	struct msen_flow_stats *st = bpf_map_lookup_elem(&flows, &id);
+	if (st)
+		return st;
+	struct msen_flow_stats n = {};
+	n.key = *k;
+	n.first_ns = now;
+	bpf_map_update_elem(&flows, &id, &n, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&flows, &id);
+}
+
+static __always_inline void on_sock_io(struct sock *sk, int ret, int rx)
+{
+	if (ret <= 0)
+		return;
+	struct msen_flow_key k;
+	if (sock_key(sk, &k))
+		return;
+	__u64 id = hash_key(&k), now = bpf_ktime_get_ns();
+	struct msen_flow_stats *st = flow_entry(&k, id, now);
+	if (st) {
+		st->last_ns = now;
+		if (rx)
+			__sync_fetch_and_add(&st->rx_bytes, ret);
+		else
+			__sync_fetch_and_add(&st->tx_bytes, ret);
+	}
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct msen_thread_flow *t = bpf_map_lookup_elem(&threads, &tid);
+	if (t) {
+		if (t->flow_id != id) {
+			t->prev_flow_id = t->flow_id;
+			t->prev_time_ns = t->time_ns;
+			t->flow_id = id;
+		}
+		t->time_ns = now;
+	} else {
+		struct msen_thread_flow n = { .flow_id = id, .time_ns = now };
+		bpf_map_update_elem(&threads, &tid, &n, BPF_ANY);
+	}
+	bump(MSEN_STAT_SOCK_EVENTS);
+}
+
+static __always_inline void on_packet(struct sk_buff *skb, int rx)
+{
+	struct msen_flow_key k;
+	if (skb_key(skb, &k, rx))
+		return;
+	__u64 id = hash_key(&k), now = bpf_ktime_get_ns();
+	__u32 ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	struct msen_flow_stats *st = flow_entry(&k, id, now);
+	if (st) {
+		st->last_ns = now;
+		st->ifindex = ifindex;
+		if (rx)
+			__sync_fetch_and_add(&st->rx_packets, 1);
+		else
+			__sync_fetch_and_add(&st->tx_packets, 1);
+	}
+	__u32 zero = 0;
+	struct msen_cpu_flow *c = bpf_map_lookup_elem(&cpu_flows, &zero);
+	if (c) {
+		c->flow_id = id;
+		c->time_ns = now;
+		c->ifindex = ifindex;
+		c->active = MSEN_TAG_PACKET;
+		c->flags = rx ? MSEN_TAG_RX : 0;
+	}
+	bump(MSEN_STAT_PACKETS);
+}
+
+static __always_inline void packet_done(void)
+{
+	__u32 zero = 0;
+	struct msen_cpu_flow *c = bpf_map_lookup_elem(&cpu_flows, &zero);
+	if (c)
+		c->active = 0;
+}
+
+static __always_inline void on_state(struct sock *sk, int oldstate, int newstate)
+{
+	struct msen_flow_key k;
+	if (sock_key(sk, &k))
+		return;
+	__u64 id = hash_key(&k), now = bpf_ktime_get_ns();
+	struct msen_flow_stats *st = flow_entry(&k, id, now);
+	if (!st)
+		return;
+	st->last_ns = now;
+	st->state_changes++;
+	st->last_state = newstate;
+	if (newstate == MSEN_TCP_ESTABLISHED && oldstate == MSEN_TCP_SYN_SENT)
+		st->direction = MSEN_DIR_CLIENT;
+	else if (newstate == MSEN_TCP_ESTABLISHED && oldstate == MSEN_TCP_SYN_RECV)
+		st->direction = MSEN_DIR_SERVER;
+}
+
+static __always_inline void on_retransmit(struct sock *sk)
+{
+	struct msen_flow_key k;
+	if (sock_key(sk, &k))
+		return;
+	__u64 id = hash_key(&k);
+	struct msen_flow_stats *st = flow_entry(&k, id, bpf_ktime_get_ns());
+	if (st)
+		__sync_fetch_and_add(&st->retransmits, 1);
+}
+
+static __always_inline void on_probe(struct sock *sk)
+{
+	struct msen_flow_key k;
+	if (sock_key(sk, &k))
+		return;
+	__u64 id = hash_key(&k);
+	struct msen_flow_stats *st = bpf_map_lookup_elem(&flows, &id);
+	if (st) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		st->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	}
+}
+
+/* BTF tracepoints. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(btf_sock_recv, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 1); return 0; }
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(btf_sock_send, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 0); return 0; }
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(btf_netif_receive_skb, struct sk_buff *skb) { on_packet(skb, 1); return 0; }
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(btf_net_dev_start_xmit, struct sk_buff *skb, struct net_device *dev) { on_packet(skb, 0); return 0; }
+SEC("tp_btf/net_dev_xmit")
+int BPF_PROG(btf_net_dev_xmit, struct sk_buff *skb, int rc) { packet_done(); return 0; }
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(btf_softirq_exit, unsigned int vec)
+{
+	if (vec == MSEN_NET_RX_SOFTIRQ || vec == MSEN_NET_TX_SOFTIRQ)
+		packet_done();
+	return 0;
+}
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate) { on_state(sk, oldstate, newstate); return 0; }
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(btf_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb) { on_retransmit(sk); return 0; }
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(btf_tcp_probe, struct sock *sk, struct sk_buff *skb) { on_probe(sk); return 0; }
+
+/* The same, as raw tracepoints. */
+SEC("raw_tp/sock_recv_length")
+int BPF_PROG(raw_sock_recv, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 1); return 0; }
+SEC("raw_tp/sock_send_length")
+int BPF_PROG(raw_sock_send, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 0); return 0; }
+SEC("raw_tp/netif_receive_skb")
+int BPF_PROG(raw_netif_receive_skb, struct sk_buff *skb) { on_packet(skb, 1); return 0; }
+SEC("raw_tp/net_dev_start_xmit")
+int BPF_PROG(raw_net_dev_start_xmit, struct sk_buff *skb, struct net_device *dev) { on_packet(skb, 0); return 0; }
+SEC("raw_tp/net_dev_xmit")
+int BPF_PROG(raw_net_dev_xmit, struct sk_buff *skb, int rc) { packet_done(); return 0; }
+SEC("raw_tp/softirq_exit")
+int BPF_PROG(raw_softirq_exit, unsigned int vec)
+{
+	if (vec == MSEN_NET_RX_SOFTIRQ || vec == MSEN_NET_TX_SOFTIRQ)
+		packet_done();
+	return 0;
+}
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(raw_inet_sock_set_state, struct sock *sk, int oldstate, int newstate) { on_state(sk, oldstate, newstate); return 0; }
+SEC("raw_tp/tcp_retransmit_skb")
+int BPF_PROG(raw_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb) { on_retransmit(sk); return 0; }
+SEC("raw_tp/tcp_probe")
+int BPF_PROG(raw_tcp_probe, struct sock *sk, struct sk_buff *skb) { on_probe(sk); return 0; }
+
+static __always_inline int prefix_match(const __u8 *a, const volatile __u8 *p, __u32 bits)
+{
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (bits == 0)
+			return 1;
+		__u8 m = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
+		if ((a[i] ^ p[i]) & m)
+			return 0;
+		bits = bits >= 8 ? bits - 8 : 0;
+	}
+	return 1;
+}
+
+static __always_inline int filter_match(const struct msen_flow_key *k)
+{
+#pragma unroll
+	for (int i = 0; i < MSEN_MAX_FILTERS; i++) {
+		if (i >= nr_filters)
+			break;
+		if (filters[i].family != k->family)
+			continue;
+		int port = filters[i].port;
+		if (port && port != k->lport && port != k->rport)
+			continue;
+		if (prefix_match(k->laddr, filters[i].addr, filters[i].prefix_len) ||
+		    prefix_match(k->raddr, filters[i].addr, filters[i].prefix_len))
+			return 1;
+	}
+	return 0;
+}
+
+/* Attached to every sampling event: runs in the overflow handler right
+ * before the kernel writes the sample, so the tag lands just ahead of it in
+ * the same ring. Returning 0 drops the sample (filters). */
+SEC("perf_event")
+int on_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+	if (nr_pids) {
+		int ok = 0;
+#pragma unroll
+		for (int i = 0; i < MSEN_MAX_PIDS; i++) {
+			if (i < nr_pids && pids[i] == pid)
+				ok = 1;
+		}
+		if (!ok) {
+			bump(MSEN_STAT_DROP_PID);
+			return 0;
+		}
+	}
+	struct msen_flow_tag tag = { .magic = MSEN_TAG_MAGIC };
+	__u32 zero = 0;
+	struct msen_cpu_flow *c = bpf_map_lookup_elem(&cpu_flows, &zero);
+	if (c && c->active && now - c->time_ns < MSEN_PACKET_MAX_AGE_NS) {
+		tag.kind = MSEN_TAG_PACKET;
+		tag.flow_id = c->flow_id;
+		tag.age_ns = now - c->time_ns;
+		tag.flags = c->flags;
+		tag.ifindex = c->ifindex;
+	} else {
+		struct msen_thread_flow *t = bpf_map_lookup_elem(&threads, &tid);
+		if (t && t->flow_id) {
+			tag.kind = MSEN_TAG_SOCKET;
+			tag.flow_id = t->flow_id;
+			tag.age_ns = now - t->time_ns;
+			if (t->prev_flow_id && t->prev_flow_id != t->flow_id && t->time_ns - t->prev_time_ns < multiplex_window_ns)
+				tag.flags |= MSEN_TAG_MULTIPLEXED;
+		}
+	}
+	if (nr_filters) {
+		struct msen_flow_stats *st = tag.flow_id ? bpf_map_lookup_elem(&flows, &tag.flow_id) : 0;
+		if (!st || !filter_match(&st->key)) {
+			bump(MSEN_STAT_DROP_FLOW);
+			return 0;
+		}
+	}
+	if (bpf_perf_event_output(ctx, &tags, BPF_F_CURRENT_CPU, &tag, sizeof(tag)))
+		bump(MSEN_STAT_OUTPUT_ERR);
+	else
+		bump(MSEN_STAT_TAGS);
+	return 1;
+}

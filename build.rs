@@ -1,0 +1,17 @@
+//! Compiles bpf/flow.bpf.c with clang and generates its libbpf-rs skeleton
+//! into OUT_DIR (src/flow/ includes it). clang comes from scripts/setup.sh.
+
+use std::path::PathBuf;
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("flow.skel.rs");
+    let src = "bpf/flow.bpf.c";
+    libbpf_cargo::SkeletonBuilder::new()
+        .source(src)
+        .clang_args(["-I", "bpf", "-Wall", "-Wno-unused-function"])
+        .build_and_generate(&out)
+        .unwrap_or_else(|e| panic!("building {src} (needs clang: run scripts/setup.sh): {e:#}"));
+    for f in [src, "bpf/flow.h", "bpf/vmlinux.h"] {
+        println!("cargo:rerun-if-changed={f}");
+    }
+}
