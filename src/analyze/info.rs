@@ -51,6 +51,10 @@ pub fn info(l: &Loaded) -> Result<Info, TraceError> {
                     if (r.kind == RecordType::SAMPLE) != (b.header.kind == BlockKind::SAMPLES) {
                         continue;
                     }
+                    // Flow tags are counted by the flow table, not as samples.
+                    if r.kind == RecordType::SAMPLE && l.events.is_tag(r.body) {
+                        continue;
+                    }
                     *counts.entry(r.kind).or_insert(0) += 1;
                     if r.kind == RecordType::SAMPLE {
                         if let Some(e) = l.events.of_sample(r.body) {
@@ -128,6 +132,15 @@ pub fn to_json(l: &Loaded, i: &Info) -> Value {
             })
         })
         .collect();
+    let flows = json!({
+        "enabled": m.flows.enabled,
+        "reason": m.flows.reason,
+        "hooks": m.flows.hooks,
+        "filters": m.flows.filters,
+        "pid_filter": m.flows.pids,
+        "flows_seen": l.flows.by_id.len(),
+        "counters": l.flows.counters,
+    });
     json!({
         "path": l.trace.path().display().to_string(),
         "format_version": format!("{}.{}", l.trace.header.major, l.trace.header.minor),
@@ -174,6 +187,7 @@ pub fn to_json(l: &Loaded, i: &Info) -> Value {
         "processes": l.timeline.process_count(),
         "dsos": l.timeline.dsos.len(),
         "unsplittable_records": i.unsplittable,
+        "flows": flows,
     })
 }
 
@@ -257,6 +271,26 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
     }
     line("samples", i.samples.to_string());
     line("lost records", l.lost_records.to_string());
+    match (&m.flows.enabled, &m.flows.reason) {
+        (true, _) => {
+            let c = |k: &str| l.flows.counters.get(k).copied().unwrap_or(0);
+            line(
+                "flow context",
+                format!(
+                    "on: {} flows, {} samples tagged, {} dropped by filters{}",
+                    l.flows.by_id.len(),
+                    c("tags"),
+                    c("dropped_by_flow_filter") + c("dropped_by_pid_filter"),
+                    if m.flows.filters.is_empty() { String::new() } else { format!(" (filters {})", m.flows.filters.join(", ")) }
+                ),
+            );
+            for h in &m.flows.hooks {
+                line("  hook", h.clone());
+            }
+        }
+        (false, Some(why)) => line("flow context", format!("off: {why}")),
+        (false, None) => line("flow context", "none (not recorded with flows)".into()),
+    }
     line(
         "blocks",
         format!(

@@ -56,7 +56,9 @@ static void *serve_conn(void *p)
 	char buf[65536];
 	while (now() < deadline) {
 		ssize_t n = recv(c.fd, buf, sizeof(buf), 0);
-		if (n <= 0)
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			continue; /* the receive timeout: check the deadline */
+		if (n < 0 || (n == 0 && !udp))
 			break;
 		handle_bytes(n, c.work);
 	}
