@@ -199,6 +199,13 @@ fn two_tcp_flows_split_by_their_cpu_cost() {
     let packet: u64 =
         rule_rows.iter().filter(|x| x["flow_rule"].as_str().unwrap().starts_with("packet")).map(|x| x["samples"].as_u64().unwrap()).sum();
     assert!(packet > 0, "some samples were taken while a packet was handled: {rule_rows:?}");
+    // script carries each sample's flow.
+    let o = run(&["script", "--format", "jsonl", "-i", r.trace.to_str().unwrap()]);
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let pid = r.server_pid as u64;
+    let handler: Vec<&serde_json::Value> = lines.iter().filter(|x| x["pid"].as_u64() == Some(pid) && x["sym"] == "handle_bytes").collect();
+    assert!(!handler.is_empty());
+    assert!(handler.iter().all(|x| x["flow"].as_str().is_some_and(|f| f.contains(":700")) && x["flow_rule"] == "socket"), "{:?}", handler.first());
     // report by flow: the flow text is the stable form.
     let fr = rows(&r.trace, &["--sort", "flow", "--port", "7001"]);
     assert!(fr.iter().all(|x| x["flow"].as_str().unwrap().contains(":7001")), "{fr:?}");

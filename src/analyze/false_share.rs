@@ -89,6 +89,8 @@ struct LineAcc {
     phys: Vec<(u64, u64)>,
     nodes: BTreeMap<u32, C2cStats>,
     offsets: BTreeMap<(u64, u64), OffsetAcc>,
+    /// Records by the flow the CPU was serving (0: none), with flow context.
+    flows: BTreeMap<u64, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +121,9 @@ pub struct LineRow {
     pub offsets: Vec<OffsetRow>,
     pub data_symbol: Option<String>,
     pub verdict: String,
+    /// The flows whose samples touched the line (text, records), most first;
+    /// empty without flow context.
+    pub flows: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +155,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             let mut total = C2cStats::default();
             let mut lines: HashMap<LineKey, LineAcc> = HashMap::default();
             let mut stats = super::loaded::DecodeStats::default();
-            l.for_each_sample(b, &mut stats, |ev, cpumode, s| {
+            l.for_each_sample_flow(b, &mut stats, |ev, cpumode, s, flow| {
                 if !mem_events.get(ev as usize).copied().unwrap_or(false) {
                     return;
                 }
@@ -192,6 +197,9 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                 };
                 let la = lines.entry(key).or_default();
                 la.stats += one;
+                if l.flows.enabled {
+                    *la.flows.entry(flow.map_or(0, |f| f.id)).or_default() += 1;
+                }
                 la.vaddr = daddr;
                 if let Some(pa) = s.phys_addr {
                     la.phys.push((time, pa));
@@ -242,6 +250,9 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             e.phys.extend(v.phys);
             for (n, s) in v.nodes {
                 *e.nodes.entry(n).or_default() += s;
+            }
+            for (f, n) in v.flows {
+                *e.flows.entry(f).or_default() += n;
             }
             for (ok, ov) in v.offsets {
                 let o = e.offsets.entry(ok).or_default();
@@ -330,6 +341,9 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             a.offset.cmp(&b.offset).then(cfg.display.metric(&b.stats).cmp(&cfg.display.metric(&a.stats))).then(a.iaddr.cmp(&b.iaddr))
         });
         let verdict = verdict(&offsets, la.stats.is_shared());
+        let mut flows: Vec<(String, u64)> =
+            la.flows.iter().map(|(&id, &n)| (if id == 0 { "[no flow]".to_string() } else { l.flows.text(id) }, n)).collect();
+        flows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         rows.push(LineRow {
             address,
             pid: k.pid,
@@ -342,6 +356,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             offsets,
             data_symbol,
             verdict,
+            flows,
         });
     }
     // Metric descending; ties by address then pid (perf leaves ties in tree order).

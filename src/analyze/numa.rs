@@ -87,6 +87,9 @@ pub struct Numa {
     pub objects: Vec<HotSpot>,
     pub pages: Vec<HotSpot>,
     pub processes: Vec<HotSpot>,
+    /// Remote accesses by the network flow the CPU was serving (traces
+    /// with flow context).
+    pub flows: Vec<HotSpot>,
     pub top: usize,
     /// The trace has no PMU events: nothing here can be a finding.
     pub software_only: bool,
@@ -112,6 +115,7 @@ const FUNC: u8 = 0;
 const OBJ: u8 = 1;
 const PAGE: u8 = 2;
 const PROC: u8 = 3;
+const FLOW: u8 = 4;
 
 pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
     let cpu_node: HashMap<u32, u32> = l.trace.meta.cpu_nodes.iter().map(|c| (c.cpu, c.node)).collect();
@@ -124,7 +128,7 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
         .map(|b| -> Result<Part, TraceError> {
             let mut p = Part::default();
             let mut stats = super::loaded::DecodeStats::default();
-            l.for_each_sample(b, &mut stats, |ev, _cpumode, s| {
+            l.for_each_sample_flow(b, &mut stats, |ev, _cpumode, s, flow| {
                 if !mem_events.get(ev as usize).copied().unwrap_or(false) {
                     return;
                 }
@@ -172,9 +176,17 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                 let pid = s.pid.unwrap_or(u32::MAX);
                 let epoch = l.timeline.epoch_at(pid, s.time.unwrap_or(0));
                 let addr = s.addr.unwrap_or(0);
-                for key in
-                    [(FUNC, pid, epoch, s.ip.unwrap_or(0)), (OBJ, pid, epoch, addr), (PAGE, pid, 0, addr / page * page), (PROC, pid, 0, 0)]
-                {
+                let flow_key = (FLOW, 0, 0, flow.map_or(0, |f| f.id));
+                for key in [
+                    (FUNC, pid, epoch, s.ip.unwrap_or(0)),
+                    (OBJ, pid, epoch, addr),
+                    (PAGE, pid, 0, addr / page * page),
+                    (PROC, pid, 0, 0),
+                    flow_key,
+                ] {
+                    if key.0 == FLOW && !l.flows.enabled {
+                        continue;
+                    }
                     let e = p.spots.entry(key).or_default();
                     e.acc += one;
                     if remote {
@@ -211,7 +223,7 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
     }
     // Name each spot, then merge spots that share a name (one function seen
     // at many ips, one object at many addresses).
-    let mut named: [BTreeMap<String, SpotAcc>; 4] = Default::default();
+    let mut named: [BTreeMap<String, SpotAcc>; 5] = Default::default();
     for ((kind, pid, epoch, key), v) in spots {
         let name = match kind {
             FUNC => {
@@ -233,6 +245,8 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                     .map_or_else(|| "[unknown]".to_string(), |d| d.object)
             }
             PAGE => format!("pid {pid} page 0x{key:x}"),
+            FLOW if key == 0 => "[no flow]".to_string(),
+            FLOW => l.flows.text(key),
             _ => {
                 let comm = l
                     .timeline
@@ -274,6 +288,7 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
         objects: rank(&named[1]),
         pages: rank(&named[2]),
         processes: rank(&named[3]),
+        flows: rank(&named[4]),
         top,
         software_only: l.trace.meta.software_only,
     })

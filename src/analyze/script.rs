@@ -235,6 +235,8 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
                 return Ok(v);
             };
             let in_samples = b.header.kind == BlockKind::SAMPLES;
+            // The flow tag written right before the next sample (see analyze::flows).
+            let mut pending_flow: Option<super::flows::SampleFlow> = None;
             for (seq, r) in RecordIter::new(&d, l.events.endian).enumerate() {
                 let Ok(r) = r else { break };
                 // Samples from SAMPLES blocks, the rest from SIDEBAND blocks.
@@ -242,15 +244,44 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
                     continue;
                 }
                 if r.kind == RecordType::SAMPLE {
+                    if let Some(t) = l.events.tags.as_ref().filter(|_| l.events.is_tag(r.body)) {
+                        pending_flow = t
+                            .parse
+                            .parse_sample(r.body)
+                            .ok()
+                            .and_then(|s| s.raw.and_then(crate::flow::decode_tag))
+                            .map(|t| super::flows::SampleFlow::from_tag(&t));
+                        continue;
+                    }
                     let Some(ev) = l.events.of_sample(r.body) else {
                         continue;
                     };
+                    let flow = pending_flow.take();
                     let line = match l.events.list[ev as usize].parse.parse_sample(r.body) {
                         Ok(s) => {
                             let t = s.time.unwrap_or(0);
                             let text = match cfg.format {
-                                ScriptFormat::Jsonl => sample_json(l, ev, r.cpumode(), &s, &mut cache, &mut uw, cfg.srcline).to_string(),
-                                ScriptFormat::Text => sample_text(l, ev, r.cpumode(), &s, &mut cache, &mut uw),
+                                ScriptFormat::Jsonl => {
+                                    let mut v = sample_json(l, ev, r.cpumode(), &s, &mut cache, &mut uw, cfg.srcline);
+                                    if l.flows.enabled {
+                                        if let Value::Object(m) = &mut v {
+                                            m.insert("flow".into(), json!(flow.filter(|f| f.id != 0).map(|f| l.flows.text(f.id))));
+                                            m.insert("flow_id".into(), json!(flow.filter(|f| f.id != 0).map(|f| format!("{:016x}", f.id))));
+                                            m.insert("flow_rule".into(), json!(flow.map(|f| f.rule.as_str())));
+                                            m.insert("flow_multiplexed".into(), json!(flow.map(|f| f.multiplexed)));
+                                            m.insert("flow_age_ns".into(), json!(flow.map(|f| f.age_ns)));
+                                        }
+                                    }
+                                    v.to_string()
+                                }
+                                ScriptFormat::Text => {
+                                    let mut t = sample_text(l, ev, r.cpumode(), &s, &mut cache, &mut uw);
+                                    if let Some(f) = flow.filter(|f| f.id != 0) {
+                                        let at = t.find('\n').unwrap_or(t.len());
+                                        t.insert_str(at, &format!(" flow {}", l.flows.text(f.id)));
+                                    }
+                                    t
+                                }
                             };
                             (t, text)
                         }

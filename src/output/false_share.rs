@@ -124,6 +124,10 @@ pub fn render_table(f: &FalseShare, node_info: bool) -> String {
             if l.nodes.is_empty() { "-".to_string() } else { l.nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",") },
             l.pa_cnt,
         ));
+        if !l.flows.is_empty() {
+            let list: Vec<String> = l.flows.iter().take(4).map(|(f, n)| format!("{f} ({n})")).collect();
+            out.push_str(&format!("      flows: {}{}\n", list.join(", "), if l.flows.len() > 4 { ", ..." } else { "" }));
+        }
         if node_info {
             for (node, ns) in &l.node_stats {
                 out.push_str(&format!(
@@ -173,6 +177,7 @@ pub fn render_json(f: &FalseShare) -> Value {
                 m.insert("pa_cnt".into(), json!(l.pa_cnt));
                 m.insert("data_symbol".into(), json!(l.data_symbol));
                 m.insert("verdict".into(), json!(l.verdict));
+                m.insert("flows".into(), json!(l.flows.iter().map(|(f, n)| json!({"flow": f, "records": n})).collect::<Vec<_>>()));
                 m.insert(
                     "node_stats".into(),
                     json!(l.node_stats.iter().map(|(n, s)| (n.to_string(), s.to_json())).collect::<serde_json::Map<_, _>>()),

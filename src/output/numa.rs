@@ -28,8 +28,7 @@ pub fn render_json(n: &Numa) -> Value {
         "objects": spots_json(&n.objects),
         "pages": spots_json(&n.pages),
         "processes": spots_json(&n.processes),
-        // Flow tags arrive with the eBPF flow issue; traces without them have none.
-        "flows": [],
+        "flows": spots_json(&n.flows),
     })
 }
 
@@ -60,7 +59,7 @@ pub fn render_table(n: &Numa) -> String {
             out.push('\n');
         }
     }
-    for (title, v) in [("functions", &n.functions), ("data objects", &n.objects), ("pages", &n.pages), ("processes", &n.processes)] {
+    for (title, v) in [("functions", &n.functions), ("data objects", &n.objects), ("pages", &n.pages), ("processes", &n.processes), ("flows", &n.flows)] {
         out.push_str(&format!("#\n# top {} by remote accesses (RMA, LMA, RMA/total, latency)\n", title));
         if v.is_empty() {
             out.push_str("#   (no memory accesses sampled)\n");
