@@ -156,6 +156,6 @@ pub fn render_table(f: &FlowsReport) -> String {
             ]
         })
         .collect();
-    out.push_str(&super::table(&header, &rows, &[true, true, true, true, true, true, true, true, false, false], "  "));
+    out.push_str(&super::table(&header, &rows, &[true, true, true, true, true, true, true, true, false, false], "# "));
     out
 }
