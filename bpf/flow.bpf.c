@@ -42,12 +42,23 @@ const volatile __u32 pids[MSEN_MAX_PIDS] = {};
  * msen decodes tags with the generated struct. */
 const volatile struct msen_flow_tag tag_layout __attribute__((used)) = {};
 
+/* Per-CPU flow counters: no atomics and no cache line shared between the
+ * CPUs that handle one flow's packets and its socket calls; msen sums the
+ * CPUs when it reads the table. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct msen_flow_stats);
 } flows SEC(".maps");
+
+/* Flow id -> key, written once per flow: what the in-kernel filters match. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct msen_flow_key);
+} flow_keys SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -98,18 +109,24 @@ static __always_inline __u64 hash_key(const struct msen_flow_key *k)
 	return h ? h : 1;
 }
 
-static __always_inline int sock_key(struct sock *sk, struct msen_flow_key *k)
+/* Read a field: directly in tp_btf programs (their arguments are BTF
+ * pointers the verifier lets us walk, CO-RE relocated through vmlinux.h),
+ * with bpf_probe_read_kernel in raw_tp programs. `btf` is a constant in
+ * every caller, so each program keeps one of the two paths. */
+#define RD(btf, direct, ...) ((btf) ? (direct) : BPF_CORE_READ(__VA_ARGS__))
+
+static __always_inline int sock_key(struct sock *sk, struct msen_flow_key *k, const int btf)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = RD(btf, sk->__sk_common.skc_family, sk, __sk_common.skc_family);
 	k->family = family;
-	k->proto = BPF_CORE_READ(sk, sk_protocol);
-	k->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	k->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	k->proto = RD(btf, sk->sk_protocol, sk, sk_protocol);
+	k->lport = RD(btf, sk->__sk_common.skc_num, sk, __sk_common.skc_num);
+	k->rport = bpf_ntohs(RD(btf, sk->__sk_common.skc_dport, sk, __sk_common.skc_dport));
+	k->netns = RD(btf, sk->__sk_common.skc_net.net->ns.inum, sk, __sk_common.skc_net.net, ns.inum);
 	if (family == MSEN_AF_INET) {
-		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 l = RD(btf, sk->__sk_common.skc_rcv_saddr, sk, __sk_common.skc_rcv_saddr);
+		__u32 r = RD(btf, sk->__sk_common.skc_daddr, sk, __sk_common.skc_daddr);
 		__builtin_memcpy(k->laddr, &l, 4);
 		__builtin_memcpy(k->raddr, &r, 4);
 	} else if (family == MSEN_AF_INET6) {
@@ -124,15 +141,15 @@ static __always_inline int sock_key(struct sock *sk, struct msen_flow_key *k)
 }
 
 /* The flow of a packet, from the receiving (rx) or sending host's side. */
-static __always_inline int skb_key(struct sk_buff *skb, struct msen_flow_key *k, int rx)
+static __always_inline int skb_key(struct sk_buff *skb, struct msen_flow_key *k, int rx, const int btf)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	unsigned char *head = RD(btf, skb->head, skb, head);
+	__u16 nh = RD(btf, skb->network_header, skb, network_header);
+	__u16 proto = bpf_ntohs(RD(btf, skb->protocol, skb, protocol));
 	__u32 l4off;
 	__u8 l4;
-	k->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	k->netns = RD(btf, skb->dev->nd_net.net->ns.inum, skb, dev, nd_net.net, ns.inum);
 	if (proto == MSEN_ETH_P_IP) {
 		struct iphdr ip;
 		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
@@ -175,24 +192,40 @@ static __always_inline struct msen_flow_stats *flow_entry(const struct msen_flow
 	n.key = *k;
 	n.first_ns = now;
 	bpf_map_update_elem(&flows, &id, &n, BPF_NOEXIST);
+	bpf_map_update_elem(&flow_keys, &id, k, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&flows, &id);
 }
 
-static __always_inline void on_sock_io(struct sock *sk, int ret, int rx)
+/* last_ns at 1 ms granularity: fewer writes to a line other CPUs update too. */
+static __always_inline void touch(struct msen_flow_stats *st, __u64 now)
+{
+	if (now - st->last_ns > 1000000ULL)
+		st->last_ns = now;
+}
+
+static __always_inline void on_sock_io(struct sock *sk, int ret, int rx, const int btf)
 {
 	if (ret <= 0)
 		return;
 	struct msen_flow_key k;
-	if (sock_key(sk, &k))
+	if (sock_key(sk, &k, btf))
 		return;
 	__u64 id = hash_key(&k), now = bpf_ktime_get_ns();
 	struct msen_flow_stats *st = flow_entry(&k, id, now);
 	if (st) {
-		st->last_ns = now;
+		touch(st, now);
 		if (rx)
-			__sync_fetch_and_add(&st->rx_bytes, ret);
+			st->rx_bytes += ret;
 		else
-			__sync_fetch_and_add(&st->tx_bytes, ret);
+			st->tx_bytes += ret;
+		/* The smoothed RTT, read here rather than at tcp:tcp_probe (which
+		 * fires for every segment), at most every 10 ms. */
+		if (k.proto == MSEN_PROTO_TCP && now - st->srtt_time_ns > 10000000ULL) {
+			/* A probe read: the verifier types sk as struct sock only. */
+			struct tcp_sock *tp = (struct tcp_sock *)sk;
+			st->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+			st->srtt_time_ns = now;
+		}
 	}
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct msen_thread_flow *t = bpf_map_lookup_elem(&threads, &tid);
@@ -210,21 +243,29 @@ static __always_inline void on_sock_io(struct sock *sk, int ret, int rx)
 	bump(MSEN_STAT_SOCK_EVENTS);
 }
 
-static __always_inline void on_packet(struct sk_buff *skb, int rx)
+static __always_inline void on_packet(struct sk_buff *skb, int rx, const int btf)
 {
 	struct msen_flow_key k;
-	if (skb_key(skb, &k, rx))
+	/* A packet being sent still knows its socket: its key costs a few
+	 * field loads instead of reading the headers. */
+	struct sock *sk = rx ? 0 : RD(btf, skb->sk, skb, sk);
+	if (sk && btf) {
+		if (sock_key(sk, &k, btf) && skb_key(skb, &k, rx, btf))
+			return;
+	} else if (skb_key(skb, &k, rx, btf)) {
 		return;
+	}
 	__u64 id = hash_key(&k), now = bpf_ktime_get_ns();
-	__u32 ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	__u32 ifindex = RD(btf, skb->dev->ifindex, skb, dev, ifindex);
 	struct msen_flow_stats *st = flow_entry(&k, id, now);
 	if (st) {
-		st->last_ns = now;
-		st->ifindex = ifindex;
+		touch(st, now);
+		if (st->ifindex != ifindex)
+			st->ifindex = ifindex;
 		if (rx)
-			__sync_fetch_and_add(&st->rx_packets, 1);
+			st->rx_packets++;
 		else
-			__sync_fetch_and_add(&st->tx_packets, 1);
+			st->tx_packets++;
 	}
 	__u32 zero = 0;
 	struct msen_cpu_flow *c = bpf_map_lookup_elem(&cpu_flows, &zero);
@@ -246,10 +287,10 @@ static __always_inline void packet_done(void)
 		c->active = 0;
 }
 
-static __always_inline void on_state(struct sock *sk, int oldstate, int newstate)
+static __always_inline void on_state(struct sock *sk, int oldstate, int newstate, const int btf)
 {
 	struct msen_flow_key k;
-	if (sock_key(sk, &k))
+	if (sock_key(sk, &k, btf))
 		return;
 	__u64 id = hash_key(&k), now = bpf_ktime_get_ns();
 	struct msen_flow_stats *st = flow_entry(&k, id, now);
@@ -264,39 +305,26 @@ static __always_inline void on_state(struct sock *sk, int oldstate, int newstate
 		st->direction = MSEN_DIR_SERVER;
 }
 
-static __always_inline void on_retransmit(struct sock *sk)
+static __always_inline void on_retransmit(struct sock *sk, const int btf)
 {
 	struct msen_flow_key k;
-	if (sock_key(sk, &k))
+	if (sock_key(sk, &k, btf))
 		return;
 	__u64 id = hash_key(&k);
 	struct msen_flow_stats *st = flow_entry(&k, id, bpf_ktime_get_ns());
 	if (st)
-		__sync_fetch_and_add(&st->retransmits, 1);
-}
-
-static __always_inline void on_probe(struct sock *sk)
-{
-	struct msen_flow_key k;
-	if (sock_key(sk, &k))
-		return;
-	__u64 id = hash_key(&k);
-	struct msen_flow_stats *st = bpf_map_lookup_elem(&flows, &id);
-	if (st) {
-		struct tcp_sock *tp = (struct tcp_sock *)sk;
-		st->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	}
+		st->retransmits++;
 }
 
 /* BTF tracepoints. */
 SEC("tp_btf/sock_recv_length")
-int BPF_PROG(btf_sock_recv, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 1); return 0; }
+int BPF_PROG(btf_sock_recv, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 1, 1); return 0; }
 SEC("tp_btf/sock_send_length")
-int BPF_PROG(btf_sock_send, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 0); return 0; }
+int BPF_PROG(btf_sock_send, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 0, 1); return 0; }
 SEC("tp_btf/netif_receive_skb")
-int BPF_PROG(btf_netif_receive_skb, struct sk_buff *skb) { on_packet(skb, 1); return 0; }
+int BPF_PROG(btf_netif_receive_skb, struct sk_buff *skb) { on_packet(skb, 1, 1); return 0; }
 SEC("tp_btf/net_dev_start_xmit")
-int BPF_PROG(btf_net_dev_start_xmit, struct sk_buff *skb, struct net_device *dev) { on_packet(skb, 0); return 0; }
+int BPF_PROG(btf_net_dev_start_xmit, struct sk_buff *skb, struct net_device *dev) { on_packet(skb, 0, 1); return 0; }
 SEC("tp_btf/net_dev_xmit")
 int BPF_PROG(btf_net_dev_xmit, struct sk_buff *skb, int rc) { packet_done(); return 0; }
 SEC("tp_btf/softirq_exit")
@@ -307,21 +335,19 @@ int BPF_PROG(btf_softirq_exit, unsigned int vec)
 	return 0;
 }
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate) { on_state(sk, oldstate, newstate); return 0; }
+int BPF_PROG(btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate) { on_state(sk, oldstate, newstate, 1); return 0; }
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(btf_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb) { on_retransmit(sk); return 0; }
-SEC("tp_btf/tcp_probe")
-int BPF_PROG(btf_tcp_probe, struct sock *sk, struct sk_buff *skb) { on_probe(sk); return 0; }
+int BPF_PROG(btf_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb) { on_retransmit(sk, 1); return 0; }
 
 /* The same, as raw tracepoints. */
 SEC("raw_tp/sock_recv_length")
-int BPF_PROG(raw_sock_recv, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 1); return 0; }
+int BPF_PROG(raw_sock_recv, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 1, 0); return 0; }
 SEC("raw_tp/sock_send_length")
-int BPF_PROG(raw_sock_send, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 0); return 0; }
+int BPF_PROG(raw_sock_send, struct sock *sk, int ret, int flags) { on_sock_io(sk, ret, 0, 0); return 0; }
 SEC("raw_tp/netif_receive_skb")
-int BPF_PROG(raw_netif_receive_skb, struct sk_buff *skb) { on_packet(skb, 1); return 0; }
+int BPF_PROG(raw_netif_receive_skb, struct sk_buff *skb) { on_packet(skb, 1, 0); return 0; }
 SEC("raw_tp/net_dev_start_xmit")
-int BPF_PROG(raw_net_dev_start_xmit, struct sk_buff *skb, struct net_device *dev) { on_packet(skb, 0); return 0; }
+int BPF_PROG(raw_net_dev_start_xmit, struct sk_buff *skb, struct net_device *dev) { on_packet(skb, 0, 0); return 0; }
 SEC("raw_tp/net_dev_xmit")
 int BPF_PROG(raw_net_dev_xmit, struct sk_buff *skb, int rc) { packet_done(); return 0; }
 SEC("raw_tp/softirq_exit")
@@ -332,11 +358,9 @@ int BPF_PROG(raw_softirq_exit, unsigned int vec)
 	return 0;
 }
 SEC("raw_tp/inet_sock_set_state")
-int BPF_PROG(raw_inet_sock_set_state, struct sock *sk, int oldstate, int newstate) { on_state(sk, oldstate, newstate); return 0; }
+int BPF_PROG(raw_inet_sock_set_state, struct sock *sk, int oldstate, int newstate) { on_state(sk, oldstate, newstate, 0); return 0; }
 SEC("raw_tp/tcp_retransmit_skb")
-int BPF_PROG(raw_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb) { on_retransmit(sk); return 0; }
-SEC("raw_tp/tcp_probe")
-int BPF_PROG(raw_tcp_probe, struct sock *sk, struct sk_buff *skb) { on_probe(sk); return 0; }
+int BPF_PROG(raw_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb) { on_retransmit(sk, 0); return 0; }
 
 static __always_inline int prefix_match(const __u8 *a, const volatile __u8 *p, __u32 bits)
 {
@@ -411,8 +435,8 @@ int on_sample(struct bpf_perf_event_data *ctx)
 		}
 	}
 	if (nr_filters) {
-		struct msen_flow_stats *st = tag.flow_id ? bpf_map_lookup_elem(&flows, &tag.flow_id) : 0;
-		if (!st || !filter_match(&st->key)) {
+		struct msen_flow_key *fk = tag.flow_id ? bpf_map_lookup_elem(&flow_keys, &tag.flow_id) : 0;
+		if (!fk || !filter_match(fk)) {
 			bump(MSEN_STAT_DROP_FLOW);
 			return 0;
 		}

@@ -60,6 +60,7 @@ struct msen_flow_stats {
 	__u32 ifindex;
 	__u32 direction;
 	__u32 last_state;
+	__u64 srtt_time_ns; /* when srtt_us was last read */
 };
 
 /* Written into the sampled CPU's ring right before its sample. */

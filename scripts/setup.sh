@@ -3,7 +3,7 @@
 # machine. Idempotent: packages already present are left alone.
 set -euo pipefail
 
-need=(build-essential pkg-config clang llvm libelf-dev zlib1g-dev linux-perf binutils bc libc6-dbg util-linux)
+need=(build-essential pkg-config clang llvm libelf-dev zlib1g-dev linux-perf binutils bc libc6-dbg util-linux iproute2 iperf3)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

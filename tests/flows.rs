@@ -205,7 +205,11 @@ fn two_tcp_flows_split_by_their_cpu_cost() {
     let pid = r.server_pid as u64;
     let handler: Vec<&serde_json::Value> = lines.iter().filter(|x| x["pid"].as_u64() == Some(pid) && x["sym"] == "handle_bytes").collect();
     assert!(!handler.is_empty());
-    assert!(handler.iter().all(|x| x["flow"].as_str().is_some_and(|f| f.contains(":700")) && x["flow_rule"] == "socket"), "{:?}", handler.first());
+    assert!(
+        handler.iter().all(|x| x["flow"].as_str().is_some_and(|f| f.contains(":700")) && x["flow_rule"] == "socket"),
+        "{:?}",
+        handler.first()
+    );
     // report by flow: the flow text is the stable form.
     let fr = rows(&r.trace, &["--sort", "flow", "--port", "7001"]);
     assert!(fr.iter().all(|x| x["flow"].as_str().unwrap().contains(":7001")), "{fr:?}");

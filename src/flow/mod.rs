@@ -101,7 +101,6 @@ const HOOKS: &[(&str, &str)] = &[
     ("irq:softirq_exit", "softirq_exit"),
     ("sock:inet_sock_set_state", "inet_sock_set_state"),
     ("tcp:tcp_retransmit_skb", "tcp_retransmit_skb"),
-    ("tcp:tcp_probe", "tcp_probe"),
 ];
 
 /// The attr of the per-CPU BPF-output event: same clock as the sampling
@@ -173,6 +172,9 @@ impl FlowSession {
 
     #[allow(clippy::type_complexity)]
     fn load(cfg: &FlowConfig, btf: bool) -> Result<(skel::FlowSkel<'static>, Vec<libbpf_rs::Link>, Vec<String>), String> {
+        // libbpf prints verifier logs to stderr by default; the error that
+        // matters comes back as the load's result instead.
+        libbpf_rs::set_print(None);
         let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
         let builder = skel::FlowSkelBuilder::default();
         let mut open = builder.open(storage).map_err(|e| e.to_string())?;
@@ -216,6 +218,7 @@ impl FlowSession {
             }
         }
         hooks.sort();
+        hooks.push("tcp:tcp_probe: not used (srtt is read from the socket at its send/recv, at most every 10 ms: tcp_probe fires for every segment)".into());
         hooks.push("fentry/fexit: not used (tracepoints cover every hook; fentry is refused on kernels in lockdown)".into());
         Ok((skel, links, hooks))
     }
@@ -230,16 +233,24 @@ impl FlowSession {
     pub fn finish(self) -> FlowTable {
         let mut flows = Vec::new();
         let map = &self.skel.maps.flows;
+        let size = std::mem::size_of::<types::msen_flow_stats>();
         for key in map.keys() {
-            let Ok(Some(v)) = map.lookup(&key, libbpf_rs::MapFlags::ANY) else { continue };
-            if v.len() < std::mem::size_of::<types::msen_flow_stats>() || key.len() != 8 {
+            let Ok(Some(per_cpu)) = map.lookup_percpu(&key, libbpf_rs::MapFlags::ANY) else { continue };
+            if key.len() != 8 {
                 continue;
             }
-            // SAFETY: the value is the kernel's copy of a msen_flow_stats (the
-            // map's value type, checked by size), read unaligned.
-            let st: types::msen_flow_stats = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
+            let cpus: Vec<types::msen_flow_stats> = per_cpu
+                .iter()
+                .filter(|v| v.len() >= size)
+                // SAFETY: each value is the kernel's copy of one CPU's
+                // msen_flow_stats (the map's value type, checked by size),
+                // read unaligned; every bit pattern is valid (integers).
+                .map(|v| unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) })
+                .collect();
             let id = u64::from_ne_bytes(key[..8].try_into().unwrap_or([0; 8]));
-            flows.push(flow_info(id, &st));
+            if let Some(st) = merge_cpus(&cpus) {
+                flows.push(flow_info(id, &st));
+            }
         }
         flows.sort_by_key(|f| f.id);
         let mut counters = std::collections::BTreeMap::new();
@@ -264,6 +275,34 @@ impl FlowSession {
     pub fn output_fds(&self) -> impl Iterator<Item = &OwnedFd> {
         self.outputs.iter().map(|(_, fd)| fd)
     }
+}
+
+/// One flow's counters summed over the CPUs that saw it (first seen the
+/// earliest, last seen the latest, the RTT read last).
+fn merge_cpus(cpus: &[types::msen_flow_stats]) -> Option<types::msen_flow_stats> {
+    let seen: Vec<&types::msen_flow_stats> = cpus.iter().filter(|c| c.first_ns != 0).collect();
+    let mut m = **seen.first()?;
+    for c in &seen[1..] {
+        m.first_ns = m.first_ns.min(c.first_ns);
+        m.last_ns = m.last_ns.max(c.last_ns);
+        m.rx_bytes += c.rx_bytes;
+        m.tx_bytes += c.tx_bytes;
+        m.rx_packets += c.rx_packets;
+        m.tx_packets += c.tx_packets;
+        m.retransmits += c.retransmits;
+        m.state_changes += c.state_changes;
+        if c.srtt_time_ns > m.srtt_time_ns {
+            m.srtt_us = c.srtt_us;
+            m.srtt_time_ns = c.srtt_time_ns;
+        }
+        if m.direction == 0 {
+            m.direction = c.direction;
+        }
+        if m.ifindex == 0 {
+            m.ifindex = c.ifindex;
+        }
+    }
+    Some(m)
 }
 
 fn ip_text(b: &[u8; 16], family: u8) -> String {

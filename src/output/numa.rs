@@ -59,7 +59,9 @@ pub fn render_table(n: &Numa) -> String {
             out.push('\n');
         }
     }
-    for (title, v) in [("functions", &n.functions), ("data objects", &n.objects), ("pages", &n.pages), ("processes", &n.processes), ("flows", &n.flows)] {
+    for (title, v) in
+        [("functions", &n.functions), ("data objects", &n.objects), ("pages", &n.pages), ("processes", &n.processes), ("flows", &n.flows)]
+    {
         out.push_str(&format!("#\n# top {} by remote accesses (RMA, LMA, RMA/total, latency)\n", title));
         if v.is_empty() {
             out.push_str("#   (no memory accesses sampled)\n");
