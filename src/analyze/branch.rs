@@ -169,6 +169,7 @@ pub fn branch_report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceErro
         .map(|((event, keys), (n, st))| {
             let total = totals.get(event as usize).map_or(0, |t| t.period);
             Row {
+                graph: None,
                 event,
                 keys,
                 samples: n,

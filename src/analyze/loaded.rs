@@ -216,6 +216,12 @@ impl Loaded {
                 Some(d) => kallsyms = Kallsyms::parse(&String::from_utf8_lossy(&d)),
                 None => stats.corrupt_blocks_skipped += 1,
             }
+        } else if let Some(id) = trace.end.as_ref().and_then(|e| e.build_ids.iter().find(|b| b.path == "[kernel.kallsyms]")) {
+            // A perf.data: perf keeps no kernel symbols in it, only the
+            // kernel's build-id; use the ones that match it here.
+            if let Some((text, _from)) = crate::symbolize::kallsyms::for_build_id(&id.build_id) {
+                kallsyms = Kallsyms::parse(&text);
+            }
         }
         let build_ids: HashMap<String, String> =
             trace.end.as_ref().map(|e| e.build_ids.iter().map(|b| (b.path.clone(), b.build_id.clone())).collect()).unwrap_or_default();

@@ -4,6 +4,7 @@
 
 pub mod branch;
 pub mod c2c;
+pub mod callgraph;
 pub mod datasrc;
 pub mod events;
 pub mod false_share;

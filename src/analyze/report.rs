@@ -173,6 +173,13 @@ pub struct ReportConfig {
     pub weight: bool,
     /// Keep samples whose flow matches one of these (`--flow`, `--port`).
     pub flow_filters: Vec<crate::flow::FlowFilter>,
+    /// Call graphs under each row (`-g`), when the trace has call chains.
+    pub callgraph: super::callgraph::CallGraphConfig,
+    /// Use at most this many frames of each chain, from the sampled one (perf's --max-stack).
+    pub max_stack: Option<usize>,
+    /// The --sort string as given starts with `sym` (perf then omits a
+    /// chain's first frame, the row itself).
+    pub sort_starts_with_sym: bool,
 }
 
 impl Default for ReportConfig {
@@ -191,6 +198,9 @@ impl Default for ReportConfig {
             folded: false,
             weight: false,
             flow_filters: vec![],
+            callgraph: Default::default(),
+            max_stack: None,
+            sort_starts_with_sym: false,
         }
     }
 }
@@ -229,6 +239,8 @@ pub struct Row {
     pub children_percent: Option<f64>,
     /// Branch view only: misprediction and cycle statistics.
     pub branch: Option<super::branch::BranchStats>,
+    /// The call chains of the row's samples (`-g`), for rows shown.
+    pub graph: Option<super::callgraph::CallTree>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -256,6 +268,10 @@ pub struct Report {
     pub dso_problems: Vec<(String, String)>,
     pub software_only: bool,
     pub clean_close: bool,
+    /// How rows' call graphs print, and whether a chain's first frame (the
+    /// row itself, when sorted by symbol first) is left out.
+    pub callgraph: super::callgraph::CallGraphConfig,
+    pub graph_skip_first: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -326,8 +342,10 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         Children::On => has_chains,
         Children::Off => false,
     };
-    // Stacks are kept for children and for collapsed output.
-    let keep_chains = has_chains && (children || cfg.folded);
+    // Call graphs under the rows (table output only: cfg.callgraph says).
+    let keep_graphs = has_chains && cfg.callgraph.mode != super::callgraph::GraphMode::None;
+    // Stacks are kept for children, graphs and collapsed output.
+    let keep_chains = has_chains && (children || cfg.folded || keep_graphs);
     let want_tid = cfg.sort.contains(&SortKey::Tid);
     let want_cpu = cfg.sort.contains(&SortKey::Cpu);
     let want_dsrc = cfg.sort.iter().any(|k| matches!(k, SortKey::Mem | SortKey::Snoop | SortKey::Tlb | SortKey::Lock | SortKey::Blocked));
@@ -538,10 +556,13 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         let e = rows.entry((k.event, key.clone())).or_default();
         e.0.samples += a.samples;
         e.0.period += a.period;
-        let chain_idx: Vec<usize> = match &k.chain {
+        let mut chain_idx: Vec<usize> = match &k.chain {
             Some(chain) => frames(chain, k.kernel).map(|(kernel, ip)| index[&(k.pid, k.epoch, kernel, ip)]).collect(),
             None => vec![ri],
         };
+        if let Some(m) = cfg.max_stack {
+            chain_idx.truncate(m.max(1));
+        }
         if children && k.chain.is_some() {
             let mut seen: HashSet<Vec<KeyVal>> = HashSet::default();
             seen.insert(key);
@@ -592,17 +613,73 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             children_period: children.then_some(ch),
             children_percent: children.then(|| pct(event, ch)),
             branch: None,
+            graph: None,
         })
         .collect();
+    // With children, perf orders by children first (callers above callees).
     rows.sort_by(|a, b| {
         a.event
             .cmp(&b.event)
-            .then(b.period.cmp(&a.period))
             .then(b.children_period.cmp(&a.children_period))
+            .then(b.period.cmp(&a.period))
             .then(b.samples.cmp(&a.samples))
             .then_with(|| a.keys.cmp(&b.keys))
     });
-    Ok(Report::assemble(l, cfg, totals, rows, partial.stats, children, folded.into_iter().collect(), unresolved))
+    let mut report = Report::assemble(l, cfg, totals, rows, partial.stats, children, folded.into_iter().collect(), unresolved);
+    if keep_graphs {
+        use super::callgraph::{CallTree, GraphOrder};
+        let order = cfg.callgraph.order.unwrap_or(if children { GraphOrder::Caller } else { GraphOrder::Callee });
+        let shown: HashMap<(u16, Vec<KeyVal>), usize> =
+            report.rows.iter().enumerate().map(|(i, r)| ((r.event, r.keys.clone()), i)).collect();
+        let mut trees: Vec<Option<CallTree>> = vec![None; report.rows.len()];
+        for (k, a) in &partial.map {
+            let Some(chain) = &k.chain else { continue };
+            let ri = index[&(k.pid, k.epoch, k.kernel, k.ip)];
+            let self_key = row_key(k, &resolved[ri], ri);
+            // Frames callee first, cut to --max-stack.
+            let mut fidx: Vec<usize> = frames(chain, k.kernel).map(|(kernel, ip)| index[&(k.pid, k.epoch, kernel, ip)]).collect();
+            if fidx.is_empty() {
+                fidx.push(ri);
+            }
+            if let Some(m) = cfg.max_stack {
+                fidx.truncate(m.max(1));
+            }
+            // perf names an unresolved frame by its address.
+            let names: Vec<String> = fidx
+                .iter()
+                .map(|&i| match &resolved[i].sym {
+                    Ok(n) => n.clone(),
+                    Err(_) => format!("{:#x}", addrs[i].3),
+                })
+                .collect();
+            let keys: Vec<Vec<KeyVal>> = fidx.iter().map(|&i| row_key(k, &resolved[i], i)).collect();
+            // In display order.
+            let (names, keys): (Vec<&String>, Vec<&Vec<KeyVal>>) = match order {
+                GraphOrder::Callee => (names.iter().collect(), keys.iter().collect()),
+                GraphOrder::Caller => (names.iter().rev().collect(), keys.iter().rev().collect()),
+            };
+            let mut add = |row_keys: &Vec<KeyVal>, from: usize| {
+                if let Some(&r) = shown.get(&(k.event, row_keys.clone())) {
+                    trees[r].get_or_insert_with(CallTree::new).add(names[from..].iter().map(|s| s.to_string()), a.period);
+                }
+            };
+            add(&self_key, 0);
+            if children {
+                // Each other row on the chain, once, from its first frame on.
+                let mut seen: HashSet<&Vec<KeyVal>> = HashSet::default();
+                seen.insert(&self_key);
+                for (p, key) in keys.iter().enumerate() {
+                    if seen.insert(key) {
+                        add(key, p);
+                    }
+                }
+            }
+        }
+        for (row, t) in report.rows.iter_mut().zip(trees) {
+            row.graph = t;
+        }
+    }
+    Ok(report)
 }
 
 impl Report {
@@ -637,6 +714,8 @@ impl Report {
             dso_problems: l.resolver.problems(),
             software_only: l.trace.meta.software_only,
             clean_close: l.trace.recovery.clean_close,
+            callgraph: cfg.callgraph,
+            graph_skip_first: cfg.sort_starts_with_sym,
         }
     }
 }

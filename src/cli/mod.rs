@@ -307,8 +307,23 @@ pub struct ReportArgs {
     #[arg(long = "cpu", value_delimiter = ',')]
     pub cpus: Vec<u32>,
     /// Do not compute inclusive (children) shares from call chains.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "children")]
     pub no_children: bool,
+    /// Inclusive (children) shares from call chains (the default when the trace has them).
+    #[arg(long)]
+    pub children: bool,
+    /// Call graphs under each row, as perf report -g:
+    /// MODE[,THRESHOLD[,PRINT_LIMIT]][,ORDER] with MODE graph (default),
+    /// fractal, flat, folded or none and ORDER caller or callee. On by
+    /// default in the table when the trace has call chains.
+    #[arg(short = 'g', long = "call-graph", value_name = "OPTS", num_args = 0..=1, default_missing_value = "graph", require_equals = false)]
+    pub call_graph: Option<String>,
+    /// Caller-first call graphs (perf's --inverted).
+    #[arg(short = 'G', long = "inverted")]
+    pub inverted: bool,
+    /// Use at most N frames of each call chain (counted from the sampled function).
+    #[arg(long = "max-stack", value_name = "N")]
+    pub max_stack: Option<usize>,
     /// Branch view: count taken branches from branch stacks (LBR, BRS, BRBE);
     /// default sort dso_from,sym_from,dso_to,sym_to.
     #[arg(short = 'b', long = "branch")]
@@ -686,6 +701,22 @@ impl ReportArgs {
             inline: self.inline,
             weight: self.weight,
             folded: matches!(self.format, ReportFormat::Folded | ReportFormat::Flamegraph),
+            callgraph: {
+                let mut c = match &self.call_graph {
+                    Some(g) => crate::analyze::callgraph::CallGraphConfig::parse(g).map_err(UsageError)?,
+                    None if matches!(self.format, ReportFormat::Table) => Default::default(),
+                    None => crate::analyze::callgraph::CallGraphConfig {
+                        mode: crate::analyze::callgraph::GraphMode::None,
+                        ..Default::default()
+                    },
+                };
+                if self.inverted {
+                    c.order = Some(crate::analyze::callgraph::GraphOrder::Caller);
+                }
+                c
+            },
+            max_stack: self.max_stack,
+            sort_starts_with_sym: names.first().is_some_and(|n| n == "sym" || n == "symbol"),
             flow_filters: {
                 let mut v = Vec::new();
                 for f in &self.flow {

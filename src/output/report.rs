@@ -69,7 +69,24 @@ pub fn render_table(r: &Report, source: &str) -> String {
         if let Some(h) = header.first_mut() {
             *h = format!("{h:>8}");
         }
-        out.push_str(&table(&header, &cells, &right, "# "));
+        let text = table(&header, &cells, &right, "# ");
+        if rows.iter().any(|row| row.graph.is_some()) {
+            // Each row's line, then its call graph (perf's --stdio layout).
+            let mut lines = text.lines();
+            for l in lines.by_ref().take(3) {
+                out.push_str(l);
+                out.push('\n');
+            }
+            for (row, line) in rows.iter().zip(lines) {
+                out.push_str(line);
+                out.push('\n');
+                if let Some(t) = &row.graph {
+                    render_graph(r, row, t, ev.period, &mut out);
+                }
+            }
+        } else {
+            out.push_str(&text);
+        }
     }
     out.push_str("#\n");
     let mut foot = Vec::new();
@@ -95,6 +112,19 @@ pub fn render_table(r: &Report, source: &str) -> String {
         out.push_str(&format!("# {f}\n"));
     }
     out
+}
+
+fn render_graph(r: &Report, row: &Row, t: &crate::analyze::callgraph::CallTree, total: u64, out: &mut String) {
+    use crate::analyze::callgraph::{self as cg, GraphMode};
+    let c = &r.callgraph;
+    match c.mode {
+        GraphMode::Graph | GraphMode::Fractal => {
+            cg::render_graph(t, c, total, row.children_period.unwrap_or(row.period), r.graph_skip_first, out)
+        }
+        GraphMode::Flat => cg::render_flat(t, c, total, out),
+        GraphMode::Folded => cg::render_folded(t, c, total, out),
+        GraphMode::None => {}
+    }
 }
 
 fn key_json(k: SortKey, v: &KeyVal) -> Value {

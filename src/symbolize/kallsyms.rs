@@ -15,6 +15,46 @@ pub struct Kallsyms {
     syms: Vec<KSym>,
 }
 
+/// The running kernel's GNU build-id, from the notes it exports
+/// (/sys/kernel/notes: namesz, descsz, type, "GNU\0", the id).
+pub fn running_kernel_build_id() -> Option<String> {
+    let b = std::fs::read("/sys/kernel/notes").ok()?;
+    let mut p = 0usize;
+    let u32_at = |o: usize| b.get(o..o + 4).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]));
+    while p + 12 <= b.len() {
+        let (namesz, descsz, ty) = (u32_at(p)? as usize, u32_at(p + 4)? as usize, u32_at(p + 8)?);
+        let name = p + 12;
+        let desc = name + namesz.div_ceil(4) * 4;
+        let end = desc + descsz.div_ceil(4) * 4;
+        if ty == 3 && b.get(name..name + namesz)?.starts_with(b"GNU") {
+            return Some(b.get(desc..desc + descsz)?.iter().map(|x| format!("{x:02x}")).collect());
+        }
+        p = end;
+    }
+    None
+}
+
+/// Kernel symbols for a recording whose trace carries none (a perf.data):
+/// perf's build-id cache (~/.debug/[kernel.kallsyms]/ID/kallsyms), or this
+/// machine's /proc/kallsyms when the recording kernel is the running one
+/// (same build-id). None when neither matches.
+pub fn for_build_id(id: &str) -> Option<(String, &'static str)> {
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = std::path::Path::new(&home).join(".debug/[kernel.kallsyms]").join(id).join("kallsyms");
+        if let Ok(t) = std::fs::read_to_string(&p) {
+            return Some((t, "perf's build-id cache"));
+        }
+    }
+    if running_kernel_build_id().as_deref() == Some(id) {
+        // Unreadable addresses (not root, kptr_restrict) read as 0 and parse to nothing.
+        let t = std::fs::read_to_string("/proc/kallsyms").ok()?;
+        if t.lines().any(|l| !l.starts_with("0000000000000000")) {
+            return Some((t, "/proc/kallsyms (the recording kernel is the running one)"));
+        }
+    }
+    None
+}
+
 impl Kallsyms {
     pub fn parse(text: &str) -> Kallsyms {
         let mut syms: Vec<KSym> = text
