@@ -37,7 +37,9 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn features(l: &Loaded) -> BTreeMap<u32, Vec<u8>> {
-    let m = &l.trace.meta;
+    let mut without_tags = l.trace.meta.clone();
+    without_tags.events.retain(|e| e.name != crate::flow::TAG_EVENT);
+    let m = &without_tags;
     let mut f = BTreeMap::new();
     let s = |v: &str| {
         let mut b = Vec::new();
@@ -173,7 +175,10 @@ pub fn write_perf_data(l: &Loaded, out: &mut dyn Write) -> Result<u64, ExportErr
     if l.events.endian == Endian::Big {
         return Err(ExportError::BigEndian);
     }
-    let m = &l.trace.meta;
+    // Flow tags are msen's own records: perf would count them as samples.
+    let mut without_tags = l.trace.meta.clone();
+    without_tags.events.retain(|e| e.name != crate::flow::TAG_EVENT);
+    let m = &without_tags;
     // Every record with its time, sideband first at equal times.
     let sid = l.events.sideband_parse().cloned();
     let mut recs: Vec<(u64, u8, usize, usize, Vec<u8>)> = Vec::new();
@@ -189,6 +194,9 @@ pub fn write_perf_data(l: &Loaded, out: &mut dyn Write) -> Result<u64, ExportErr
             off += len;
             // Samples from SAMPLES blocks, the rest from SIDEBAND blocks.
             if (r.kind == RecordType::SAMPLE) != (b.header.kind == BlockKind::SAMPLES) {
+                continue;
+            }
+            if r.kind == RecordType::SAMPLE && l.events.is_tag(r.body) {
                 continue;
             }
             let raw = data[raw_at..raw_at + len].to_vec();
