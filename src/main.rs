@@ -299,6 +299,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             eprintln!("[ msen export: {n} records from {} into {} ]", path.display(), args.perf_data.display());
             Ok(Outcome::Ok)
         }
+        Command::Completions { shell } => {
+            std::io::stdout().lock().write_all(&msen::cli::completions(shell)).map_err(stdout_error)?;
+            Ok(Outcome::Ok)
+        }
         Command::Manpages { dir } => {
             std::fs::create_dir_all(&dir)?;
             for (name, page) in msen::cli::manpages()? {

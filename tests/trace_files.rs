@@ -67,8 +67,11 @@ fn report_filters_sort_keys_and_formats() {
     let j = json(&run(&["report", ps, "--format", "json", "--top", "1"]));
     assert_eq!(j["rows"].as_array().unwrap().len(), 1);
     let csv = stdout(&run(&["report", ps, "--format", "csv", "--sort", "comm"]));
-    assert_eq!(csv.lines().next().unwrap(), "comm,event,samples,period,percent");
-    assert_eq!(csv.lines().nth(1).unwrap(), "worker,cpu-clock,1000,10000,90.9091");
+    // One schema with or without call chains: children_percent empty here.
+    assert_eq!(csv.lines().next().unwrap(), "comm,event,samples,period,percent,children_percent");
+    assert_eq!(csv.lines().nth(1).unwrap(), "worker,cpu-clock,1000,10000,90.9091,");
+    let j = json(&run(&["report", ps, "--format", "json"]));
+    assert!(j["rows"][0].as_object().unwrap().contains_key("children_percent") && j["rows"][0]["children_percent"].is_null());
 }
 
 #[test]
@@ -349,4 +352,46 @@ fn skip_corrupt_analyzes_the_rest() {
     let j = json(&o);
     assert_eq!(j["decode_problems"]["corrupt_blocks_skipped"], 1);
     assert!(j["total_samples"].as_u64().unwrap() < 1100);
+}
+
+#[test]
+fn report_filters_as_perf_report() {
+    let d = tmpdir();
+    let p = d.path().join("f.msen");
+    synthetic_trace(&p, 3, true);
+    let ps = p.to_str().unwrap();
+    let rows = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec!["report", ps, "--format", "json"];
+        a.extend(extra);
+        let o = run(&a);
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        json(&o)["rows"].as_array().unwrap().clone()
+    };
+    // --symbols: only that row; percentages stay of all samples...
+    let r = rows(&["--symbols", "k_hot"]);
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0]["sym"].as_str(), r[0]["percent"].as_f64()), (Some("k_hot"), Some(54.5455)));
+    // ...unless --percentage relative.
+    let r = rows(&["--symbols", "k_hot", "--percentage", "relative"]);
+    assert_eq!(r[0]["percent"].as_f64(), Some(100.0));
+    // --dsos by short name.
+    let r = rows(&["--dsos", "worker-bin"]);
+    assert!(r.iter().all(|x| x["dso"] == "worker-bin") && !r.is_empty(), "{r:?}");
+    // --tid: the idler's thread only.
+    let all = rows(&["--sort", "tid"]);
+    let idler_tid = all.iter().find(|x| x["samples"] == 100).unwrap()["tid"].as_u64().unwrap().to_string();
+    let r = rows(&["--tid", &idler_tid, "--sort", "comm"]);
+    assert_eq!((r.len(), r[0]["comm"].as_str()), (1, Some("idler")));
+    // --time: the whole span keeps all, the first and second halves split it.
+    let n = |r: &[serde_json::Value]| r.iter().map(|x| x["samples"].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(n(&rows(&["--time", "0%-100%"])), 1100);
+    let (a, b) = (n(&rows(&["--time", "50%/1"])), n(&rows(&["--time", "50%/2"])));
+    assert!(a > 0 && b > 0 && a + b >= 1100 && a + b <= 1101, "{a} + {b}");
+    assert_eq!(n(&rows(&["--time", ","])), 1100);
+    let o = run(&["report", ps, "--time", "90%-10%"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--time"), "{}", stderr(&o));
+    // -n adds the sample count column.
+    let t = stdout(&run(&["report", ps, "-n"]));
+    assert!(t.lines().any(|l| l.contains("Samples") && l.contains("Command")), "{t}");
 }

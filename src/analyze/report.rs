@@ -159,6 +159,18 @@ pub struct ReportConfig {
     pub percent_limit: f64,
     pub top: Option<usize>,
     pub pids: Vec<u32>,
+    /// Only samples of these threads.
+    pub tids: Vec<u32>,
+    /// Only rows whose shared object (short name or path) / symbol is one of these.
+    pub dsos: Vec<String>,
+    pub symbols: Vec<String>,
+    /// Only samples inside these times: perf's --time syntax (see `time_ranges`).
+    pub time: Option<String>,
+    /// Percentages of what the filters keep (`--percentage relative`)
+    /// rather than of every sample (`absolute`, perf's default).
+    pub relative: bool,
+    /// Show a Samples column in the table (`-n`).
+    pub show_samples: bool,
     pub comms: Vec<String>,
     pub cpus: Vec<u32>,
     pub children: Children,
@@ -189,6 +201,12 @@ impl Default for ReportConfig {
             percent_limit: 0.0,
             top: None,
             pids: vec![],
+            tids: vec![],
+            dsos: vec![],
+            symbols: vec![],
+            time: None,
+            relative: false,
+            show_samples: false,
             comms: vec![],
             cpus: vec![],
             children: Children::Auto,
@@ -272,6 +290,8 @@ pub struct Report {
     /// row itself, when sorted by symbol first) is left out.
     pub callgraph: super::callgraph::CallGraphConfig,
     pub graph_skip_first: bool,
+    /// A Samples column in the table (`-n`).
+    pub show_samples: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -332,10 +352,74 @@ impl Partial {
 /// Address identity for resolution.
 type AddrKey = (u32, u16, bool, u64);
 
+/// perf's `--time`: `START,STOP` in seconds of the trace clock (either may
+/// be empty), `A%-B%` of the recording, `N%/K` (the K-th slice of N%),
+/// several separated by commas when they are percent ranges.
+pub fn time_ranges(spec: &str, first: u64, last: u64) -> Result<Vec<(u64, u64)>, String> {
+    let bad = |why: &str| format!("--time {spec}: {why}; use START,STOP (seconds, as perf script prints them), A%-B% or N%/K");
+    let span = last.saturating_sub(first) as f64;
+    let at = |p: f64| first + (span * p / 100.0).round() as u64;
+    if !spec.contains('%') {
+        let (a, b) = spec.split_once(',').ok_or_else(|| bad("expected START,STOP"))?;
+        let secs = |x: &str, d: u64| -> Result<u64, String> {
+            if x.trim().is_empty() {
+                return Ok(d);
+            }
+            let v: f64 = x.trim().parse().map_err(|_| bad(&format!("'{x}' is not a number of seconds")))?;
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(bad("times are not negative"));
+            }
+            Ok((v * 1e9).round() as u64)
+        };
+        let (a, b) = (secs(a, 0)?, secs(b, u64::MAX)?);
+        if a > b {
+            return Err(bad("START is after STOP"));
+        }
+        return Ok(vec![(a, b)]);
+    }
+    let pct = |x: &str| -> Result<f64, String> {
+        let v: f64 = x.trim().trim_end_matches('%').parse().map_err(|_| bad(&format!("'{x}' is not a percentage")))?;
+        if (0.0..=100.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(bad("percentages are 0..100"))
+        }
+    };
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((size, k)) = part.split_once('/') {
+            let size = pct(size)?;
+            let k: f64 = k.trim().parse().map_err(|_| bad(&format!("'{k}' is not a slice number")))?;
+            if size <= 0.0 || k < 1.0 || k.fract() != 0.0 || size * k > 100.0 + 1e-9 {
+                return Err(bad(&format!("slice {k} of {size}% is outside the recording")));
+            }
+            out.push((at(size * (k - 1.0)), at(size * k)));
+        } else if let Some((a, b)) = part.split_once('-') {
+            let (a, b) = (pct(a)?, pct(b)?);
+            if a > b {
+                return Err(bad("a range starts after it ends"));
+            }
+            out.push((at(a), at(b)));
+        } else {
+            return Err(bad(&format!("'{part}'")));
+        }
+    }
+    Ok(out)
+}
+
 pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     if cfg.branch {
         return super::branch::branch_report(l, cfg);
     }
+    let time: Vec<(u64, u64)> = match &cfg.time {
+        Some(spec) => {
+            let sb = l.sample_blocks();
+            let first = sb.iter().map(|b| b.header.first_time).filter(|&t| t > 0).min().unwrap_or(0);
+            let last = sb.iter().map(|b| b.header.last_time).max().unwrap_or(0);
+            time_ranges(spec, first, last).map_err(|reason| TraceError::BadMetadata { path: l.trace.path().to_path_buf(), reason })?
+        }
+        None => Vec::new(),
+    };
     let has_chains = l.events.list.iter().any(|e| e.attr.sample_type & crate::perf::attr::sample::CALLCHAIN != 0);
     let children = match cfg.children {
         Children::Auto => has_chains,
@@ -376,6 +460,12 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     p.totals[ev as usize].1 += period;
                     let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));
                     let cpu = s.cpu.unwrap_or(u32::MAX);
+                    if !cfg.tids.is_empty() && !cfg.tids.contains(&tid) {
+                        return;
+                    }
+                    if !time.is_empty() && !s.time.is_some_and(|t| time.iter().any(|&(a, b)| t >= a && t <= b)) {
+                        return;
+                    }
                     if !cfg.pids.is_empty() && !cfg.pids.contains(&pid) {
                         return;
                     }
@@ -546,6 +636,15 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         Ok(n) => n.clone(),
         Err(_) => format!("{}+0x{:x}", r.dso, r.rel),
     };
+    // --dsos / --symbols filter rows by their own object and symbol (perf's
+    // hists__filter_by_dso/symbol); kept rows' self periods make the
+    // relative total.
+    let row_ok = |r: &Resolved| -> bool {
+        let dso_ok = cfg.dsos.is_empty() || cfg.dsos.iter().any(|d| d == &r.dso || r.dso.rsplit('/').next() == Some(d.as_str()));
+        let sym_ok = cfg.symbols.is_empty() || r.sym.as_ref().is_ok_and(|n| cfg.symbols.iter().any(|s| s == n));
+        dso_ok && sym_ok
+    };
+    let mut kept_totals: Vec<(u64, u64)> = vec![(0, 0); nev];
     for (k, a) in &partial.map {
         let ri = index[&(k.pid, k.epoch, k.kernel, k.ip)];
         let r = &resolved[ri];
@@ -553,9 +652,13 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             *unresolved.entry(why.as_str().to_string()).or_default() += a.samples;
         }
         let key = row_key(k, r, ri);
-        let e = rows.entry((k.event, key.clone())).or_default();
-        e.0.samples += a.samples;
-        e.0.period += a.period;
+        if row_ok(r) {
+            let e = rows.entry((k.event, key.clone())).or_default();
+            e.0.samples += a.samples;
+            e.0.period += a.period;
+            kept_totals[k.event as usize].0 += a.samples;
+            kept_totals[k.event as usize].1 += a.period;
+        }
         let mut chain_idx: Vec<usize> = match &k.chain {
             Some(chain) => frames(chain, k.kernel).map(|(kernel, ip)| index[&(k.pid, k.epoch, kernel, ip)]).collect(),
             None => vec![ri],
@@ -565,8 +668,10 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         }
         if children && k.chain.is_some() {
             let mut seen: HashSet<Vec<KeyVal>> = HashSet::default();
-            seen.insert(key);
-            for &fi in &chain_idx {
+            if row_ok(r) {
+                seen.insert(key);
+            }
+            for &fi in chain_idx.iter().filter(|&&fi| row_ok(&resolved[fi])) {
                 seen.insert(row_key(k, &resolved[fi], fi));
                 for name in inlined(fi) {
                     seen.insert(inline_key(k, &resolved[fi], fi, &name));
@@ -594,8 +699,20 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         .zip(partial.totals.iter().chain(std::iter::repeat(&(0, 0))))
         .map(|(e, t)| EventTotal { name: e.name.clone(), samples: t.0, period: t.1 })
         .collect();
+    let filtered = !(cfg.pids.is_empty()
+        && cfg.tids.is_empty()
+        && cfg.cpus.is_empty()
+        && cfg.comms.is_empty()
+        && time.is_empty()
+        && cfg.dsos.is_empty()
+        && cfg.symbols.is_empty()
+        && cfg.flow_filters.is_empty());
     let pct = |ev: u16, v: u64| {
-        let t = totals.get(ev as usize).map_or(0, |t| t.period);
+        let t = if cfg.relative && filtered {
+            kept_totals.get(ev as usize).map_or(0, |t| t.1)
+        } else {
+            totals.get(ev as usize).map_or(0, |t| t.period)
+        };
         if t == 0 {
             0.0
         } else {
@@ -716,6 +833,7 @@ impl Report {
             clean_close: l.trace.recovery.clean_close,
             callgraph: cfg.callgraph,
             graph_skip_first: cfg.sort_starts_with_sym,
+            show_samples: cfg.show_samples,
         }
     }
 }

@@ -24,9 +24,17 @@ EXIT STATUS:
     0 success, 1 nothing to report (no samples), 2 error";
 
 #[derive(Debug, Parser)]
-#[command(name = "msen", version, about = "Record and analyze micro-architectural samples on Linux", after_help = EXAMPLES)]
+#[command(
+    name = "msen",
+    version,
+    about = "Record and analyze micro-architectural samples on Linux",
+    after_help = EXAMPLES,
+    disable_help_subcommand = true,
+    max_term_width = 0
+)]
 pub struct Cli {
-    /// Worker threads for analysis (default: all CPUs). Output is identical at any count.
+    /// Worker threads for decoding and analysis (default: all CPUs); output
+    /// is identical at any count. Recording always drains rings on one thread.
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
     #[command(subcommand)]
@@ -55,12 +63,28 @@ pub enum Command {
     Export(ExportArgs),
     /// Addresses to function, file:line and inline chain (like addr2line -f -i).
     Symbolize(SymbolizeArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "EXAMPLES:\n    msen completions bash > /etc/bash_completion.d/msen\n    msen completions zsh > \"${fpath[1]}/_msen\"\n    msen completions fish > ~/.config/fish/completions/msen.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Write man pages generated from these definitions into DIR.
     #[command(hide = true)]
     Manpages {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+/// A completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "msen", &mut out);
+    out
 }
 
 /// Render `msen.1` and `msen-SUBCOMMAND.1` for every visible subcommand.
@@ -218,6 +242,12 @@ pub struct RecordArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Percentage {
+    Absolute,
+    Relative,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
     Table,
     Json,
@@ -300,6 +330,25 @@ pub struct ReportArgs {
     /// Only samples of these pids.
     #[arg(long = "pid", value_delimiter = ',')]
     pub pids: Vec<u32>,
+    /// Only samples of these threads.
+    #[arg(long = "tid", value_delimiter = ',')]
+    pub tids: Vec<u32>,
+    /// Only rows of these shared objects (file name or path).
+    #[arg(short = 'd', long = "dsos", value_delimiter = ',', value_name = "DSO")]
+    pub dsos: Vec<String>,
+    /// Only rows of these symbols.
+    #[arg(long = "symbols", value_delimiter = ',', value_name = "SYM")]
+    pub symbols: Vec<String>,
+    /// Only samples in this time span: START,STOP in seconds (as perf script
+    /// and msen script print times), A%-B% of the recording, or N%/K (its K-th N% slice).
+    #[arg(long = "time", value_name = "SPAN")]
+    pub time: Option<String>,
+    /// With filters, percentages of what they keep (relative) or of every sample (absolute).
+    #[arg(long = "percentage", value_enum, default_value = "absolute")]
+    pub percentage: Percentage,
+    /// Show the number of samples of each row.
+    #[arg(short = 'n', long = "show-nr-samples")]
+    pub show_samples: bool,
     /// Only samples of these commands.
     #[arg(long = "comm", value_delimiter = ',')]
     pub comms: Vec<String>,
@@ -356,7 +405,7 @@ pub struct ImportArgs {
     /// Trace to write.
     #[arg(short = 'o', long = "output", default_value = "msen.data")]
     pub output: PathBuf,
-    /// zstd level of trace blocks.
+    /// zstd level of trace blocks (1 fastest .. 22 smallest).
     #[arg(long = "compression-level", default_value_t = 3)]
     pub level: i32,
 }
@@ -467,6 +516,10 @@ pub enum TableFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "EXAMPLES:
+    msen info                                   what msen.data holds
+    msen info -i perf.data                      a perf.data's header, events and record counts
+    msen info --format json | jq .flows         flow context, hooks and counters")]
 pub struct InfoArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -475,6 +528,11 @@ pub struct InfoArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "EXAMPLES:
+    msen script | head                          every sample, decoded, in time order
+    msen script --format jsonl | jq -c 'select(.flow != null)'
+    msen script --all -i perf.data              with mmap, comm, fork, exit and lost records
+    msen script --format jsonl --srcline        with file:line and inline frames")]
 pub struct ScriptArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -693,6 +751,19 @@ impl ReportArgs {
             percent_limit: self.percent_limit,
             top: self.top,
             pids: self.pids.clone(),
+            tids: self.tids.clone(),
+            dsos: self.dsos.clone(),
+            symbols: self.symbols.clone(),
+            time: match &self.time {
+                // The syntax is checked now; the span needs the trace.
+                Some(t) => {
+                    crate::analyze::report::time_ranges(t, 0, 1_000_000_000).map_err(UsageError)?;
+                    Some(t.clone())
+                }
+                None => None,
+            },
+            relative: self.percentage == Percentage::Relative,
+            show_samples: self.show_samples,
             comms: self.comms.clone(),
             cpus: self.cpus.clone(),
             children: if self.no_children { Children::Off } else { Children::Auto },

@@ -39,6 +39,10 @@ pub fn render_table(r: &Report, source: &str) -> String {
             header.push("Overhead".into());
             right.push(true);
         }
+        if r.show_samples {
+            header.push("Samples".into());
+            right.push(true);
+        }
         for k in &r.sort {
             header.push(k.header().into());
             right.push(matches!(k, SortKey::Pid | SortKey::Tid | SortKey::Cpu | SortKey::Weight));
@@ -57,6 +61,9 @@ pub fn render_table(r: &Report, source: &str) -> String {
                     c.push(pct(ch));
                 }
                 c.push(pct(row.percent));
+                if r.show_samples {
+                    c.push(row.samples.to_string());
+                }
                 c.extend(row.keys.iter().map(KeyVal::display));
                 if let Some(b) = row.branch {
                     c.push(pct(b.mispredicted as f64 * 100.0 / row.samples.max(1) as f64));
@@ -156,10 +163,10 @@ pub fn render_json(r: &Report) -> Value {
                 m.insert("mispredicted_percent".into(), json!(round4(b.mispredicted as f64 * 100.0 / row.samples.max(1) as f64)));
                 m.insert("avg_cycles".into(), json!((b.with_cycles > 0).then(|| round4(b.cycles_sum as f64 / b.with_cycles as f64))));
             }
-            if let Some(c) = row.children_percent {
-                m.insert("children_percent".into(), json!(round4(c)));
-                m.insert("children_period".into(), json!(row.children_period.unwrap_or(0)));
-            }
+            // Present in every row, null when the trace has no call chains:
+            // one schema for bulk loaders.
+            m.insert("children_percent".into(), json!(row.children_percent.map(round4)));
+            m.insert("children_period".into(), json!(row.children_period));
             Value::Object(m)
         })
         .collect();
@@ -191,10 +198,8 @@ fn round4(x: f64) -> f64 {
 pub fn render_csv(r: &Report) -> String {
     let mut out = String::new();
     let mut head: Vec<String> = r.sort.iter().map(|k| k.name().to_string()).collect();
-    head.extend(["event", "samples", "period", "percent"].map(String::from));
-    if r.has_children {
-        head.push("children_percent".into());
-    }
+    // The same columns whether or not the trace has call chains (empty then).
+    head.extend(["event", "samples", "period", "percent", "children_percent"].map(String::from));
     out.push_str(&head.join(","));
     out.push('\n');
     for row in &r.rows {
@@ -211,9 +216,7 @@ pub fn render_csv(r: &Report) -> String {
         c.push(row.samples.to_string());
         c.push(row.period.to_string());
         c.push(format!("{:.4}", row.percent));
-        if let Some(ch) = row.children_percent {
-            c.push(format!("{ch:.4}"));
-        }
+        c.push(row.children_percent.map_or_else(String::new, |ch| format!("{ch:.4}")));
         out.push_str(&c.join(","));
         out.push('\n');
     }
