@@ -300,10 +300,13 @@ fn path(t: &CallTree, mut n: u32) -> Vec<&str> {
     v
 }
 
-/// perf's `callchain__fprintf_flat`.
+/// perf's `callchain__fprintf_flat`: the chains that end at a node with
+/// enough hits, each shown with the node's cumulative share (perf's
+/// callchain_node__fprintf_value prints cumulative hits in flat mode).
 pub fn render_flat(t: &CallTree, cfg: &CallGraphConfig, total: u64, out: &mut String) {
-    for (i, (n, hit)) in chain_ends(t, total as f64 * cfg.threshold / 100.0).into_iter().enumerate() {
-        out.push_str(&format!("           {:.2}%\n", hit as f64 * 100.0 / total.max(1) as f64));
+    for (i, (n, _hit)) in chain_ends(t, total as f64 * cfg.threshold / 100.0).into_iter().enumerate() {
+        let cumul = t.nodes[n as usize].cumul;
+        out.push_str(&format!("           {:.2}%\n", cumul as f64 * 100.0 / total.max(1) as f64));
         for name in path(t, n) {
             out.push_str("                ");
             out.push_str(name);
