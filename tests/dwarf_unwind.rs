@@ -204,11 +204,11 @@ fn call_graph_text_equals_perf_report() {
                     // Siblings whose shares print the same (one sample each,
                     // say) are ordered by perf's internal tree and periods a
                     // nanosecond apart: the same lines in another order pass.
-                    let sorted = |x: &str| {
+                    fn sorted(x: &str) -> Vec<&str> {
                         let mut v: Vec<&str> = x.lines().collect();
                         v.sort_unstable();
                         v
-                    };
+                    }
                     let tie = t.lines().filter_map(|l| l.split("--").nth(1)).collect::<Vec<_>>();
                     let has_tie = tie.iter().enumerate().any(|(i, a)| tie[i + 1..].contains(a));
                     assert!(has_tie && sorted(o) == sorted(t), "{args:?}: the graph under {f}\nperf:\n{t}\nmsen:\n{o}");
