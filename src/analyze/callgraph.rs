@@ -138,11 +138,32 @@ impl CallTree {
     fn sorted_children(&self, n: u32, min: f64) -> Vec<u32> {
         let mut v: Vec<u32> =
             self.nodes[n as usize].children.iter().copied().filter(|&c| self.nodes[c as usize].cumul as f64 >= min).collect();
+        // Ties by name, descending: perf keeps a node's children in a tree
+        // ordered that way, and its sort leaves equal values in that order.
         v.sort_by(|&a, &b| {
             let (x, y) = (&self.nodes[a as usize], &self.nodes[b as usize]);
-            y.cumul.cmp(&x.cumul).then_with(|| x.name.cmp(&y.name))
+            y.cumul.cmp(&x.cumul).then_with(|| y.name.cmp(&x.name))
         });
         v
+    }
+
+    /// Nodes in perf's flat-sort visiting order: depth first, children
+    /// (by name, descending) before their parent.
+    fn post_order(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.nodes.len());
+        let mut stack: Vec<(u32, bool)> = vec![(0, false)];
+        while let Some((n, done)) = stack.pop() {
+            if done {
+                out.push(n);
+                continue;
+            }
+            stack.push((n, true));
+            let mut kids = self.nodes[n as usize].children.clone();
+            // Pushed ascending, so the greatest name is visited first.
+            kids.sort_by(|&a, &b| self.nodes[a as usize].name.cmp(&self.nodes[b as usize].name));
+            stack.extend(kids.into_iter().map(|k| (k, false)));
+        }
+        out
     }
 
     /// A run: `n` and the nodes below it while there is exactly one child
@@ -284,9 +305,10 @@ fn pipes(out: &mut String, left: usize, depth: usize, mask: u64, value: Option<f
 
 /// Chains ending at each node (flat and folded modes): (node, hit), most first.
 fn chain_ends(t: &CallTree, min: f64) -> Vec<(u32, u64)> {
+    // Equal hits keep perf's visiting order (a stable sort).
     let mut v: Vec<(u32, u64)> =
-        (1..t.nodes.len() as u32).map(|n| (n, t.nodes[n as usize].hit)).filter(|&(_, h)| h > 0 && h as f64 >= min).collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| path(t, a.0).cmp(&path(t, b.0))));
+        t.post_order().into_iter().filter(|&n| n != 0).map(|n| (n, t.nodes[n as usize].hit)).filter(|&(_, h)| h > 0 && h as f64 >= min).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1));
     v
 }
 
@@ -367,5 +389,22 @@ mod tests {
         let mut out = String::new();
         render_folded(&tree(), &CallGraphConfig::default(), 100, &mut out);
         assert_eq!(out, "75.00% main;top;mid;leaf\n25.00% main;side;leaf\n");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tie_tests {
+    use super::*;
+
+    #[test]
+    fn equal_siblings_by_name_descending() {
+        let mut t = CallTree::new();
+        for n in ["rcu_core", "run_timer_softirq", "tmigr_handle_remote"] {
+            t.add(["x".to_string(), n.to_string()].into_iter(), 10);
+        }
+        let kids = t.sorted_children(1, 0.0);
+        let names: Vec<&str> = kids.iter().map(|&k| t.nodes[k as usize].name.as_str()).collect();
+        assert_eq!(names, ["tmigr_handle_remote", "run_timer_softirq", "rcu_core"]);
     }
 }
