@@ -306,8 +306,13 @@ fn pipes(out: &mut String, left: usize, depth: usize, mask: u64, value: Option<f
 /// Chains ending at each node (flat and folded modes): (node, hit), most first.
 fn chain_ends(t: &CallTree, min: f64) -> Vec<(u32, u64)> {
     // Equal hits keep perf's visiting order (a stable sort).
-    let mut v: Vec<(u32, u64)> =
-        t.post_order().into_iter().filter(|&n| n != 0).map(|n| (n, t.nodes[n as usize].hit)).filter(|&(_, h)| h > 0 && h as f64 >= min).collect();
+    let mut v: Vec<(u32, u64)> = t
+        .post_order()
+        .into_iter()
+        .filter(|&n| n != 0)
+        .map(|n| (n, t.nodes[n as usize].hit))
+        .filter(|&(_, h)| h > 0 && h as f64 >= min)
+        .collect();
     v.sort_by(|a, b| b.1.cmp(&a.1));
     v
 }

@@ -141,7 +141,7 @@ pub fn to_json(l: &Loaded, i: &Info) -> Value {
         "flows_seen": l.flows.by_id.len(),
         "counters": l.flows.counters,
     });
-    json!({
+    let mut v = json!({
         "path": l.trace.path().display().to_string(),
         "format_version": format!("{}.{}", l.trace.header.major, l.trace.header.minor),
         "file_bytes": l.trace.file_len(),
@@ -188,7 +188,10 @@ pub fn to_json(l: &Loaded, i: &Info) -> Value {
         "dsos": l.timeline.dsos.len(),
         "unsplittable_records": i.unsplittable,
         "flows": flows,
-    })
+    });
+    // The first and last sample times (trace clock, ns).
+    v["time_range_ns"] = json!([i.first_time, i.last_time]);
+    v
 }
 
 pub fn to_text(l: &Loaded, i: &Info) -> String {
