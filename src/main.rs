@@ -160,7 +160,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             let r = report::report(&l, &cfg)?;
             match args.format {
-                ReportFormat::Table => print(&output::report::render_table(&r, &path.display().to_string()))?,
+                ReportFormat::Table => {
+                    let width = if args.full_names { None } else { output::terminal_width() };
+                    print(&output::report::render_table(&r, &path.display().to_string(), width))?
+                }
                 ReportFormat::Json => print(&(serde_json::to_string_pretty(&output::report::render_json(&r))? + "\n"))?,
                 ReportFormat::Csv => print(&output::report::render_csv(&r))?,
                 ReportFormat::Folded => print(&output::report::render_folded(&r))?,

@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 use std::path::Path;
+use std::process::Command;
 
 fn report_json(path: &Path) -> serde_json::Value {
     let o = run(&["report", "--format", "json", path.to_str().unwrap()]);
@@ -394,4 +395,30 @@ fn report_filters_as_perf_report() {
     // -n adds the sample count column.
     let t = stdout(&run(&["report", ps, "-n"]));
     assert!(t.lines().any(|l| l.contains("Samples") && l.contains("Command")), "{t}");
+}
+
+/// On a terminal, long names are fit to its width (templates and arguments
+/// elided); through a pipe, and with --full-names, they are whole.
+#[test]
+fn long_names_fit_the_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP long_names_fit_the_terminal: script(1) (util-linux) is not installed");
+        return;
+    }
+    let d = tmpdir();
+    let p = d.path().join("n.msen");
+    synthetic_trace(&p, 1, true);
+    // (kallsyms names have no spaces)
+    let long = format!("std::vector<{}>::push_back(std::pair<int,std::string>const&)", "std::pair<int,std::string>,".repeat(40));
+    let ks = d.path().join("kallsyms");
+    std::fs::write(&ks, format!("ffffffff81000000 T {long}\nffffffff81000100 T k_warm\nffffffff81000200 T k_end\n")).unwrap();
+    let args = format!("{} report -i {} --kallsyms {} --sort sym", env!("CARGO_BIN_EXE_msen"), p.display(), ks.display());
+    let o = Command::new("script").args(["-qec", &format!("stty cols 100; {args}"), "/dev/null"]).output().unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert!(tty.contains("std::vector<…>::push_back("), "{tty}");
+    assert!(tty.lines().all(|l| l.chars().count() <= 100), "{tty}");
+    let piped = stdout(&run(&["report", "-i", p.to_str().unwrap(), "--kallsyms", ks.to_str().unwrap(), "--sort", "sym"]));
+    assert!(piped.contains(&long), "a pipe gets the whole name");
+    let o = Command::new("script").args(["-qec", &format!("stty cols 100; {args} --full-names"), "/dev/null"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&long[..200]));
 }

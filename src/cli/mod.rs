@@ -349,6 +349,10 @@ pub struct ReportArgs {
     /// Show the number of samples of each row.
     #[arg(short = 'n', long = "show-nr-samples")]
     pub show_samples: bool,
+    /// Print symbol names whole on a terminal too (by default they are fit
+    /// to its width, C++ templates and arguments elided; pipes get them whole).
+    #[arg(long = "full-names")]
+    pub full_names: bool,
     /// Only samples of these commands.
     #[arg(long = "comm", value_delimiter = ',')]
     pub comms: Vec<String>,

@@ -73,3 +73,69 @@ pub fn csv_field(s: &str) -> String {
         s.to_string()
     }
 }
+
+/// The width of the terminal stdout writes to, when it is one.
+pub fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
+    let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        return Some(ws.ws_col as usize);
+    }
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok())
+}
+
+/// Fit a (demangled) name into `width` characters: C++ template arguments
+/// become `<…>`, then function arguments `(…)`, then the tail is cut.
+pub fn shorten_name(name: &str, width: usize) -> String {
+    if name.chars().count() <= width {
+        return name.to_string();
+    }
+    fn elide(s: &str, open: char, close: char) -> String {
+        let mut out = String::new();
+        let mut depth = 0usize;
+        for c in s.chars() {
+            if c == open {
+                if depth == 0 {
+                    out.push(open);
+                    out.push('…');
+                }
+                depth += 1;
+            } else if c == close && depth > 0 {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(close);
+                }
+            } else if depth == 0 {
+                out.push(c);
+            }
+        }
+        out
+    }
+    let mut s = elide(name, '<', '>');
+    if s.chars().count() > width {
+        s = elide(&s, '(', ')');
+    }
+    if s.chars().count() > width {
+        s = s.chars().take(width.saturating_sub(1)).collect::<String>() + "…";
+    }
+    s
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::shorten_name;
+
+    #[test]
+    fn long_names_fit() {
+        let n = "std::vector<std::pair<int, std::string>, std::allocator<std::pair<int, std::string>>>::push_back(std::pair<int, std::string> const&)";
+        assert_eq!(shorten_name(n, 200), n);
+        assert_eq!(shorten_name(n, 60), "std::vector<…>::push_back(std::pair<…> const&)");
+        assert_eq!(shorten_name(n, 30), "std::vector<…>::push_back(…)");
+        assert_eq!(shorten_name(n, 10).chars().count(), 10);
+    }
+}

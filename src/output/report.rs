@@ -8,7 +8,9 @@ fn pct(p: f64) -> String {
     format!("{p:.2}%")
 }
 
-pub fn render_table(r: &Report, source: &str) -> String {
+/// The table. `width`: fit symbol names into a terminal this wide
+/// (templates and arguments elided); None prints them whole.
+pub fn render_table(r: &Report, source: &str, width: Option<usize>) -> String {
     let mut out = String::new();
     out.push_str(&format!("# msen report of {source}\n"));
     if !r.clean_close {
@@ -72,6 +74,39 @@ pub fn render_table(r: &Report, source: &str) -> String {
                 c
             })
             .collect();
+        let mut cells = cells;
+        if let Some(w) = width {
+            let name_cols: Vec<usize> = header
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| matches!(h.trim(), "Symbol" | "Source Symbol" | "Target Symbol" | "Source:Line"))
+                .map(|(i, _)| i)
+                .collect();
+            for &ci in &name_cols {
+                // What the other columns take, as the table lays them out.
+                let other: usize = (0..header.len())
+                    .filter(|&i| i != ci)
+                    .map(|i| {
+                        cells.iter().map(|c| c.get(i).map_or(0, |x| x.chars().count())).max().unwrap_or(0).max(header[i].chars().count())
+                            + 2
+                    })
+                    .sum::<usize>()
+                    + 2;
+                let budget = w.saturating_sub(other).max(24);
+                for c in cells.iter_mut() {
+                    if let Some(cell) = c.get_mut(ci) {
+                        // Keep the "[.] " / "[k] " mark, shorten the name.
+                        let (mark, name) = if cell.len() > 4 && cell.as_bytes()[0] == b'[' && &cell[2..4] == "] " {
+                            cell.split_at(4)
+                        } else {
+                            ("", cell.as_str())
+                        };
+                        let short = super::shorten_name(name, budget.saturating_sub(mark.len()));
+                        *cell = format!("{mark}{short}");
+                    }
+                }
+            }
+        }
         // perf pads the overhead column to 8 characters.
         if let Some(h) = header.first_mut() {
             *h = format!("{h:>8}");
