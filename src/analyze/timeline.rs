@@ -159,7 +159,7 @@ impl Timeline {
         for _ in 0..16 {
             let p = self.procs.get(&pid)?;
             if let Some(m) = p.maps.iter().rev().find(|m| m.epoch == epoch && addr >= m.start && addr < m.end) {
-                return Some(MapHit { pid, dso: m.dso, file_offset: addr - m.start + m.pgoff, map_start: m.start });
+                return Some(MapHit { pid, dso: m.dso, file_offset: (addr - m.start).wrapping_add(m.pgoff), map_start: m.start });
             }
             if epoch != 0 {
                 return None;
@@ -184,7 +184,7 @@ impl Timeline {
                     && !self.dsos.get(m.dso as usize).is_none_or(|d| d.is_anonymous() || d.path.starts_with('['))
             })
             .max_by_key(|m| (m.end, m.start))?;
-        Some(MapHit { pid, dso: m.dso, file_offset: addr - m.start + m.pgoff, map_start: m.start })
+        Some(MapHit { pid, dso: m.dso, file_offset: (addr - m.start).wrapping_add(m.pgoff), map_start: m.start })
     }
 
     pub fn map_entry(&self, pid: u32, epoch: u16, addr: u64) -> Option<MapEntry> {
@@ -252,6 +252,19 @@ mod tests {
             build_id: None,
             filename: name.into(),
         }
+    }
+
+    /// Found by fuzzing the in-place perf.data path: a mapping whose file
+    /// offset is near 2^64 overflowed the offset of addresses above it.
+    #[test]
+    fn huge_file_offsets_do_not_overflow() {
+        let mut t = Timeline::default();
+        let mut m = mmap(7, 0x1000, "/bin/x");
+        m.pgoff = u64::MAX - 10;
+        t.add_mmap(&m, 0);
+        t.finish();
+        assert!(t.find_map(7, 0, 0x1fff).is_some());
+        assert!(t.file_map_below(7, 0, 0x9000).is_some());
     }
 
     #[test]
