@@ -327,3 +327,32 @@ fn numa_finds_the_remote_buffer() {
     assert_eq!(j["stats"]["remote_dram"], 0);
     assert!(j["functions"].as_array().unwrap().is_empty());
 }
+
+/// Mock captures carry flow context (each worker thread serves one flow):
+/// false-share names the flows that touch each contended line, numa ranks
+/// flows by remote accesses, and the tag join is exact.
+#[test]
+fn memory_analyses_by_flow() {
+    let d = tmpdir();
+    let t = d.path().join("fs.msen");
+    let o = run(&["record", "--mock", "false-sharing", "--rounds", "500", "-o", t.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j = json(&run(&["false-share", "--format", "json", "-i", t.to_str().unwrap()]));
+    let line = &j["cachelines"][0];
+    let flows: Vec<&str> = line["flows"].as_array().unwrap().iter().map(|f| f["flow"].as_str().unwrap()).collect();
+    assert_eq!(flows.len(), 2, "two writer threads, two flows: {line}");
+    assert!(flows.iter().all(|f| f.starts_with("tcp 10.1.0.1:700") && f.contains(" <- 10.1.0.2:")), "{flows:?}");
+    let records: u64 = line["flows"].as_array().unwrap().iter().map(|f| f["records"].as_u64().unwrap()).sum();
+    assert_eq!(records, line["tot_recs"].as_u64().unwrap_or(records), "{line}");
+    let t2 = d.path().join("rd.msen");
+    assert!(run(&["record", "--mock", "remote-dram", "--rounds", "500", "-o", t2.to_str().unwrap()]).status.success());
+    let n = json(&run(&["numa", "--format", "json", "-i", t2.to_str().unwrap()]));
+    let f = n["flows"].as_array().unwrap();
+    assert!(
+        f.iter().any(|x| x["name"].as_str().unwrap().starts_with("tcp "))
+            && f.iter().all(|x| x["local"].as_u64().unwrap() + x["remote"].as_u64().unwrap() > 0),
+        "{n}"
+    );
+    let fl = json(&run(&["flows", "--format", "json", "-i", t2.to_str().unwrap()]));
+    assert_eq!((fl["unjoined_samples"].as_u64(), fl["unjoined_tags"].as_u64()), (Some(0), Some(0)), "{fl}");
+}

@@ -105,7 +105,7 @@ const HOOKS: &[(&str, &str)] = &[
 
 /// The attr of the per-CPU BPF-output event: same clock as the sampling
 /// events (SET_OUTPUT requires it), samples with TID, TIME, CPU and RAW.
-fn tag_attr() -> EventAttr {
+pub fn tag_attr() -> EventAttr {
     EventAttr {
         type_: crate::perf::attr::type_id::SOFTWARE,
         size: ATTR_SIZE_VER7,

@@ -224,6 +224,53 @@ fn mem_attr(config: u64) -> EventAttr {
 }
 
 /// Write a synthetic trace of `scenario` to `path`; returns the sample count.
+/// The tag event's id in mock traces.
+const TAG_ID: u64 = 9;
+
+/// The mock's flows: thread PID+i serves flow i+1 (the fourth thread none).
+fn mock_flow_of(tid: u32) -> Option<u64> {
+    let i = tid.checked_sub(PID)?;
+    (i < 3).then_some(0x1001 + i as u64)
+}
+
+fn mock_flows() -> Vec<crate::trace::meta::FlowInfo> {
+    (0..3u16)
+        .map(|i| crate::trace::meta::FlowInfo {
+            id: 0x1001 + i as u64,
+            proto: "tcp".into(),
+            family: 4,
+            local: "10.1.0.1".into(),
+            local_port: 7001 + i,
+            remote: "10.1.0.2".into(),
+            remote_port: 40001 + i,
+            direction: "server".into(),
+            rx_bytes: 1 << 20,
+            tx_bytes: 1 << 16,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A tag record as the kernel writes it for bpf_perf_event_output: the tag
+/// event's IDENTIFIER, TID, TIME, CPU, then RAW (a u32 size, the
+/// msen_flow_tag, padding to 8 bytes).
+fn tag_record(tid: u32, time: u64, cpu: u32, flow: Option<u64>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(80);
+    for v in [TAG_ID, PID as u64 | ((tid as u64) << 32), time, cpu as u64] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut raw = Vec::with_capacity(36);
+    raw.extend_from_slice(&0x4d53_4e46u32.to_le_bytes()); // magic
+    raw.extend_from_slice(&u32::from(flow.is_some()).to_le_bytes()); // kind: socket, or none
+    raw.extend_from_slice(&flow.unwrap_or(0).to_le_bytes());
+    raw.extend_from_slice(&1000u64.to_le_bytes()); // age_ns
+    raw.extend_from_slice(&[0u8; 8]); // flags, ifindex
+    raw.extend_from_slice(&[0u8; 4]); // padding
+    b.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    b.extend_from_slice(&raw);
+    build_record(RecordType::SAMPLE, misc::USER, &b)
+}
+
 pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, command_line: Vec<String>) -> io::Result<u64> {
     let samples = generate(scenario, rounds, seed);
     let meta = Metadata {
@@ -242,7 +289,16 @@ pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, comma
         events: vec![
             EventDesc { name: "cpu/mem-loads,ldlat=30/P".into(), attr: mem_attr(0x1cd), ids: vec![LOADS_ID] },
             EventDesc { name: "cpu/mem-stores/P".into(), attr: mem_attr(0x82d0), ids: vec![STORES_ID] },
+            EventDesc { name: crate::flow::TAG_EVENT.into(), attr: crate::flow::tag_attr(), ids: vec![TAG_ID] },
         ],
+        // A mock capture has flow context: each thread serves one flow
+        // (the last thread none), as an RPC server's workers would.
+        flows: crate::trace::meta::FlowCapture {
+            enabled: true,
+            tag_event: Some(crate::flow::TAG_EVENT.into()),
+            hooks: vec!["synthetic (msen record --mock)".into()],
+            ..Default::default()
+        },
         command_line,
         clock: "monotonic".into(),
         synthetic: true,
@@ -273,6 +329,9 @@ pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, comma
     let (mut first, mut t) = (1_000_000u64, 1_000_000u64);
     for s in &samples {
         t += 500;
+        // Every sample has its tag, as with the kernel's: kind "none" for
+        // the thread without a flow.
+        buf.extend(tag_record(s.tid, t, s.cpu, mock_flow_of(s.tid)));
         let mut b = Vec::with_capacity(80);
         for v in [
             if s.store { STORES_ID } else { LOADS_ID },
@@ -300,6 +359,11 @@ pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, comma
     if count > 0 {
         w.write_block(BlockInfo { kind: BlockKind::SAMPLES, stream: 0, record_count: count, first_time: first, last_time: t }, &buf)?;
     }
+    let table = crate::trace::meta::FlowTable {
+        flows: mock_flows(),
+        counters: [("tags".to_string(), samples.iter().filter(|s| mock_flow_of(s.tid).is_some()).count() as u64)].into(),
+    };
+    w.write_block(g(BlockKind::FLOWS, table.flows.len() as u32), &serde_json::to_vec(&table).map_err(io::Error::other)?)?;
     let end = CaptureEnd { samples: samples.len() as u64, stop_reason: "mock".into(), ..Default::default() };
     w.write_block(g(BlockKind::CAPTURE_END, 1), &serde_json::to_vec(&end).map_err(io::Error::other)?)?;
     w.finish()?;
