@@ -246,8 +246,12 @@ pub fn open_perf_data_direct(
         let (owned, base) = match pd.records {
             // Expanded (compressed) records: the trace keeps them.
             std::borrow::Cow::Owned(v) => (Some(v), 0),
-            // The data section lies inside the map: its offset there.
-            std::borrow::Cow::Borrowed(b) => (None, b.as_ptr() as usize - bytes.as_ptr() as usize),
+            // The data section lies inside the input: its offset there (an
+            // empty section may be a slice from elsewhere: keep a copy then).
+            std::borrow::Cow::Borrowed(b) => match (b.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize) {
+                Some(off) if off + b.len() <= bytes.len() => (None, off),
+                _ => (Some(b.to_vec()), 0),
+            },
         };
         (w.into_bytes()?, sum.external_chunks, owned, base)
     };

@@ -114,7 +114,7 @@ impl CallTree {
     /// Add one chain (frames in display order) with its period.
     pub fn add(&mut self, frames: impl Iterator<Item = String>, period: u64) {
         let mut at = 0u32;
-        self.nodes[0].cumul += period;
+        self.nodes[0].cumul = self.nodes[0].cumul.saturating_add(period);
         for name in frames {
             let key = (at, name);
             let next = match self.index.get(&key) {
@@ -127,10 +127,10 @@ impl CallTree {
                     n
                 }
             };
-            self.nodes[next as usize].cumul += period;
+            self.nodes[next as usize].cumul = self.nodes[next as usize].cumul.saturating_add(period);
             at = next;
         }
-        self.nodes[at as usize].hit += period;
+        self.nodes[at as usize].hit = self.nodes[at as usize].hit.saturating_add(period);
     }
 
     /// Children of a node with at least `min` cumulative period, most first

@@ -231,7 +231,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                         4
                     };
                     let w = s.weight.unwrap_or(0);
-                    oa.sums.lat[bucket].0 += w;
+                    oa.sums.lat[bucket].0 = oa.sums.lat[bucket].0.saturating_add(w);
                     oa.sums.lat[bucket].1 += 1;
                 }
             })?;
@@ -258,7 +258,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                 let o = e.offsets.entry(ok).or_default();
                 o.stats += ov.stats;
                 for i in 0..5 {
-                    o.sums.lat[i].0 += ov.sums.lat[i].0;
+                    o.sums.lat[i].0 = o.sums.lat[i].0.saturating_add(ov.sums.lat[i].0);
                     o.sums.lat[i].1 += ov.sums.lat[i].1;
                 }
                 o.pids.extend(ov.pids);

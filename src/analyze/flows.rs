@@ -159,7 +159,7 @@ pub fn flows(l: &Loaded, top_functions: usize) -> Result<FlowsReport, TraceError
                 e.0 += 1;
                 let period = s.period.unwrap_or(l.events.list[ev as usize].default_period);
                 if time_event[ev as usize] {
-                    e.1 += period;
+                    e.1 = e.1.saturating_add(period);
                 }
                 if let Some(f) = f {
                     e.2 += u64::from(f.multiplexed);
@@ -178,7 +178,7 @@ pub fn flows(l: &Loaded, top_functions: usize) -> Result<FlowsReport, TraceError
             for (k, v) in b.per_flow {
                 let e = a.per_flow.entry(k).or_default();
                 e.0 += v.0;
-                e.1 += v.1;
+                e.1 = e.1.saturating_add(v.1);
                 e.2 += v.2;
                 for i in 0..3 {
                     e.3[i] += v.3[i];

@@ -49,7 +49,7 @@ impl std::ops::AddAssign for Acc {
     fn add_assign(&mut self, o: Self) {
         self.local += o.local;
         self.remote += o.remote;
-        self.lat_sum += o.lat_sum;
+        self.lat_sum = self.lat_sum.saturating_add(o.lat_sum);
         self.lat_n += o.lat_n;
     }
 }

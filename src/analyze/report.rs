@@ -336,12 +336,12 @@ impl Partial {
         for (k, v) in small {
             let e = big.entry(k).or_default();
             e.samples += v.samples;
-            e.period += v.period;
+            e.period = e.period.saturating_add(v.period);
         }
-        let mut totals = vec![(0, 0); self.totals.len().max(o.totals.len())];
+        let mut totals: Vec<(u64, u64)> = vec![(0, 0); self.totals.len().max(o.totals.len())];
         for (i, t) in self.totals.iter().enumerate().chain(o.totals.iter().enumerate()) {
             totals[i].0 += t.0;
-            totals[i].1 += t.1;
+            totals[i].1 = totals[i].1.saturating_add(t.1);
         }
         let mut stats = self.stats;
         stats += o.stats;
@@ -457,7 +457,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                         s.period.unwrap_or(l.events.list[ev as usize].default_period)
                     };
                     p.totals[ev as usize].0 += 1;
-                    p.totals[ev as usize].1 += period;
+                    p.totals[ev as usize].1 = p.totals[ev as usize].1.saturating_add(period);
                     let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));
                     let cpu = s.cpu.unwrap_or(u32::MAX);
                     if !cfg.tids.is_empty() && !cfg.tids.contains(&tid) {
@@ -503,7 +503,9 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     };
                     let a = p.map.entry(key).or_default();
                     a.samples += 1;
-                    a.period += period;
+                    // Periods are the kernel's (or a file's): sums saturate
+                    // rather than wrap on absurd values.
+                    a.period = a.period.saturating_add(period);
                 })?;
                 p.stats += stats;
                 pb.inc(1);
@@ -655,9 +657,9 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         if row_ok(r) {
             let e = rows.entry((k.event, key.clone())).or_default();
             e.0.samples += a.samples;
-            e.0.period += a.period;
+            e.0.period = e.0.period.saturating_add(a.period);
             kept_totals[k.event as usize].0 += a.samples;
-            kept_totals[k.event as usize].1 += a.period;
+            kept_totals[k.event as usize].1 = kept_totals[k.event as usize].1.saturating_add(a.period);
         }
         let mut chain_idx: Vec<usize> = match &k.chain {
             Some(chain) => frames(chain, k.kernel).map(|(kernel, ip)| index[&(k.pid, k.epoch, kernel, ip)]).collect(),
@@ -678,7 +680,10 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 }
             }
             for fk in seen {
-                rows.entry((k.event, fk)).or_default().1 += a.period;
+                {
+                    let c = &mut rows.entry((k.event, fk)).or_default().1;
+                    *c = c.saturating_add(a.period);
+                }
             }
         }
         if cfg.folded {

@@ -102,6 +102,11 @@ fn trailer(pid: u32, tid: u32, time: u64, cpu: u32) -> Vec<u8> {
 /// Samples alternate between cpu 0 and 1 and are spread over `blocks`
 /// SAMPLES blocks. Times go up by 1000 per sample.
 pub fn synthetic_trace(path: &Path, blocks: usize, finish: bool) -> u64 {
+    synthetic_trace_with_period(path, blocks, finish, 10)
+}
+
+/// `synthetic_trace` with another sample period.
+pub fn synthetic_trace_with_period(path: &Path, blocks: usize, finish: bool, period: u64) -> u64 {
     let attr = EventAttr {
         type_: 1,
         size: 128,
@@ -165,7 +170,7 @@ pub fn synthetic_trace(path: &Path, blocks: usize, finish: bool) -> u64 {
             let t = 1_000_000 + n * 1000;
             first = first.min(t);
             last = last.max(t);
-            buf.extend(sample_rec(k, ip, pid, pid, t, (n % 2) as u32, 10));
+            buf.extend(sample_rec(k, ip, pid, pid, t, (n % 2) as u32, period));
         }
         w.write_block(
             BlockInfo {
