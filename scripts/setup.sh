@@ -27,3 +27,16 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 echo "setup: $(cargo --version), $(perf --version 2>/dev/null || echo 'perf missing')"
+
+# Shell completions, where the shells look for them (root only; a user can
+# run `msen completions bash > ~/.local/share/bash-completion/completions/msen`).
+if [ "$(id -u)" -eq 0 ]; then
+  cd "$(dirname "$0")/.."
+  if cargo build --release --locked -q 2>/dev/null; then
+    mkdir -p /usr/share/bash-completion/completions /usr/share/zsh/vendor-completions /usr/share/fish/vendor_completions.d
+    ./target/release/msen completions bash > /usr/share/bash-completion/completions/msen
+    ./target/release/msen completions zsh > /usr/share/zsh/vendor-completions/_msen
+    ./target/release/msen completions fish > /usr/share/fish/vendor_completions.d/msen.fish
+    echo "setup: shell completions installed (bash, zsh, fish)"
+  fi
+fi

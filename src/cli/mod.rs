@@ -313,7 +313,7 @@ impl InputArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "SORT KEYS: comm, pid, tid, dso, sym, srcline, cpu, event; memory samples: mem, snoop, tlb, lock, blocked, weight;\nwith --branch: dso_from, dso_to, sym_from, sym_to\n\nEXAMPLES:\n    msen report\n    msen report --sort sym --percent-limit 1\n    msen report -i out.msen --comm nginx --format csv"
+    after_help = "SORT KEYS: comm, pid, tid, dso, sym, srcline, cpu, event; memory samples: mem, snoop, tlb, lock, blocked, weight;\nflows: flow, flow_local, flow_remote, flow_port, netns, flow_rule; with --branch: dso_from, dso_to, sym_from, sym_to\n\nEXAMPLES:\n    msen report                                 hot code in msen.data, with call graphs when it has chains\n    msen report --sort sym --percent-limit 1 -g fractal,2,callee\n    msen report --no-children -g none --format csv\n    msen report --sort flow,sym                 hot functions per network flow\n    msen report --time 50%/2 --tid 1234         the second half of the capture, one thread\n    msen report -i perf.data --dsos libc.so.6 --percentage relative"
 )]
 pub struct ReportArgs {
     #[command(flatten)]
