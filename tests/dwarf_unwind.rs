@@ -94,19 +94,8 @@ fn msen_dwarf_capture_matches_perf_within_a_point() {
         .unwrap();
     assert!(st.success());
     let ours_file = d.path().join("t.msen");
-    let o = run(&[
-        "record",
-        "-q",
-        "-F",
-        "4000",
-        "--call-graph",
-        "dwarf",
-        "-o",
-        ours_file.to_str().unwrap(),
-        "--",
-        prog.to_str().unwrap(),
-        "2",
-    ]);
+    let o =
+        run(&["record", "-q", "-F", "4000", "--call-graph", "dwarf", "-o", ours_file.to_str().unwrap(), "--", prog.to_str().unwrap(), "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (theirs, ours) = (perf_children(&data), msen_children(&ours_file));
     // Two runs of one program differ by sampling noise: within a point, or

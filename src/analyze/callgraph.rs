@@ -92,12 +92,15 @@ impl CallGraphConfig {
 #[derive(Debug, Clone, Default)]
 pub struct CallTree {
     pub nodes: Vec<CallNode>,
-    index: HashMap<(u32, String), u32>,
+    /// (parent, interned name) -> child, while chains are added.
+    index: HashMap<(u32, u32), u32>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct CallNode {
     pub name: String,
+    /// The interned name chains were added with (see `add_ids`).
+    pub name_id: u32,
     /// Period of chains that end here.
     pub hit: u64,
     /// Period of chains through here (hit included).
@@ -111,19 +114,19 @@ impl CallTree {
         CallTree { nodes: vec![CallNode::default()], index: HashMap::default() }
     }
 
-    /// Add one chain (frames in display order) with its period.
-    pub fn add(&mut self, frames: impl Iterator<Item = String>, period: u64) {
+    /// Add one chain (frames in display order, as interned names) with its
+    /// period. Chains are merged by name: perf groups frames by function.
+    pub fn add_ids(&mut self, frames: impl Iterator<Item = u32>, period: u64) {
         let mut at = 0u32;
         self.nodes[0].cumul = self.nodes[0].cumul.saturating_add(period);
-        for name in frames {
-            let key = (at, name);
-            let next = match self.index.get(&key) {
+        for id in frames {
+            let next = match self.index.get(&(at, id)) {
                 Some(&n) => n,
                 None => {
                     let n = self.nodes.len() as u32;
-                    self.nodes.push(CallNode { name: key.1.clone(), parent: at, ..Default::default() });
+                    self.nodes.push(CallNode { name_id: id, parent: at, ..Default::default() });
                     self.nodes[at as usize].children.push(n);
-                    self.index.insert(key, n);
+                    self.index.insert((at, id), n);
                     n
                 }
             };
@@ -131,6 +134,37 @@ impl CallTree {
             at = next;
         }
         self.nodes[at as usize].hit = self.nodes[at as usize].hit.saturating_add(period);
+    }
+
+    /// Give every node its name from the intern table, once chains are in.
+    pub fn set_names(&mut self, names: &[String]) {
+        for n in self.nodes.iter_mut().skip(1) {
+            n.name = names.get(n.name_id as usize).cloned().unwrap_or_default();
+        }
+        self.index = HashMap::default();
+    }
+
+    /// Add one chain of names (tests and small trees).
+    pub fn add(&mut self, frames: impl Iterator<Item = String>, period: u64) {
+        let mut ids = Vec::new();
+        for name in frames {
+            let id = match self.nodes.iter().skip(1).find(|n| n.name == name) {
+                Some(n) => n.name_id,
+                None => self.nodes.iter().map(|n| n.name_id + 1).max().unwrap_or(0),
+            };
+            ids.push((id, name));
+        }
+        let start = self.nodes.len();
+        self.add_ids(ids.iter().map(|(id, _)| *id), period);
+        // Name the nodes this chain touched.
+        let mut at = 0u32;
+        for (id, name) in &ids {
+            if let Some(&n) = self.index.get(&(at, *id)) {
+                self.nodes[n as usize].name = name.clone();
+                at = n;
+            }
+        }
+        let _ = start;
     }
 
     /// Children of a node with at least `min` cumulative period, most first

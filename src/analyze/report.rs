@@ -754,6 +754,24 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         let shown: HashMap<(u16, Vec<KeyVal>), usize> =
             report.rows.iter().enumerate().map(|(i, r)| ((r.event, r.keys.clone()), i)).collect();
         let mut trees: Vec<Option<CallTree>> = vec![None; report.rows.len()];
+        // Each resolved address's frame name, interned once (perf names an
+        // unresolved frame by its address).
+        let mut table: Vec<String> = Vec::new();
+        let mut ids: HashMap<String, u32> = HashMap::default();
+        let name_id: Vec<u32> = resolved
+            .iter()
+            .zip(&addrs)
+            .map(|(r, a)| {
+                let n = match &r.sym {
+                    Ok(n) => n.clone(),
+                    Err(_) => format!("{:#x}", a.3),
+                };
+                *ids.entry(n).or_insert_with_key(|n| {
+                    table.push(n.clone());
+                    table.len() as u32 - 1
+                })
+            })
+            .collect();
         for (k, a) in &partial.map {
             let Some(chain) = &k.chain else { continue };
             let ri = index[&(k.pid, k.epoch, k.kernel, k.ip)];
@@ -766,23 +784,16 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             if let Some(m) = cfg.max_stack {
                 fidx.truncate(m.max(1));
             }
-            // perf names an unresolved frame by its address.
-            let names: Vec<String> = fidx
-                .iter()
-                .map(|&i| match &resolved[i].sym {
-                    Ok(n) => n.clone(),
-                    Err(_) => format!("{:#x}", addrs[i].3),
-                })
-                .collect();
+            let names: Vec<u32> = fidx.iter().map(|&i| name_id[i]).collect();
             let keys: Vec<Vec<KeyVal>> = fidx.iter().map(|&i| row_key(k, &resolved[i], i)).collect();
             // In display order.
-            let (names, keys): (Vec<&String>, Vec<&Vec<KeyVal>>) = match order {
-                GraphOrder::Callee => (names.iter().collect(), keys.iter().collect()),
-                GraphOrder::Caller => (names.iter().rev().collect(), keys.iter().rev().collect()),
+            let (names, keys): (Vec<u32>, Vec<&Vec<KeyVal>>) = match order {
+                GraphOrder::Callee => (names.clone(), keys.iter().collect()),
+                GraphOrder::Caller => (names.iter().rev().copied().collect(), keys.iter().rev().collect()),
             };
             let mut add = |row_keys: &Vec<KeyVal>, from: usize| {
                 if let Some(&r) = shown.get(&(k.event, row_keys.clone())) {
-                    trees[r].get_or_insert_with(CallTree::new).add(names[from..].iter().map(|s| s.to_string()), a.period);
+                    trees[r].get_or_insert_with(CallTree::new).add_ids(names[from..].iter().copied(), a.period);
                 }
             };
             add(&self_key, 0);
@@ -798,7 +809,10 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             }
         }
         for (row, t) in report.rows.iter_mut().zip(trees) {
-            row.graph = t;
+            row.graph = t.map(|mut t| {
+                t.set_names(&table);
+                t
+            });
         }
     }
     Ok(report)
