@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 fn main() {
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("flow.skel.rs");
+    let Some(out_dir) = std::env::var_os("OUT_DIR") else {
+        panic!("OUT_DIR is not set: build.rs runs under cargo");
+    };
+    let out = PathBuf::from(out_dir).join("flow.skel.rs");
     let src = "bpf/flow.bpf.c";
     libbpf_cargo::SkeletonBuilder::new()
         .source(src)

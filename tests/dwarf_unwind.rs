@@ -49,6 +49,21 @@ fn msen_children(data: &Path) -> BTreeMap<String, f64> {
     m
 }
 
+/// `perf record --call-graph dwarf` of `prog SECS` at `freq` Hz into DIR/perf.data.
+fn perf_record_dwarf(dir: &Path, prog: &Path, freq: u32, secs: &str) -> PathBuf {
+    let data = dir.join("perf.data");
+    let st = Command::new("perf")
+        .args(["record", "-q", "-F", &freq.to_string(), "--call-graph", "dwarf", "-o"])
+        .arg(&data)
+        .arg("--")
+        .arg(prog)
+        .arg(secs)
+        .status()
+        .unwrap();
+    assert!(st.success(), "perf record --call-graph dwarf failed");
+    data
+}
+
 const PATH: [&str; 5] = ["main", "top", "mid", "leaf", "side"];
 
 #[test]
@@ -58,16 +73,7 @@ fn perfs_dwarf_recording_unwinds_to_perfs_children() {
     }
     let d = tmpdir();
     let prog = build_nofp(d.path());
-    let data = d.path().join("perf.data");
-    let st = Command::new("perf")
-        .args(["record", "-q", "-F", "2000", "--call-graph", "dwarf", "-o"])
-        .arg(&data)
-        .arg("--")
-        .arg(&prog)
-        .arg("1")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let data = perf_record_dwarf(d.path(), &prog, 2000, "1");
     let (theirs, ours) = (perf_children(&data), msen_children(&data));
     for f in PATH {
         let (t, o) = (theirs.get(f).copied().unwrap_or(0.0), ours.get(f).copied().unwrap_or(0.0));
@@ -83,16 +89,7 @@ fn msen_dwarf_capture_matches_perf_within_a_point() {
     }
     let d = tmpdir();
     let prog = build_nofp(d.path());
-    let data = d.path().join("perf.data");
-    let st = Command::new("perf")
-        .args(["record", "-q", "-F", "4000", "--call-graph", "dwarf", "-o"])
-        .arg(&data)
-        .arg("--")
-        .arg(&prog)
-        .arg("2")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let data = perf_record_dwarf(d.path(), &prog, 4000, "2");
     let ours_file = d.path().join("t.msen");
     let o =
         run(&["record", "-q", "-F", "4000", "--call-graph", "dwarf", "-o", ours_file.to_str().unwrap(), "--", prog.to_str().unwrap(), "2"]);
@@ -163,16 +160,7 @@ fn call_graph_text_equals_perf_report() {
     }
     let d = tmpdir();
     let prog = build_nofp(d.path());
-    let data = d.path().join("perf.data");
-    let st = Command::new("perf")
-        .args(["record", "-q", "-F", "2000", "--call-graph", "dwarf", "-o"])
-        .arg(&data)
-        .arg("--")
-        .arg(&prog)
-        .arg("1")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let data = perf_record_dwarf(d.path(), &prog, 2000, "1");
     let cases: &[&[&str]] = &[
         &["--sort", "sym"],
         &["--sort", "sym", "--no-children"],

@@ -67,7 +67,7 @@ fn a_file_truncated_while_read_is_no_crash() {
     let t = d.path().join("big.msen");
     synthetic_trace(&t, 400, true);
     for _ in 0..5 {
-        let mut child = msen()
+        let child = msen()
             .args(["script", "-i", t.to_str().unwrap()])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

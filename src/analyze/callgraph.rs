@@ -347,7 +347,7 @@ fn chain_ends(t: &CallTree, min: f64) -> Vec<(u32, u64)> {
         .map(|n| (n, t.nodes[n as usize].hit))
         .filter(|&(_, h)| h > 0 && h as f64 >= min)
         .collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|&(_, hit)| std::cmp::Reverse(hit));
     v
 }
 

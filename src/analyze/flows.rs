@@ -134,10 +134,13 @@ pub struct FlowsReport {
     pub reason: Option<String>,
 }
 
+/// One flow's counts in a partial: samples, time period, multiplexed samples,
+/// samples by rule, and samples by (pid, epoch, kernel, ip).
+type FlowAcc = (u64, u64, u64, [u64; 3], HashMap<(u32, u16, bool, u64), u64>);
+
 #[derive(Default)]
 struct Partial {
-    // flow id -> (samples, period, multiplexed, by rule, (pid, epoch, kernel, ip) -> samples)
-    per_flow: HashMap<u64, (u64, u64, u64, [u64; 3], HashMap<(u32, u16, bool, u64), u64>)>,
+    per_flow: HashMap<u64, FlowAcc>,
     stats: DecodeStats,
     total: u64,
 }

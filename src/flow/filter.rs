@@ -88,12 +88,12 @@ impl FlowFilter {
 
     fn prefix_match(&self, a: &[u8; 16]) -> bool {
         let mut bits = self.prefix_len;
-        for i in 0..16 {
+        for (x, y) in a.iter().zip(&self.addr) {
             if bits == 0 {
                 return true;
             }
             let m: u8 = if bits >= 8 { 0xff } else { 0xffu8 << (8 - bits) };
-            if (a[i] ^ self.addr[i]) & m != 0 {
+            if (x ^ y) & m != 0 {
                 return false;
             }
             bits = bits.saturating_sub(8);
