@@ -392,6 +392,13 @@ fn report_filters_as_perf_report() {
     let o = run(&["report", ps, "--time", "90%-10%"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--time"), "{}", stderr(&o));
+    // -F: the named columns, and its sort keys replace --sort.
+    let t = stdout(&run(&["report", ps, "-F", "sample,period,comm"]));
+    let head = t.lines().find(|l| l.contains("Command")).unwrap();
+    assert!(head.contains("Samples") && head.contains("Period") && !head.contains("Overhead"), "{t}");
+    assert!(t.lines().any(|l| l.contains("worker") && l.contains("10000")), "{t}");
+    let o = run(&["report", ps, "-F", "bogus"]);
+    assert_eq!(o.status.code(), Some(2));
     // -n adds the sample count column.
     let t = stdout(&run(&["report", ps, "-n"]));
     assert!(t.lines().any(|l| l.contains("Samples") && l.contains("Command")), "{t}");

@@ -171,6 +171,8 @@ pub struct ReportConfig {
     pub relative: bool,
     /// Show a Samples column in the table (`-n`).
     pub show_samples: bool,
+    /// The numeric columns (`-F`).
+    pub columns: Columns,
     pub comms: Vec<String>,
     pub cpus: Vec<u32>,
     pub children: Children,
@@ -207,6 +209,7 @@ impl Default for ReportConfig {
             time: None,
             relative: false,
             show_samples: false,
+            columns: Columns::default(),
             comms: vec![],
             cpus: vec![],
             children: Children::Auto,
@@ -220,6 +223,22 @@ impl Default for ReportConfig {
             max_stack: None,
             sort_starts_with_sym: false,
         }
+    }
+}
+
+/// The numeric columns of the table (perf's -F output fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    pub overhead: bool,
+    pub children: bool,
+    pub samples: bool,
+    pub period: bool,
+}
+
+impl Default for Columns {
+    /// Overhead, and children when the trace has call chains.
+    fn default() -> Self {
+        Columns { overhead: true, children: true, samples: false, period: false }
     }
 }
 
@@ -292,6 +311,7 @@ pub struct Report {
     pub graph_skip_first: bool,
     /// A Samples column in the table (`-n`).
     pub show_samples: bool,
+    pub columns: Columns,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -853,6 +873,7 @@ impl Report {
             callgraph: cfg.callgraph,
             graph_skip_first: cfg.sort_starts_with_sym,
             show_samples: cfg.show_samples,
+            columns: cfg.columns,
         }
     }
 }

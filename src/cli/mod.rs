@@ -349,6 +349,11 @@ pub struct ReportArgs {
     /// Show the number of samples of each row.
     #[arg(short = 'n', long = "show-nr-samples")]
     pub show_samples: bool,
+    /// Output fields, as perf report -F: overhead, overhead_children, sample,
+    /// period and sort keys (comm, dso, sym, ...), e.g. -F overhead,sample,comm,sym.
+    /// The sort keys among them replace --sort.
+    #[arg(short = 'F', long = "fields", value_delimiter = ',', value_name = "FIELDS")]
+    pub fields: Vec<String>,
     /// Print symbol names whole on a terminal too (by default they are fit
     /// to its width, C++ templates and arguments elided; pipes get them whole).
     #[arg(long = "full-names")]
@@ -714,11 +719,33 @@ impl RecordArgs {
 impl ReportArgs {
     pub fn to_config(&self, progress: bool) -> Result<ReportConfig, UsageError> {
         let mut sort = Vec::new();
-        let default_sort = self.sort == ["comm", "dso", "sym"];
+        // -F: the numeric columns it names, and its sort keys (for --sort).
+        let mut columns = crate::analyze::report::Columns::default();
+        let mut field_keys: Vec<String> = Vec::new();
+        if !self.fields.is_empty() {
+            columns = crate::analyze::report::Columns { overhead: false, children: false, samples: false, period: false };
+            for f in &self.fields {
+                match f.trim() {
+                    "overhead" => columns.overhead = true,
+                    "overhead_children" | "children" => columns.children = true,
+                    "sample" | "samples" => columns.samples = true,
+                    "period" => columns.period = true,
+                    k if SortKey::parse(k).is_some() => field_keys.push(k.to_string()),
+                    k => {
+                        return Err(UsageError(format!(
+                            "-F {k}: not a field; use overhead, overhead_children, sample, period or a sort key ({})",
+                            "comm, pid, tid, dso, sym, srcline, cpu, event, mem, snoop, tlb, lock, blocked, weight, flow, ..."
+                        )))
+                    }
+                }
+            }
+        }
+        let user_sort = if field_keys.is_empty() { self.sort.clone() } else { field_keys };
+        let default_sort = user_sort == ["comm", "dso", "sym"];
         let names: Vec<String> = if self.branch && default_sort {
             ["comm", "dso_from", "sym_from", "dso_to", "sym_to"].map(String::from).to_vec()
         } else {
-            self.sort.clone()
+            user_sort
         };
         for s in &names {
             let k = SortKey::parse(s).ok_or_else(|| {
@@ -767,7 +794,8 @@ impl ReportArgs {
                 None => None,
             },
             relative: self.percentage == Percentage::Relative,
-            show_samples: self.show_samples,
+            show_samples: self.show_samples || columns.samples,
+            columns,
             comms: self.comms.clone(),
             cpus: self.cpus.clone(),
             children: if self.no_children { Children::Off } else { Children::Auto },

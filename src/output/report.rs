@@ -33,16 +33,22 @@ pub fn render_table(r: &Report, source: &str, width: Option<usize>) -> String {
         out.push_str("#\n");
         let mut header: Vec<String> = Vec::new();
         let mut right = Vec::new();
-        if r.has_children {
+        let cols = r.columns;
+        let show_children = r.has_children && cols.children;
+        if show_children {
             header.push("Children".into());
-            header.push("Self".into());
-            right.extend([true, true]);
-        } else {
-            header.push("Overhead".into());
+            right.push(true);
+        }
+        if cols.overhead {
+            header.push(if show_children { "Self" } else { "Overhead" }.into());
             right.push(true);
         }
         if r.show_samples {
             header.push("Samples".into());
+            right.push(true);
+        }
+        if cols.period {
+            header.push("Period".into());
             right.push(true);
         }
         for k in &r.sort {
@@ -59,12 +65,17 @@ pub fn render_table(r: &Report, source: &str, width: Option<usize>) -> String {
             .iter()
             .map(|row| {
                 let mut c = Vec::new();
-                if let Some(ch) = row.children_percent {
-                    c.push(pct(ch));
+                if show_children {
+                    c.push(row.children_percent.map_or_else(String::new, pct));
                 }
-                c.push(pct(row.percent));
+                if cols.overhead {
+                    c.push(pct(row.percent));
+                }
                 if r.show_samples {
                     c.push(row.samples.to_string());
+                }
+                if cols.period {
+                    c.push(row.period.to_string());
                 }
                 c.extend(row.keys.iter().map(KeyVal::display));
                 if let Some(b) = row.branch {
