@@ -128,3 +128,29 @@ fn msen_capture_exported_to_perf_data_reads_the_same_in_perf() {
     let b = json(&run(&["report", "--format", "json", "--sort", "comm,dso,sym", pd.to_str().unwrap()]));
     assert_eq!(a["rows"], b["rows"]);
 }
+
+/// `--sort srcline` where there is no line information prints what perf 6.1
+/// prints: `??:0` for user code, `function+offset` for the kernel.
+#[test]
+fn srcline_without_debug_info_matches_perf() {
+    if !have_perf() || !require_root("srcline_without_debug_info_matches_perf") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tmpdir();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/programs/hot.c");
+    let bin = d.path().join("hot_nodbg");
+    assert!(Command::new("cc").args(["-O2", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src).status().unwrap().success());
+    let data = d.path().join("p.data");
+    record_with_perf(&["-F", "2000", "-o", data.to_str().unwrap(), "--", bin.to_str().unwrap(), "0.5"], &data);
+    let rows = |text: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.trim_start().split_whitespace().next().is_some_and(|p| p.ends_with('%')))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let theirs = rows(&perf_out(&["report", "--stdio", "--no-children", "--sort", "srcline", "-i", data.to_str().unwrap()]));
+    let ours = rows(&stdout(&run(&["report", "--no-children", "--sort", "srcline", "-i", data.to_str().unwrap()])));
+    assert!(theirs.iter().any(|r| r.contains("??:0")), "{theirs:?}");
+    assert_eq!(ours, theirs);
+}

@@ -583,7 +583,15 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         }
     }
     let resolved = resolved;
-    let srcline = |i: usize| dwarf.get(i).and_then(|f| f.first()).map_or_else(|| "??:0".to_string(), |f| f.srcline());
+    // Without line information perf 6.1 prints a kernel address as
+    // `function+offset` (decimal) and a user address as `??:0`.
+    let srcline = |i: usize| match dwarf.get(i).and_then(|f| f.first()) {
+        Some(f) => f.srcline(),
+        None => match (&resolved[i].sym, resolved[i].sym_off) {
+            (Ok(name), Some(off)) if resolved[i].kernel => format!("{name}+{off}"),
+            _ => "??:0".to_string(),
+        },
+    };
     // The inlined functions at an address, outermost first (not the physical one).
     let inlined = |i: usize| -> Vec<String> {
         if !cfg.inline {

@@ -50,6 +50,9 @@ pub struct Resolved {
     pub rel: u64,
     /// DSO and virtual address in its ELF file, when it has one (for DWARF).
     pub elf_addr: Option<(u32, u64)>,
+    /// The address's offset in its function, for kernel symbols (perf's
+    /// srcline without line information: `name+offset`).
+    pub sym_off: Option<u64>,
 }
 
 impl Resolved {
@@ -170,6 +173,7 @@ impl Resolver {
                 kernel: false,
                 rel: addr,
                 elf_addr: None,
+                sym_off: None,
             })
         };
         match pid {
@@ -343,7 +347,14 @@ impl Resolver {
         let Some(hit) = hit else {
             return match self.jit_lookup(None, addr) {
                 Some(r) => r,
-                None => Resolved { dso: "[unknown]".into(), sym: Err(Unresolved::NoMap), kernel: false, rel: addr, elf_addr: None },
+                None => Resolved {
+                    dso: "[unknown]".into(),
+                    sym: Err(Unresolved::NoMap),
+                    kernel: false,
+                    rel: addr,
+                    elf_addr: None,
+                    sym_off: None,
+                },
             };
         };
         let dso = self.dsos.get(hit.dso as usize);
@@ -370,7 +381,7 @@ impl Resolver {
             }
         }
         // perf prints the file-relative address of unresolved user code.
-        Resolved { dso: name, sym, kernel: false, rel: hit.file_offset, elf_addr }
+        Resolved { dso: name, sym, kernel: false, rel: hit.file_offset, elf_addr, sym_off: None }
     }
 
     /// Is `addr` kernel text: inside a kernel mapping, or at or above the
@@ -390,13 +401,24 @@ impl Resolver {
                     kernel: true,
                     rel: addr,
                     elf_addr: None,
+                    sym_off: None,
                 },
-                None if self.kernel_maps_authoritative => {
-                    Resolved { dso: "[unknown]".into(), sym: Err(Unresolved::NoMap), kernel: true, rel: addr, elf_addr: None }
-                }
-                None => {
-                    Resolved { dso: "[kernel.kallsyms]".into(), sym: Err(Unresolved::NoKallsyms), kernel: true, rel: addr, elf_addr: None }
-                }
+                None if self.kernel_maps_authoritative => Resolved {
+                    dso: "[unknown]".into(),
+                    sym: Err(Unresolved::NoMap),
+                    kernel: true,
+                    rel: addr,
+                    elf_addr: None,
+                    sym_off: None,
+                },
+                None => Resolved {
+                    dso: "[kernel.kallsyms]".into(),
+                    sym: Err(Unresolved::NoKallsyms),
+                    kernel: true,
+                    rel: addr,
+                    elf_addr: None,
+                    sym_off: None,
+                },
             };
         }
         match self.kallsyms.lookup(addr) {
@@ -409,6 +431,7 @@ impl Resolver {
                 kernel: true,
                 rel: addr,
                 elf_addr: None,
+                sym_off: Some(addr - k.start),
             },
             None => Resolved {
                 dso: "[kernel.kallsyms]".into(),
@@ -416,6 +439,7 @@ impl Resolver {
                 kernel: true,
                 rel: addr,
                 elf_addr: None,
+                sym_off: None,
             },
         }
     }
