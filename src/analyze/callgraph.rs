@@ -144,29 +144,6 @@ impl CallTree {
         self.index = HashMap::default();
     }
 
-    /// Add one chain of names (tests and small trees).
-    pub fn add(&mut self, frames: impl Iterator<Item = String>, period: u64) {
-        let mut ids = Vec::new();
-        for name in frames {
-            let id = match self.nodes.iter().skip(1).find(|n| n.name == name) {
-                Some(n) => n.name_id,
-                None => self.nodes.iter().map(|n| n.name_id + 1).max().unwrap_or(0),
-            };
-            ids.push((id, name));
-        }
-        let start = self.nodes.len();
-        self.add_ids(ids.iter().map(|(id, _)| *id), period);
-        // Name the nodes this chain touched.
-        let mut at = 0u32;
-        for (id, name) in &ids {
-            if let Some(&n) = self.index.get(&(at, *id)) {
-                self.nodes[n as usize].name = name.clone();
-                at = n;
-            }
-        }
-        let _ = start;
-    }
-
     /// Children of a node with at least `min` cumulative period, most first
     /// (ties by name: a total order).
     fn sorted_children(&self, n: u32, min: f64) -> Vec<u32> {
@@ -395,12 +372,29 @@ pub fn render_folded(t: &CallTree, cfg: &CallGraphConfig, total: u64, out: &mut 
 mod tests {
     use super::*;
 
-    fn tree() -> CallTree {
+    /// A tree of named chains, names interned as report interns them.
+    pub(super) fn tree_of(chains: &[(&[&str], u64)]) -> CallTree {
+        let mut names: Vec<String> = Vec::new();
         let mut t = CallTree::new();
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().into_iter();
-        t.add(s(&["main", "top", "mid", "leaf"]), 75);
-        t.add(s(&["main", "side", "leaf"]), 25);
+        for (chain, period) in chains {
+            let ids: Vec<u32> = chain
+                .iter()
+                .map(|n| match names.iter().position(|x| x == n) {
+                    Some(i) => i as u32,
+                    None => {
+                        names.push(n.to_string());
+                        names.len() as u32 - 1
+                    }
+                })
+                .collect();
+            t.add_ids(ids.into_iter(), *period);
+        }
+        t.set_names(&names);
         t
+    }
+
+    fn tree() -> CallTree {
+        tree_of(&[(&["main", "top", "mid", "leaf"], 75), (&["main", "side", "leaf"], 25)])
     }
 
     #[test]
@@ -438,10 +432,7 @@ mod tie_tests {
 
     #[test]
     fn equal_siblings_by_name_descending() {
-        let mut t = CallTree::new();
-        for n in ["rcu_core", "run_timer_softirq", "tmigr_handle_remote"] {
-            t.add(["x".to_string(), n.to_string()].into_iter(), 10);
-        }
+        let t = super::tests::tree_of(&[(&["x", "rcu_core"], 10), (&["x", "run_timer_softirq"], 10), (&["x", "tmigr_handle_remote"], 10)]);
         let kids = t.sorted_children(1, 0.0);
         let names: Vec<&str> = kids.iter().map(|&k| t.nodes[k as usize].name.as_str()).collect();
         assert_eq!(names, ["tmigr_handle_remote", "run_timer_softirq", "rcu_core"]);

@@ -456,6 +456,9 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     let want_weight = cfg.sort.contains(&SortKey::Weight);
     let want_flow = cfg.sort.iter().any(|k| k.is_flow() && *k != SortKey::FlowRule);
     let want_rule = cfg.sort.contains(&SortKey::FlowRule);
+    // The flows --flow/--port keep, decided once per flow rather than per sample.
+    let kept_flows: HashSet<u64> =
+        l.flows.by_id.values().filter(|fi| cfg.flow_filters.iter().any(|ff| ff.matches(fi))).map(|fi| fi.id).collect();
     let comm_filter: Option<HashSet<u32>> =
         (!cfg.comms.is_empty()).then(|| cfg.comms.iter().filter_map(|c| l.timeline.comm_id(c)).collect());
     let nev = l.events.len();
@@ -492,11 +495,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     if !cfg.cpus.is_empty() && !cfg.cpus.contains(&cpu) {
                         return;
                     }
-                    if !cfg.flow_filters.is_empty() {
-                        let keep = flow.and_then(|f| l.flows.get(f.id)).is_some_and(|fi| cfg.flow_filters.iter().any(|ff| ff.matches(fi)));
-                        if !keep {
-                            return;
-                        }
+                    if !cfg.flow_filters.is_empty() && !flow.is_some_and(|f| kept_flows.contains(&f.id)) {
+                        return;
                     }
                     let time = s.time.unwrap_or(0);
                     let comm = l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX);
