@@ -173,7 +173,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     out.flush()?;
                 }
             }
-            if r.total_samples == 0 {
+            let empty = r.total_samples == 0;
+            // The process ends here: freeing the tables (millions of small
+            // allocations on a big capture) would only cost time.
+            std::mem::forget(r);
+            std::mem::forget(l);
+            if empty {
                 return Ok(Outcome::Nothing(format!("{} holds no samples", path.display())));
             }
             Ok(Outcome::Ok)

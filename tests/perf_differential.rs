@@ -154,3 +154,92 @@ fn srcline_without_debug_info_matches_perf() {
     assert!(theirs.iter().any(|r| r.contains("??:0")), "{theirs:?}");
     assert_eq!(ours, theirs);
 }
+
+/// The top rows of a table report, as (overhead[, children], dso, sym).
+fn top_rows(text: &str, n: usize) -> Vec<(Vec<f64>, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains('%'))
+        .filter(|l| !l.trim_start().starts_with('|') && !l.trim_start().starts_with("--"))
+        .take(n)
+        .map(|l| {
+            let mut shares = Vec::new();
+            let mut rest = l.trim_start();
+            while let Some((num, tail)) = rest.split_once('%') {
+                match num.trim().parse::<f64>() {
+                    Ok(v) => {
+                        shares.push(v);
+                        rest = tail.trim_start();
+                    }
+                    Err(_) => break,
+                }
+            }
+            (shares, rest.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+/// A realistic system-wide capture: a compiler, an interpreter and a shell
+/// pipeline spawning processes, with call chains. perf report and msen name
+/// the same top 50 rows (kernel, libc internals and aliases, C++ names,
+/// [unknown]) with the same shares, with and without children; the same
+/// after `msen import`.
+#[test]
+fn system_wide_capture_top_rows_match_perf() {
+    if !require_root("system_wide_capture_top_rows_match_perf") || !have_perf() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmpdir();
+    let src = dir.path().join("big.c");
+    let mut c = String::new();
+    for i in 0..1500 {
+        c.push_str(&format!("int f{i}(int x){{ int s=0; for(int j=0;j<x;j++) s+=j*{i}^(s>>3); return s; }}\n"));
+    }
+    std::fs::write(&src, c).unwrap();
+    let script = format!(
+        "gcc -O2 -c {src} -o /dev/null & \
+         python3 -c 'import json; d=[{{\"a\":i,\"b\":str(i)}} for i in range(300000)]; json.loads(json.dumps(d))' & \
+         for i in $(seq 150); do echo $i | sort | wc -l >/dev/null; done & wait",
+        src = src.display()
+    );
+    let data = dir.path().join("sys.data");
+    let st = Command::new("perf")
+        .args(["record", "-q", "-a", "-g", "-o", data.to_str().unwrap(), "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "perf record failed");
+    let d = data.to_str().unwrap();
+    let conv = dir.path().join("sys.msen");
+    let o = run(&["import", d, "-o", conv.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for mode in ["--no-children", "--children"] {
+        let theirs = top_rows(&perf_out(&["report", "--stdio", mode, "-g", "none", "--sort", "dso,sym", "-i", d]), 50);
+        assert!(theirs.len() >= 30, "perf gave too few rows:\n{theirs:?}");
+        for input in [d, conv.to_str().unwrap()] {
+            let o = run(&["report", mode, "-g", "none", "--sort", "dso,sym", "--full-names", input]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let ours = top_rows(&stdout(&o), 50);
+            // Rows with equal shares may come in either order: compare the
+            // rows as sets of (shares, name) per distinct share.
+            let key = |v: &Vec<(Vec<f64>, String)>| {
+                let mut k: Vec<String> = v
+                    .iter()
+                    .map(|(s, n)| {
+                        // perf picks the [k]/[.] mark of an [unknown] row
+                        // from the first sample that made it.
+                        let n = if n.starts_with("[unknown]") { n.replace("[k]", "[.]") } else { n.clone() };
+                        format!("{} {n}", s.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" "))
+                    })
+                    .collect();
+                k.sort();
+                k
+            };
+            // The last share may be cut between rows of one value.
+            let last = theirs.last().map(|r| r.0.clone()).unwrap_or_default();
+            let trim = |v: &Vec<(Vec<f64>, String)>| v.iter().filter(|r| r.0 != last).cloned().collect::<Vec<_>>();
+            assert_eq!(key(&trim(&theirs)), key(&trim(&ours)), "{input} {mode}: top rows differ from perf report");
+        }
+    }
+}

@@ -125,14 +125,7 @@ pub fn branch_report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceErro
     let resolved: Vec<Resolved> = addrs.par_iter().map(|&(pid, epoch, a)| resolve_any(l, pid, epoch, a)).collect();
     let index: HashMap<(u32, u16, u64), usize> = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
 
-    let sym = |r: &Resolved| KeyVal::Sym {
-        display: r.sym_display(),
-        name: match &r.sym {
-            Ok(n) => n.clone(),
-            Err(_) => format!("0x{:x}", r.rel),
-        },
-        kernel: r.kernel,
-    };
+    let sym = KeyVal::sym;
     let mut rows: HashMap<(u16, Vec<KeyVal>), (u64, BranchStats)> = HashMap::default();
     for (k, (n, st)) in &partial.map {
         let rf = &resolved[index[&(k.pid, k.epoch, k.from)]];

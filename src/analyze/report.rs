@@ -54,6 +54,12 @@ pub enum SortKey {
 
 impl SortKey {
     /// Keys that need each sample's flow.
+    /// Keys whose value depends on the frame's address (the others on the
+    /// sample's context).
+    pub fn is_frame_key(self) -> bool {
+        matches!(self, SortKey::Dso | SortKey::Sym | SortKey::Srcline)
+    }
+
     pub fn is_flow(self) -> bool {
         matches!(self, SortKey::Flow | SortKey::FlowLocal | SortKey::FlowRemote | SortKey::FlowPort | SortKey::Netns | SortKey::FlowRule)
     }
@@ -252,10 +258,30 @@ pub enum KeyVal {
         display: String,
         name: String,
         kernel: bool,
+        /// The DSO and start of the symbol: two functions with one name
+        /// (C++ overloads, static functions) are two rows, as in perf.
+        /// None when the name is all there is (unresolved, DWARF, inlined).
+        origin: Option<(String, u64)>,
     },
 }
 
 impl KeyVal {
+    /// The symbol key of a resolved address.
+    pub fn sym(r: &Resolved) -> KeyVal {
+        KeyVal::Sym {
+            display: r.sym_display(),
+            name: match &r.sym {
+                Ok(n) => n.clone(),
+                Err(_) => format!("0x{:x}", r.rel),
+            },
+            kernel: r.kernel,
+            origin: match (&r.sym, r.sym_start) {
+                (Ok(_), Some(start)) => Some((r.dso.clone(), start)),
+                _ => None,
+            },
+        }
+    }
+
     pub fn display(&self) -> String {
         match self {
             KeyVal::Num(n) => n.to_string(),
@@ -371,6 +397,88 @@ impl Partial {
 
 /// Address identity for resolution.
 type AddrKey = (u32, u16, bool, u64);
+
+/// A row: event, interned context parts, interned frame parts.
+type RowId = (u16, u32, u32);
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RowAcc {
+    samples: u64,
+    period: u64,
+    children: u64,
+}
+
+/// One worker's share of the row sums.
+#[derive(Debug, Default)]
+struct RowAccum {
+    rows: HashMap<RowId, RowAcc>,
+    /// Per event: samples and period of rows the filters keep.
+    kept: Vec<(u64, u64)>,
+    unresolved: BTreeMap<&'static str, u64>,
+    /// Scratch for a chain's distinct frames.
+    seen: Vec<u32>,
+}
+
+impl RowAccum {
+    fn merge(mut self, o: RowAccum) -> RowAccum {
+        let (mut big, small) = if self.rows.len() >= o.rows.len() {
+            (std::mem::take(&mut self.rows), o.rows)
+        } else {
+            (o.rows, std::mem::take(&mut self.rows))
+        };
+        for (k, v) in small {
+            let e = big.entry(k).or_default();
+            e.samples += v.samples;
+            e.period = e.period.saturating_add(v.period);
+            e.children = e.children.saturating_add(v.children);
+        }
+        let mut kept = self.kept;
+        kept.resize(kept.len().max(o.kept.len()), (0, 0));
+        for (i, t) in o.kept.iter().enumerate() {
+            kept[i].0 += t.0;
+            kept[i].1 = kept[i].1.saturating_add(t.1);
+        }
+        let mut unresolved = self.unresolved;
+        for (k, v) in o.unresolved {
+            *unresolved.entry(k).or_default() += v;
+        }
+        RowAccum { rows: big, kept, unresolved, seen: Vec::new() }
+    }
+}
+
+/// Values numbered in first-seen order.
+#[derive(Debug)]
+struct Interner<T> {
+    ids: HashMap<T, u32>,
+    items: Vec<T>,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Interner { ids: HashMap::default(), items: Vec::new() }
+    }
+}
+
+impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
+    fn id(&mut self, v: T) -> u32 {
+        if let Some(&i) = self.ids.get(&v) {
+            return i;
+        }
+        let i = self.items.len() as u32;
+        self.items.push(v.clone());
+        self.ids.insert(v, i);
+        i
+    }
+}
+
+/// perf's name of a call-chain frame without a symbol: `%#x` (so 0 is "0").
+pub fn unresolved_frame_name(ip: u64) -> String {
+    if ip == 0 {
+        "0".to_string()
+    } else {
+        format!("{ip:#x}")
+    }
+}
 
 /// perf's `--time`: `START,STOP` in seconds of the trace clock (either may
 /// be empty), `A%-B%` of the recording, `N%/K` (the K-th slice of N%),
@@ -600,9 +708,27 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         dwarf.get(i).map(|f| f.iter().rev().filter(|fr| fr.inlined).filter_map(|fr| fr.function.clone()).collect()).unwrap_or_default()
     };
 
-    let row_key = |k: &RawKey, r: &Resolved, ri: usize| -> Vec<KeyVal> {
+    // A row's key has parts that depend on the sample's context (comm, pid,
+    // cpu, data source, flow, ...) and parts that depend on the frame's
+    // address (dso, symbol, srcline). Each is interned once -- contexts per
+    // distinct raw key, frames per distinct address -- so the per-frame work
+    // below is integer work; an id pair names a row exactly (the interned
+    // parts are the displayed values).
+    let frame_parts = |r: &Resolved, ri: usize| -> Vec<KeyVal> {
         cfg.sort
             .iter()
+            .filter(|sk| sk.is_frame_key())
+            .map(|sk| match sk {
+                SortKey::Dso => KeyVal::Text(r.dso.clone()),
+                SortKey::Sym => KeyVal::sym(r),
+                _ => KeyVal::Text(srcline(ri)),
+            })
+            .collect()
+    };
+    let ctx_parts = |k: &RawKey| -> Vec<KeyVal> {
+        cfg.sort
+            .iter()
+            .filter(|sk| !sk.is_frame_key())
             .map(|sk| match sk {
                 SortKey::Comm => KeyVal::Text(if k.comm == u32::MAX {
                     // perf names an unknown thread ":TID" (pid -1 prints as ":-1").
@@ -612,15 +738,6 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 }),
                 SortKey::Pid => KeyVal::Num(k.pid as u64),
                 SortKey::Tid => KeyVal::Num(k.tid as u64),
-                SortKey::Dso => KeyVal::Text(r.dso.clone()),
-                SortKey::Sym => KeyVal::Sym {
-                    display: r.sym_display(),
-                    name: match &r.sym {
-                        Ok(n) => n.clone(),
-                        Err(_) => format!("0x{:x}", r.rel),
-                    },
-                    kernel: r.kernel,
-                },
                 SortKey::Cpu => KeyVal::Num(k.cpu as u64),
                 SortKey::Event => KeyVal::Text(l.events.list[k.event as usize].name.clone()),
                 SortKey::Mem => KeyVal::Text(DataSrc(k.data_src).lvl_text()),
@@ -629,7 +746,6 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 SortKey::Lock => KeyVal::Text(DataSrc(k.data_src).lock_text().to_string()),
                 SortKey::Blocked => KeyVal::Text(DataSrc(k.data_src).blk_text().trim_start().to_string()),
                 SortKey::Weight => KeyVal::Num(k.weight),
-                SortKey::Srcline => KeyVal::Text(srcline(ri)),
                 SortKey::Flow => KeyVal::Text(l.flows.text(k.flow)),
                 SortKey::FlowLocal => KeyVal::Text(l.flows.get(k.flow).map_or_else(|| "-".into(), |f| f.local_text())),
                 SortKey::FlowRemote => KeyVal::Text(l.flows.get(k.flow).map_or_else(|| "-".into(), |f| f.remote_text())),
@@ -648,23 +764,14 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     }
                 }),
                 // Branch keys are rejected outside --branch by the CLI.
-                SortKey::DsoFrom | SortKey::DsoTo | SortKey::SymFrom | SortKey::SymTo => KeyVal::Text(String::new()),
+                _ => KeyVal::Text(String::new()),
             })
             .collect()
     };
-
-    let mut rows: HashMap<(u16, Vec<KeyVal>), (Acc, u64)> = HashMap::default();
-    let mut unresolved: BTreeMap<String, u64> = BTreeMap::new();
-    let mut folded: BTreeMap<String, u64> = BTreeMap::new();
-    // An inlined function's key: the frame's key with the symbol replaced.
-    let inline_key = |k: &RawKey, r: &Resolved, ri: usize, name: &str| -> Vec<KeyVal> {
-        let mut r2 = r.clone();
-        r2.sym = Ok(format!("{name} (inlined)"));
-        row_key(k, &r2, ri)
-    };
-    let frame_name = |r: &Resolved| match &r.sym {
-        Ok(n) => n.clone(),
-        Err(_) => format!("{}+0x{:x}", r.dso, r.rel),
+    // The full key in --sort order from its two parts.
+    let join = |ctx: &[KeyVal], frame: &[KeyVal]| -> Vec<KeyVal> {
+        let (mut c, mut f) = (ctx.iter(), frame.iter());
+        cfg.sort.iter().filter_map(|sk| if sk.is_frame_key() { f.next() } else { c.next() }.cloned()).collect()
     };
     // --dsos / --symbols filter rows by their own object and symbol (perf's
     // hists__filter_by_dso/symbol); kept rows' self periods make the
@@ -674,56 +781,152 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         let sym_ok = cfg.symbols.is_empty() || r.sym.as_ref().is_ok_and(|n| cfg.symbols.iter().any(|s| s == n));
         dso_ok && sym_ok
     };
-    let mut kept_totals: Vec<(u64, u64)> = vec![(0, 0); nev];
-    for (k, a) in &partial.map {
-        let ri = index[&(k.pid, k.epoch, k.kernel, k.ip)];
-        let r = &resolved[ri];
-        if let Err(why) = &r.sym {
-            *unresolved.entry(why.as_str().to_string()).or_default() += a.samples;
-        }
-        let key = row_key(k, r, ri);
-        if row_ok(r) {
-            let e = rows.entry((k.event, key.clone())).or_default();
-            e.0.samples += a.samples;
-            e.0.period = e.0.period.saturating_add(a.period);
-            kept_totals[k.event as usize].0 += a.samples;
-            kept_totals[k.event as usize].1 = kept_totals[k.event as usize].1.saturating_add(a.period);
-        }
-        let mut chain_idx: Vec<usize> = match &k.chain {
-            Some(chain) => frames(chain, k.kernel).map(|(kernel, ip)| index[&(k.pid, k.epoch, kernel, ip)]).collect(),
-            None => vec![ri],
+
+    // Per distinct address: its frame id, its inlined functions' frame ids
+    // (outermost first; an inlined function's key is the frame's with the
+    // symbol replaced), whether filters keep it.
+    let mut frames_i: Interner<Vec<KeyVal>> = Interner::default();
+    // Addresses in one symbol share a frame id: the key is built once per
+    // symbol (per address only when srcline is a key).
+    let per_address = cfg.sort.contains(&SortKey::Srcline);
+    let mut by_sym: HashMap<(&str, bool, Option<u64>, u64, &str), u32> = HashMap::default();
+    let fid: Vec<u32> = (0..resolved.len())
+        .map(|ri| {
+            let r = &resolved[ri];
+            if per_address {
+                return frames_i.id(frame_parts(r, ri));
+            }
+            let ident = match &r.sym {
+                Ok(n) => (r.dso.as_str(), r.kernel, r.sym_start, 0, n.as_str()),
+                Err(_) => (r.dso.as_str(), r.kernel, None, r.rel, ""),
+            };
+            *by_sym.entry(ident).or_insert_with(|| frames_i.id(frame_parts(r, ri)))
+        })
+        .collect();
+    let inl: Vec<Vec<u32>> = if cfg.inline {
+        (0..resolved.len())
+            .map(|ri| {
+                inlined(ri)
+                    .into_iter()
+                    .map(|name| {
+                        let mut r2 = resolved[ri].clone();
+                        r2.sym = Ok(format!("{name} (inlined)"));
+                        r2.sym_start = None;
+                        frames_i.id(frame_parts(&r2, ri))
+                    })
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let ok: Vec<bool> = resolved.iter().map(row_ok).collect();
+
+    // Per distinct raw key: its context id, its own address, its chain's
+    // addresses (callee first, cut to --max-stack).
+    let entries: Vec<(&RawKey, &Acc)> = partial.map.iter().collect();
+    let mut ctx_i: Interner<Vec<KeyVal>> = Interner::default();
+    let mut ctx_cache: HashMap<(u32, u32, u32, u32, u64, u64, u64, u8, u16), u32> = HashMap::default();
+    let ctx: Vec<u32> = entries
+        .iter()
+        .map(|(k, _)| {
+            let raw = (k.comm, k.pid, k.tid, k.cpu, k.data_src, k.weight, k.flow, k.flow_rule, k.event);
+            *ctx_cache.entry(raw).or_insert_with(|| ctx_i.id(ctx_parts(k)))
+        })
+        .collect();
+    let own: Vec<usize> = entries.iter().map(|(k, _)| index[&(k.pid, k.epoch, k.kernel, k.ip)]).collect();
+    let chains: Vec<Option<Vec<u32>>> = entries
+        .par_iter()
+        .map(|(k, _)| {
+            k.chain.as_ref().map(|chain| {
+                let mut v: Vec<u32> = frames(chain, k.kernel).map(|(kernel, ip)| index[&(k.pid, k.epoch, kernel, ip)] as u32).collect();
+                if let Some(m) = cfg.max_stack {
+                    v.truncate(m.max(1));
+                }
+                v
+            })
+        })
+        .collect();
+
+    // Self and children periods per row id, in parallel over raw keys (sums
+    // commute: the result does not depend on the split).
+    let acc = (0..entries.len())
+        .into_par_iter()
+        .fold(RowAccum::default, |mut acc, i| {
+            let (k, a) = entries[i];
+            let ri = own[i];
+            let r = &resolved[ri];
+            if let Err(why) = &r.sym {
+                *acc.unresolved.entry(why.as_str()).or_default() += a.samples;
+            }
+            if acc.kept.len() < nev {
+                acc.kept.resize(nev, (0, 0));
+            }
+            if ok[ri] {
+                let e = acc.rows.entry((k.event, ctx[i], fid[ri])).or_default();
+                e.samples += a.samples;
+                e.period = e.period.saturating_add(a.period);
+                let t = &mut acc.kept[k.event as usize];
+                t.0 += a.samples;
+                t.1 = t.1.saturating_add(a.period);
+            }
+            if let (true, Some(chain)) = (children, &chains[i]) {
+                // Each row on the chain once.
+                let mut seen = std::mem::take(&mut acc.seen);
+                seen.clear();
+                if ok[ri] {
+                    seen.push(fid[ri]);
+                }
+                for &fi in chain.iter().filter(|&&fi| ok[fi as usize]) {
+                    seen.push(fid[fi as usize]);
+                    if cfg.inline {
+                        seen.extend_from_slice(&inl[fi as usize]);
+                    }
+                }
+                seen.sort_unstable();
+                seen.dedup();
+                for &f in &seen {
+                    let e = acc.rows.entry((k.event, ctx[i], f)).or_default();
+                    e.children = e.children.saturating_add(a.period);
+                }
+                acc.seen = seen;
+            }
+            acc
+        })
+        .reduce(RowAccum::default, RowAccum::merge);
+    let unresolved: BTreeMap<String, u64> = acc.unresolved.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let mut kept_totals = acc.kept;
+    kept_totals.resize(nev, (0, 0));
+
+    // Collapsed stacks: one string per distinct raw key, summed by text.
+    let folded: BTreeMap<String, u64> = if cfg.folded {
+        let frame_name = |r: &Resolved| match &r.sym {
+            Ok(n) => n.clone(),
+            Err(_) => format!("{}+0x{:x}", r.dso, r.rel),
         };
-        if let Some(m) = cfg.max_stack {
-            chain_idx.truncate(m.max(1));
-        }
-        if children && k.chain.is_some() {
-            let mut seen: HashSet<Vec<KeyVal>> = HashSet::default();
-            if row_ok(r) {
-                seen.insert(key);
-            }
-            for &fi in chain_idx.iter().filter(|&&fi| row_ok(&resolved[fi])) {
-                seen.insert(row_key(k, &resolved[fi], fi));
-                for name in inlined(fi) {
-                    seen.insert(inline_key(k, &resolved[fi], fi, &name));
+        let stacks: Vec<(String, u64)> = (0..entries.len())
+            .into_par_iter()
+            .map(|i| {
+                let (k, a) = entries[i];
+                let comm = if k.comm == u32::MAX { format!(":{}", k.pid as i32) } else { l.timeline.comm_name(k.comm).to_string() };
+                let mut stack = vec![comm];
+                let one = [own[i] as u32];
+                let chain: &[u32] = chains[i].as_deref().unwrap_or(&one);
+                for &fi in chain.iter().rev() {
+                    stack.push(frame_name(&resolved[fi as usize]));
+                    stack.extend(inlined(fi as usize).into_iter().map(|n| format!("{n}_[i]")));
                 }
-            }
-            for fk in seen {
-                {
-                    let c = &mut rows.entry((k.event, fk)).or_default().1;
-                    *c = c.saturating_add(a.period);
-                }
-            }
+                (stack.join(";"), a.samples)
+            })
+            .collect();
+        let mut m = BTreeMap::new();
+        for (s, n) in stacks {
+            *m.entry(s).or_default() += n;
         }
-        if cfg.folded {
-            let comm = if k.comm == u32::MAX { format!(":{}", k.pid as i32) } else { l.timeline.comm_name(k.comm).to_string() };
-            let mut stack = vec![comm];
-            for &fi in chain_idx.iter().rev() {
-                stack.push(frame_name(&resolved[fi]));
-                stack.extend(inlined(fi).into_iter().map(|n| format!("{n}_[i]")));
-            }
-            *folded.entry(stack.join(";")).or_default() += a.samples;
-        }
-    }
+        m
+    } else {
+        BTreeMap::new()
+    };
 
     let totals: Vec<EventTotal> = l
         .events
@@ -752,22 +955,26 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             v as f64 * 100.0 / t as f64
         }
     };
-    let mut rows: Vec<Row> = rows
+    let mut rows: Vec<(RowId, Row)> = acc
+        .rows
         .into_iter()
-        .map(|((event, keys), (a, ch))| Row {
-            event,
-            keys,
-            samples: a.samples,
-            period: a.period,
-            percent: pct(event, a.period),
-            children_period: children.then_some(ch),
-            children_percent: children.then(|| pct(event, ch)),
-            branch: None,
-            graph: None,
+        .map(|((event, c, f), a)| {
+            let row = Row {
+                event,
+                keys: join(&ctx_i.items[c as usize], &frames_i.items[f as usize]),
+                samples: a.samples,
+                period: a.period,
+                percent: pct(event, a.period),
+                children_period: children.then_some(a.children),
+                children_percent: children.then(|| pct(event, a.children)),
+                branch: None,
+                graph: None,
+            };
+            ((event, c, f), row)
         })
         .collect();
     // With children, perf orders by children first (callers above callees).
-    rows.sort_by(|a, b| {
+    rows.sort_by(|(_, a), (_, b)| {
         a.event
             .cmp(&b.event)
             .then(b.children_period.cmp(&a.children_period))
@@ -775,70 +982,63 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             .then(b.samples.cmp(&a.samples))
             .then_with(|| a.keys.cmp(&b.keys))
     });
+    let before = rows.len();
+    limit_rows_by(&mut rows, cfg, |(_, r)| r);
+    let hidden = before - rows.len();
+    let (row_ids, rows): (Vec<RowId>, Vec<Row>) = rows.into_iter().unzip();
     let mut report = Report::assemble(l, cfg, totals, rows, partial.stats, children, folded.into_iter().collect(), unresolved);
+    report.rows_hidden += hidden;
     if keep_graphs {
         use super::callgraph::{CallTree, GraphOrder};
         let order = cfg.callgraph.order.unwrap_or(if children { GraphOrder::Caller } else { GraphOrder::Callee });
-        let shown: HashMap<(u16, Vec<KeyVal>), usize> =
-            report.rows.iter().enumerate().map(|(i, r)| ((r.event, r.keys.clone()), i)).collect();
+        let shown: HashMap<RowId, usize> = row_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut trees: Vec<Option<CallTree>> = vec![None; report.rows.len()];
         // Each resolved address's frame name, interned once (perf names an
         // unresolved frame by its address).
-        let mut table: Vec<String> = Vec::new();
-        let mut ids: HashMap<String, u32> = HashMap::default();
+        let mut names_i: Interner<String> = Interner::default();
         let name_id: Vec<u32> = resolved
             .iter()
             .zip(&addrs)
             .map(|(r, a)| {
-                let n = match &r.sym {
+                names_i.id(match &r.sym {
                     Ok(n) => n.clone(),
-                    Err(_) => format!("{:#x}", a.3),
-                };
-                *ids.entry(n).or_insert_with_key(|n| {
-                    table.push(n.clone());
-                    table.len() as u32 - 1
+                    Err(_) => unresolved_frame_name(a.3),
                 })
             })
             .collect();
-        for (k, a) in &partial.map {
-            let Some(chain) = &k.chain else { continue };
-            let ri = index[&(k.pid, k.epoch, k.kernel, k.ip)];
-            let self_key = row_key(k, &resolved[ri], ri);
-            // Frames callee first, cut to --max-stack.
-            let mut fidx: Vec<usize> = frames(chain, k.kernel).map(|(kernel, ip)| index[&(k.pid, k.epoch, kernel, ip)]).collect();
-            if fidx.is_empty() {
-                fidx.push(ri);
-            }
-            if let Some(m) = cfg.max_stack {
-                fidx.truncate(m.max(1));
-            }
-            let names: Vec<u32> = fidx.iter().map(|&i| name_id[i]).collect();
-            let keys: Vec<Vec<KeyVal>> = fidx.iter().map(|&i| row_key(k, &resolved[i], i)).collect();
-            // In display order.
-            let (names, keys): (Vec<u32>, Vec<&Vec<KeyVal>>) = match order {
-                GraphOrder::Callee => (names.clone(), keys.iter().collect()),
-                GraphOrder::Caller => (names.iter().rev().copied().collect(), keys.iter().rev().collect()),
+        let mut seen: Vec<u32> = Vec::new();
+        for i in 0..entries.len() {
+            let (k, a) = entries[i];
+            let Some(chain) = &chains[i] else { continue };
+            let ri = own[i];
+            // Frames callee first.
+            let one = [ri as u32];
+            let fidx: &[u32] = if chain.is_empty() { &one } else { chain };
+            let (names, fids): (Vec<u32>, Vec<u32>) = match order {
+                GraphOrder::Callee => fidx.iter().map(|&x| (name_id[x as usize], fid[x as usize])).unzip(),
+                GraphOrder::Caller => fidx.iter().rev().map(|&x| (name_id[x as usize], fid[x as usize])).unzip(),
             };
-            let mut add = |row_keys: &Vec<KeyVal>, from: usize| {
-                if let Some(&r) = shown.get(&(k.event, row_keys.clone())) {
+            let mut add = |f: u32, from: usize| {
+                if let Some(&r) = shown.get(&(k.event, ctx[i], f)) {
                     trees[r].get_or_insert_with(CallTree::new).add_ids(names[from..].iter().copied(), a.period);
                 }
             };
-            add(&self_key, 0);
+            add(fid[ri], 0);
             if children {
                 // Each other row on the chain, once, from its first frame on.
-                let mut seen: HashSet<&Vec<KeyVal>> = HashSet::default();
-                seen.insert(&self_key);
-                for (p, key) in keys.iter().enumerate() {
-                    if seen.insert(key) {
-                        add(key, p);
+                seen.clear();
+                seen.push(fid[ri]);
+                for (p, &f) in fids.iter().enumerate() {
+                    if !seen.contains(&f) {
+                        seen.push(f);
+                        add(f, p);
                     }
                 }
             }
         }
         for (row, t) in report.rows.iter_mut().zip(trees) {
             row.graph = t.map(|mut t| {
-                t.set_names(&table);
+                t.set_names(&names_i.items);
                 t
             });
         }
@@ -889,13 +1089,20 @@ impl Report {
 /// Apply --percent-limit (self or children share) and --top N (per event)
 /// to rows already in display order.
 fn limit_rows(rows: &mut Vec<Row>, cfg: &ReportConfig) {
+    limit_rows_by(rows, cfg, |r| r)
+}
+
+fn limit_rows_by<T>(rows: &mut Vec<T>, cfg: &ReportConfig, row: impl Fn(&T) -> &Row) {
     if cfg.percent_limit > 0.0 {
-        rows.retain(|r| r.percent >= cfg.percent_limit || r.children_percent.is_some_and(|c| c >= cfg.percent_limit));
+        rows.retain(|t| {
+            let r = row(t);
+            r.percent >= cfg.percent_limit || r.children_percent.is_some_and(|c| c >= cfg.percent_limit)
+        });
     }
     if let Some(n) = cfg.top {
         let mut count: HashMap<u16, usize> = HashMap::default();
-        rows.retain(|r| {
-            let c = count.entry(r.event).or_default();
+        rows.retain(|t| {
+            let c = count.entry(row(t).event).or_default();
             *c += 1;
             *c <= n
         });

@@ -147,12 +147,22 @@ impl Dwarf {
 
 /// Demangle C++ (Itanium) and Rust names; others are returned unchanged.
 pub fn demangle_any(name: &str) -> String {
+    demangle_with(name, cpp_demangle::DemangleOptions::default())
+}
+
+/// perf's symbol names: C++ without the parameter list (perf demangles with
+/// DMGL_NO_OPTS unless -v), Rust without the hash.
+pub fn demangle_no_params(name: &str) -> String {
+    demangle_with(name, cpp_demangle::DemangleOptions::default().no_params())
+}
+
+fn demangle_with(name: &str, opts: cpp_demangle::DemangleOptions) -> String {
     if let Ok(d) = rustc_demangle::try_demangle(name) {
         return format!("{d:#}");
     }
     if name.starts_with("_Z") {
         if let Ok(sym) = cpp_demangle::Symbol::new(name) {
-            if let Ok(s) = sym.demangle(&cpp_demangle::DemangleOptions::default()) {
+            if let Ok(s) = sym.demangle(&opts) {
                 return s;
             }
         }

@@ -19,13 +19,24 @@ pub enum ElfProblem {
 pub struct Symbol {
     pub start: u64,
     pub end: u64,
-    /// As stored (mangled); `display_name` demangles. Demangling happens per
-    /// lookup, not for every symbol of a large binary at load.
+    /// As stored (mangled); `display_name` demangles. Demangling happens on
+    /// first lookup (once per symbol), not for every symbol of a large
+    /// binary at load.
     pub name: String,
+    display: std::sync::OnceLock<Box<str>>,
 }
 
 impl Symbol {
+    pub fn new(start: u64, end: u64, name: String) -> Symbol {
+        Symbol { start, end, name, display: std::sync::OnceLock::new() }
+    }
+
+    /// The name as perf's Symbol column shows it (C++ without parameters).
     pub fn display_name(&self) -> String {
+        self.display.get_or_init(|| super::dwarf::demangle_no_params(&self.name).into_boxed_str()).to_string()
+    }
+    /// The full demangled name (C++ with parameters), as addr2line -C prints it.
+    pub fn full_name(&self) -> String {
         demangle(&self.name)
     }
 }
@@ -115,11 +126,11 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
         }
         match s.kind() {
             SymbolKind::Text => funcs.push((
-                Symbol { start: s.address(), end: s.address() + s.size(), name: name.to_string() },
+                Symbol::new(s.address(), s.address() + s.size(), name.to_string()),
                 Rank::of(name, s.size(), s.is_weak(), s.is_global()),
             )),
             SymbolKind::Data | SymbolKind::Tls if s.size() > 0 => {
-                data_symbols.push(Symbol { start: s.address(), end: s.address() + s.size(), name: name.to_string() })
+                data_symbols.push(Symbol::new(s.address(), s.address() + s.size(), name.to_string()))
             }
             _ => {}
         }

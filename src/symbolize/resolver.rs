@@ -53,6 +53,9 @@ pub struct Resolved {
     /// The address's offset in its function, for kernel symbols (perf's
     /// srcline without line information: `name+offset`).
     pub sym_off: Option<u64>,
+    /// Where the symbol starts (in the ELF file, or the kernel): a symbol's
+    /// identity, as perf tells apart two functions with one name.
+    pub sym_start: Option<u64>,
 }
 
 impl Resolved {
@@ -61,6 +64,8 @@ impl Resolved {
         let tag = if self.kernel { "[k]" } else { "[.]" };
         match &self.sym {
             Ok(n) => format!("{tag} {n}"),
+            // perf's "%-#.*llx": the # flag adds no 0x to zero.
+            Err(_) if self.rel == 0 => format!("{tag} {:016x}", 0),
             Err(_) => format!("{tag} 0x{:016x}", self.rel),
         }
     }
@@ -174,6 +179,7 @@ impl Resolver {
                 rel: addr,
                 elf_addr: None,
                 sym_off: None,
+                sym_start: None,
             })
         };
         match pid {
@@ -354,18 +360,23 @@ impl Resolver {
                     rel: addr,
                     elf_addr: None,
                     sym_off: None,
+                    sym_start: None,
                 },
             };
         };
         let dso = self.dsos.get(hit.dso as usize);
         let name = dso.map_or("[unknown]".to_string(), |d| d.short_name().to_string());
         let mut elf_addr = None;
+        let mut sym_start = None;
         let sym = match self.symbols(hit.dso) {
             Ok(es) => match es.offset_to_vaddr(hit.file_offset) {
                 Some(va) => {
                     elf_addr = Some((hit.dso, va));
                     match es.lookup(va) {
-                        Some(s) => Ok(s.display_name()),
+                        Some(s) => {
+                            sym_start = Some(s.start);
+                            Ok(s.display_name())
+                        }
                         None => Err(Unresolved::OutsideFunctions),
                     }
                 }
@@ -381,7 +392,7 @@ impl Resolver {
             }
         }
         // perf prints the file-relative address of unresolved user code.
-        Resolved { dso: name, sym, kernel: false, rel: hit.file_offset, elf_addr, sym_off: None }
+        Resolved { dso: name, sym, kernel: false, rel: hit.file_offset, elf_addr, sym_off: None, sym_start }
     }
 
     /// Is `addr` kernel text: inside a kernel mapping, or at or above the
@@ -402,6 +413,7 @@ impl Resolver {
                     rel: addr,
                     elf_addr: None,
                     sym_off: None,
+                    sym_start: None,
                 },
                 None if self.kernel_maps_authoritative => Resolved {
                     dso: "[unknown]".into(),
@@ -410,6 +422,7 @@ impl Resolver {
                     rel: addr,
                     elf_addr: None,
                     sym_off: None,
+                    sym_start: None,
                 },
                 None => Resolved {
                     dso: "[kernel.kallsyms]".into(),
@@ -418,6 +431,7 @@ impl Resolver {
                     rel: addr,
                     elf_addr: None,
                     sym_off: None,
+                    sym_start: None,
                 },
             };
         }
@@ -432,6 +446,7 @@ impl Resolver {
                 rel: addr,
                 elf_addr: None,
                 sym_off: Some(addr - k.start),
+                sym_start: Some(k.start),
             },
             None => Resolved {
                 dso: "[kernel.kallsyms]".into(),
@@ -440,6 +455,7 @@ impl Resolver {
                 rel: addr,
                 elf_addr: None,
                 sym_off: None,
+                sym_start: None,
             },
         }
     }

@@ -26,7 +26,7 @@ pub fn symbolize(exe: &Path, symfs: Option<&Path>, addrs: &[u64], demangle: bool
                 .iter()
                 .map(|&a| {
                     let mut f = dw.as_ref().map(|d| d.frames_with(a, demangle)).unwrap_or_default();
-                    let symtab = || syms.lookup(a).map(|s| if demangle { s.display_name() } else { s.name.clone() });
+                    let symtab = || syms.lookup(a).map(|s| if demangle { s.full_name() } else { s.name.clone() });
                     match f.last_mut() {
                         Some(last) if last.function.is_none() => last.function = symtab(),
                         Some(_) => {}
