@@ -398,6 +398,9 @@ impl Partial {
 /// Address identity for resolution.
 type AddrKey = (u32, u16, bool, u64);
 
+/// A raw key's context values: comm, pid, tid, cpu, data_src, weight, flow, flow rule, event.
+type CtxRaw = (u32, u32, u32, u32, u64, u64, u64, u8, u16);
+
 /// A row: event, interned context parts, interned frame parts.
 type RowId = (u16, u32, u32);
 
@@ -826,7 +829,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     // addresses (callee first, cut to --max-stack).
     let entries: Vec<(&RawKey, &Acc)> = partial.map.iter().collect();
     let mut ctx_i: Interner<Vec<KeyVal>> = Interner::default();
-    let mut ctx_cache: HashMap<(u32, u32, u32, u32, u64, u64, u64, u8, u16), u32> = HashMap::default();
+    let mut ctx_cache: HashMap<CtxRaw, u32> = HashMap::default();
     let ctx: Vec<u32> = entries
         .iter()
         .map(|(k, _)| {
