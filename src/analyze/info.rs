@@ -307,6 +307,38 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
     if i.samples > 0 {
         line("bytes per sample", format!("{:.1}", l.trace.file_len() as f64 / i.samples as f64));
     }
+    let e = l.resolver.embedded();
+    let stored = |k: BlockKind| l.trace.blocks_of(k).map(|b| b.header.stored_len as u64).sum::<u64>();
+    if e.dsos.is_empty() {
+        line("embedded symbols", "none (names need the binaries where the trace is read)".into());
+    } else {
+        line(
+            "embedded symbols",
+            format!(
+                "{} objects, {} symbols, {} addresses with lines ({} bytes stored)",
+                e.dsos.len(),
+                e.symbol_count(),
+                e.line_count(),
+                stored(BlockKind::SYMBOLS)
+            ),
+        );
+        for d in &e.dsos {
+            line(
+                "  object",
+                format!(
+                    "{} ({}): {} functions, {} data, {} lines",
+                    d.path,
+                    d.build_id.as_deref().unwrap_or("no build-id"),
+                    d.symbols.len(),
+                    d.data_symbols.len(),
+                    d.lines.len()
+                ),
+            );
+        }
+    }
+    if l.resolver.has_vdso_image() {
+        line("vdso", format!("carried ({} bytes stored)", stored(BlockKind::VDSO)));
+    }
     s.push_str("#\n# record counts:\n");
     for (k, v) in &i.record_counts {
         s.push_str(&format!("#   {k:<16} {v:>10}\n"));

@@ -252,7 +252,27 @@ impl Loaded {
             let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), err: source })?;
             data_objects = parse_data_objects(&text).map_err(|reason| TraceError::BadMetadata { path: path.clone(), reason })?;
         }
+        let mut embedded = crate::symbolize::embedded::Embedded::default();
+        for b in trace.blocks_of(BlockKind::SYMBOLS).copied().collect::<Vec<_>>() {
+            match trace.decode_or_skip(&b)? {
+                Some(d) => {
+                    let e: crate::symbolize::embedded::Embedded = serde_json::from_slice(&d).map_err(|e| TraceError::BadMetadata {
+                        path: trace.path().to_path_buf(),
+                        reason: format!("the embedded symbols do not parse: {e}"),
+                    })?;
+                    embedded.dsos.extend(e.dsos);
+                }
+                None => stats.corrupt_blocks_skipped += 1,
+            }
+        }
+        embedded.dsos.sort_by(|a, b| a.path.cmp(&b.path).then(a.build_id.cmp(&b.build_id)));
+        let vdso = match trace.blocks_of(BlockKind::VDSO).next().copied() {
+            Some(b) => trace.decode_or_skip(&b)?.map(|d| d.into_owned()),
+            None => None,
+        };
         let resolver = Resolver::new(timeline.dsos.clone(), build_ids, kallsyms, opts.symfs.clone())
+            .with_embedded(embedded)
+            .with_vdso(vdso)
             .with_kernel_maps(timeline.kernel_maps(), imported)
             .with_jit_maps(jit)
             .with_data_objects(data_objects);

@@ -6,6 +6,7 @@ pub mod branch;
 pub mod c2c;
 pub mod callgraph;
 pub mod datasrc;
+pub mod embed;
 pub mod events;
 pub mod false_share;
 pub mod flows;

@@ -204,6 +204,14 @@ pub struct RecordArgs {
     /// Record without flow context.
     #[arg(long = "no-flows")]
     pub no_flows: bool,
+    /// Also store file:line and inline frames of every sampled address, so
+    /// srcline and inline views work without the binaries' debug info.
+    #[arg(long = "embed-lines", conflicts_with = "no_embed")]
+    pub embed_lines: bool,
+    /// Do not store the sampled functions' symbols in the trace (by default
+    /// it carries them and reads the same where the binaries are not).
+    #[arg(long = "no-embed")]
+    pub no_embed: bool,
     /// Keep only samples of flows matching CIDR[:PORT] (in the kernel;
     /// repeatable; e.g. 10.0.0.0/8:7001, [fd00::]/64, :443).
     #[arg(long = "flow-filter", value_name = "CIDR[:PORT]")]
@@ -693,6 +701,13 @@ impl RecordArgs {
                 crate::record::FlowMode::Required
             } else {
                 crate::record::FlowMode::Auto
+            },
+            embed: if self.no_embed {
+                crate::record::session::Embed::None
+            } else if self.embed_lines {
+                crate::record::session::Embed::Lines
+            } else {
+                crate::record::session::Embed::Symbols
             },
             flow_config: crate::flow::FlowConfig {
                 filters: {

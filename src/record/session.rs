@@ -66,6 +66,20 @@ pub struct RecordConfig {
     /// Flow context: tag every sample with the network flow it served.
     pub flows: FlowMode,
     pub flow_config: crate::flow::FlowConfig,
+    /// What the trace carries to be named without the binaries.
+    pub embed: Embed,
+}
+
+/// Symbols stored in the trace at the end of a capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Embed {
+    /// Nothing (`--no-embed`): names need the binaries where it is analyzed.
+    None,
+    /// The function and data symbols of the hit addresses (the default).
+    #[default]
+    Symbols,
+    /// Symbols plus file:line and inline frames of the hit addresses.
+    Lines,
 }
 
 /// Whether samples are tagged with flows.
@@ -865,6 +879,12 @@ fn run(
             )
             .map_err(write_err)?;
     }
+    // The vdso: not a file anywhere, and its code differs between kernels.
+    if let Some(img) = crate::symbolize::elf::own_vdso() {
+        writer
+            .write_block(BlockInfo { kind: BlockKind::VDSO, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 }, &img)
+            .map_err(write_err)?;
+    }
     // JIT symbol maps (the perf-PID.map convention of the JVM, V8, .NET, ...).
     let jit: std::collections::BTreeMap<String, String> = chunker
         .sampled_pids()
@@ -895,6 +915,46 @@ fn run(
             &end_json,
         )
         .map_err(write_err)?;
+    // The symbols the samples need, read back from what was just written
+    // (stack copies unwound as the analyses will): the trace then reads
+    // the same on a machine without these binaries.
+    if cfg.embed != Embed::None {
+        if cfg.output.as_os_str() == "-" {
+            notes.push("symbols not embedded: the trace went to standard output (analyze it where its binaries are)".into());
+        } else {
+            let t0 = Instant::now();
+            let embedded = crate::analyze::loaded::Loaded::open(&cfg.output, &Default::default())
+                .and_then(|l| crate::analyze::embed::collect(&l, cfg.embed == Embed::Lines));
+            match embedded {
+                Ok(c) => {
+                    let json = serde_json::to_vec(&c.embedded).map_err(|e| RecordError::Other(e.to_string()))?;
+                    let before = writer.position();
+                    writer
+                        .write_block(
+                            BlockInfo {
+                                kind: BlockKind::SYMBOLS,
+                                stream: STREAM_GLOBAL,
+                                record_count: c.embedded.dsos.len() as u32,
+                                first_time: 0,
+                                last_time: 0,
+                            },
+                            &json,
+                        )
+                        .map_err(write_err)?;
+                    if cfg.verbose && t0.elapsed() > Duration::from_secs(2) {
+                        notes.push(format!(
+                            "embedded {} symbols of {} objects ({} bytes) in {:.1} s; --no-embed skips this",
+                            c.embedded.symbol_count(),
+                            c.embedded.dsos.len(),
+                            writer.position() - before,
+                            t0.elapsed().as_secs_f64()
+                        ));
+                    }
+                }
+                Err(e) => notes.push(format!("symbols not embedded: {e}")),
+            }
+        }
+    }
     let bytes = writer.finish().map_err(write_err)?;
     if chunker.lost > 0 {
         notes.push(format!("the kernel dropped {} records (ring buffer full); raise --mmap-pages or lower -F", chunker.lost));

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// One frame at an address: the innermost first, then the functions it was
 /// inlined into, ending with the real (outer) function.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Frame {
     pub function: Option<String>,
     pub file: Option<String>,

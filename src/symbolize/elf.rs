@@ -53,6 +53,9 @@ pub struct ElfSymbols {
     pub build_id: Option<String>,
     /// The file has a .symtab (not only .dynsym): a stripped binary has not.
     pub has_symtab: bool,
+    /// The symbols come from the trace (embedded at record or import),
+    /// not from a file on this machine.
+    pub embedded: bool,
 }
 
 pub fn hex(b: &[u8]) -> String {
@@ -64,6 +67,28 @@ fn map_file(path: &Path) -> Result<memmap2::Mmap, ElfProblem> {
     // SAFETY: read-only map of a binary we only read; a binary rewritten
     // under us could fault, as it would for perf or addr2line.
     unsafe { memmap2::Mmap::map(&f) }.map_err(|e| ElfProblem::Missing(e.to_string()))
+}
+
+/// This process's vdso image (the kernel maps the same one into every
+/// process of an architecture), copied from memory.
+pub fn own_vdso() -> Option<Vec<u8>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
+    let (range, _) = line.split_once(' ')?;
+    let (a, b) = range.split_once('-')?;
+    let (start, end) = (usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?);
+    if end <= start || end - start > 1 << 20 {
+        return None;
+    }
+    // SAFETY: [start, end) is the vdso mapping of this process, readable
+    // for the life of the process.
+    let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, end - start) };
+    Some(bytes.to_vec())
+}
+
+/// The GNU build-id of an ELF image in memory, lower-case hex.
+pub fn build_id_of_bytes(data: &[u8]) -> Option<String> {
+    object::File::parse(data).ok()?.build_id().ok().flatten().map(hex)
 }
 
 /// The GNU build-id of an ELF file, lower-case hex.
@@ -106,7 +131,12 @@ pub fn demangle(name: &str) -> String {
 /// the file's differs, the file is not used.
 pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, ElfProblem> {
     let m = map_file(path)?;
-    let f = object::File::parse(&*m).map_err(|_| ElfProblem::NotElf)?;
+    load_bytes(&m, expect_build_id)
+}
+
+/// As `load`, for an ELF image in memory (the vdso a trace carries).
+pub fn load_bytes(data: &[u8], expect_build_id: Option<&str>) -> Result<ElfSymbols, ElfProblem> {
+    let f = object::File::parse(data).map_err(|_| ElfProblem::NotElf)?;
     let bid = f.build_id().ok().flatten().map(hex);
     if let (Some(want), Some(found)) = (expect_build_id, bid.as_deref()) {
         if want != found {
@@ -137,6 +167,18 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
     }
     data_symbols.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.name.cmp(&b.name)));
     data_symbols.dedup_by(|b, a| a.start == b.start && a.end == b.end);
+    // MiniDebugInfo (Fedora, CentOS, ...): a stripped binary keeps its
+    // local function symbols in an xz-compressed ELF in .gnu_debugdata.
+    if !has_symtab {
+        if let Some(inner) = f.section_by_name(".gnu_debugdata").and_then(|s| s.data().ok()).and_then(mini_debuginfo) {
+            if let Ok(d) = load_bytes(&inner, None) {
+                for s in d.symbols {
+                    let r = Rank::of(&s.name, s.end - s.start, false, false);
+                    funcs.push((s, r));
+                }
+            }
+        }
+    }
     let symbols = choose_aliases(funcs);
     let segments = f
         .segments()
@@ -145,7 +187,14 @@ pub fn load(path: &Path, expect_build_id: Option<&str>) -> Result<ElfSymbols, El
             (size > 0).then_some((off, size, s.address()))
         })
         .collect();
-    Ok(ElfSymbols { symbols, data_symbols, segments, build_id: bid, has_symtab })
+    Ok(ElfSymbols { symbols, data_symbols, segments, build_id: bid, has_symtab, embedded: false })
+}
+
+/// The ELF image inside a .gnu_debugdata section (xz), when it is one.
+fn mini_debuginfo(xz: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    lzma_rs::xz_decompress(&mut std::io::BufReader::new(xz), &mut out).ok()?;
+    (out.starts_with(b"\x7fELF")).then_some(out)
 }
 
 /// perf's preference among symbols at one address (choose_best_symbol):

@@ -4,6 +4,7 @@
 
 pub mod dwarf;
 pub mod elf;
+pub mod embedded;
 pub mod kallsyms;
 pub mod resolver;
 pub mod standalone;

@@ -91,6 +91,10 @@ pub struct Resolver {
     jit: HashMap<u32, Vec<(u64, u64, String)>>,
     /// User-registered data objects: sorted (start, end, name, type).
     data_objects: Vec<DataObject>,
+    /// Symbols the trace carries, for files missing here.
+    embedded: super::embedded::Embedded,
+    /// The recording machine's vdso image, when the trace carries it.
+    vdso: Option<Vec<u8>>,
 }
 
 /// A data object registered by the user (`--data-objects`).
@@ -110,6 +114,16 @@ pub struct DataSymbol {
     /// The object's or mapping's name without the offset.
     pub object: String,
     pub offset: u64,
+}
+
+/// A file in perf's build-id cache (`~/.debug/.build-id/ab/cdef.../elf`).
+fn build_id_cache_file(bid: &str) -> Option<PathBuf> {
+    if bid.len() < 3 || !bid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let home = std::env::var_os("HOME")?;
+    let p = Path::new(&home).join(".debug/.build-id").join(&bid[..2]).join(&bid[2..]).join("elf");
+    p.is_file().then_some(p)
 }
 
 /// perf's DSO name for a kernel or module mapping.
@@ -141,7 +155,77 @@ impl Resolver {
             debug_files,
             jit: HashMap::new(),
             data_objects: Vec::new(),
+            embedded: Default::default(),
+            vdso: None,
         }
+    }
+
+    /// Use the symbols a trace carries where files are missing or differ.
+    pub fn with_embedded(mut self, e: super::embedded::Embedded) -> Resolver {
+        self.embedded = e;
+        self
+    }
+
+    /// Use the vdso image a trace carries for `[vdso]` mappings.
+    pub fn with_vdso(mut self, image: Option<Vec<u8>>) -> Resolver {
+        self.vdso = image;
+        self
+    }
+
+    fn embedded_for(&self, id: u32) -> Option<&super::embedded::EmbeddedDso> {
+        let d = self.dsos.get(id as usize)?;
+        self.embedded.find(&d.path, self.build_ids.get(&d.path).map(String::as_str))
+    }
+
+    /// The symbols the trace carries.
+    pub fn embedded(&self) -> &super::embedded::Embedded {
+        &self.embedded
+    }
+
+    pub fn has_vdso_image(&self) -> bool {
+        self.vdso.is_some()
+    }
+
+    /// DSOs named from the trace's embedded symbols (their files were
+    /// missing here or differ), for a footer.
+    pub fn embedded_used(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .elf
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c.get(), Some(Ok(es)) if es.embedded))
+            .map(|(i, _)| self.dsos[i].path.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The symbols of `dso` as loaded (from a file here, or embedded).
+    pub fn elf_symbols(&self, dso: u32) -> Option<&ElfSymbols> {
+        self.symbols(dso).ok()
+    }
+
+    /// The ELF data symbol a data address falls in, with its DSO, found as
+    /// `data_symbol_with_bss` finds it (for embedding).
+    pub fn data_symbol_of(&self, hit: Option<MapHit>, below: Option<MapHit>) -> Option<(u32, &elf::Symbol)> {
+        if let (Some(h), Some(b)) = (hit, below) {
+            if self.dsos.get(h.dso as usize).is_some_and(|d| d.is_anonymous()) {
+                if let Ok(es) = self.symbols(b.dso) {
+                    if let Some(s) = es.segment_vaddr(b.file_offset).and_then(|va| es.lookup_data(va)) {
+                        return Some((b.dso, s));
+                    }
+                }
+            }
+        }
+        let h = hit?;
+        let es = self.symbols(h.dso).ok()?;
+        let va = es.offset_to_vaddr(h.file_offset)?;
+        es.lookup_data(va).map(|s| (h.dso, s))
+    }
+
+    /// The kernel symbols covering `addrs`, as kallsyms text (for embedding).
+    pub fn kallsyms_subset(&self, addrs: impl Iterator<Item = u64>) -> Option<String> {
+        (!self.kallsyms.is_empty()).then(|| self.kallsyms.subset_text(addrs))
     }
 
     /// Use JIT symbol tables (perf-PID.map contents by pid).
@@ -294,7 +378,11 @@ impl Resolver {
             .map(|chunk| {
                 let dso = items[chunk[0]].0;
                 let Some(dw) = self.debug_file(dso).and_then(super::dwarf::Dwarf::open) else {
-                    return chunk.iter().map(|&i| (i, Vec::new())).collect();
+                    // No DWARF here: the lines the trace carries, if any.
+                    return match self.embedded_for(dso) {
+                        Some(e) => chunk.iter().map(|&i| (i, e.frames(items[i].1))).collect(),
+                        None => chunk.iter().map(|&i| (i, Vec::new())).collect(),
+                    };
                 };
                 chunk.iter().map(|&i| (i, dw.frames(items[i].1))).collect()
             })
@@ -323,6 +411,54 @@ impl Resolver {
         };
         let dso = &self.dsos[id as usize];
         cell.get_or_init(|| {
+            // The file as recorded; else the symbols the trace carries (the
+            // recording host's names, debug files included); else perf's
+            // build-id cache (a rebuilt or removed binary perf had cached).
+            let found = self.load_symbols(dso);
+            match found {
+                Err(e) => match self.embedded_for(id) {
+                    Some(emb) => Ok(emb.to_symbols()),
+                    None => {
+                        let want = self.build_ids.get(&dso.path).map(String::as_str);
+                        match want.and_then(build_id_cache_file) {
+                            Some(p) => elf::load(&p, want).map_err(|_| e),
+                            None => Err(e),
+                        }
+                    }
+                },
+                ok => ok,
+            }
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+    }
+
+    /// The vdso image for a `[vdso]` mapping: the one the trace carries,
+    /// perf's build-id cache, or this machine's own when the build-id says
+    /// it is the same.
+    fn vdso_symbols(&self, want: Option<&str>) -> Result<ElfSymbols, ElfProblem> {
+        if let Some(img) = &self.vdso {
+            return elf::load_bytes(img, want);
+        }
+        if let Some(bid) = want {
+            if let Some(home) = std::env::var_os("HOME") {
+                let p = Path::new(&home).join(".debug/[vdso]").join(bid).join("vdso");
+                if let Ok(es) = elf::load(&p, Some(bid)) {
+                    return Ok(es);
+                }
+            }
+        }
+        match elf::own_vdso() {
+            Some(img) => elf::load_bytes(&img, want),
+            None => Err(ElfProblem::Missing("[vdso]".into())),
+        }
+    }
+
+    fn load_symbols(&self, dso: &Dso) -> Result<ElfSymbols, ElfProblem> {
+        {
+            if dso.path == "[vdso]" {
+                return self.vdso_symbols(self.build_ids.get(&dso.path).map(String::as_str));
+            }
             if !dso.path.starts_with('/') {
                 return Err(ElfProblem::Missing(dso.path.clone()));
             }
@@ -343,9 +479,7 @@ impl Resolver {
                 }
             }
             Ok(syms)
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+        }
     }
 
     /// Resolve a user-space address given the mapping that covers it.

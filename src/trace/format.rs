@@ -44,6 +44,11 @@ impl BlockKind {
     pub const JIT_MAPS: Self = Self(7);
     /// JSON `FlowTable`: the flows the BPF hooks saw, with their counters.
     pub const FLOWS: Self = Self(8);
+    /// JSON `Embedded`: the symbols (and optionally lines) of the sampled
+    /// addresses, so the trace reads the same without the binaries.
+    pub const SYMBOLS: Self = Self(9);
+    /// The recording machine's vdso ELF image.
+    pub const VDSO: Self = Self(10);
 
     pub fn name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -55,6 +60,8 @@ impl BlockKind {
             6 => "index",
             7 => "jit-maps",
             8 => "flows",
+            9 => "symbols",
+            10 => "vdso",
             _ => return None,
         })
     }
