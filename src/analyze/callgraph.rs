@@ -428,8 +428,6 @@ mod tests {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tie_tests {
-    use super::*;
-
     #[test]
     fn equal_siblings_by_name_descending() {
         let t = super::tests::tree_of(&[(&["x", "rcu_core"], 10), (&["x", "run_timer_softirq"], 10), (&["x", "tmigr_handle_remote"], 10)]);
