@@ -200,13 +200,44 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let out = msen::trace::OutFile::create(&args.output).map_err(|e| cannot_create(&args.output, e))?;
             let mut w = msen::trace::TraceWriter::new(out.file()?, args.level.clamp(1, 22)).map_err(|e| cannot_create(&args.output, e))?;
             let s = msen::import::convert(&pd, &name, &mut w)?;
+            drop(pd);
+            let in_len = bytes.len();
+            let mut embedded_note = String::new();
+            if args.embed || args.embed_lines {
+                // What the samples need to be named elsewhere: the symbols
+                // (and lines) of the hit addresses, the kernel's included.
+                let t = msen::import::open_perf_data_direct(msen::trace::reader::External(bytes), &name, Default::default())?;
+                let l = Loaded::from_trace(t, &args.load_options())?;
+                let c = msen::analyze::embed::collect(&l, args.embed_lines)?;
+                let json = serde_json::to_vec(&c.embedded)?;
+                let block = |kind, n: usize| msen::trace::BlockInfo {
+                    kind,
+                    stream: msen::trace::format::STREAM_GLOBAL,
+                    record_count: n as u32,
+                    first_time: 0,
+                    last_time: 0,
+                };
+                w.write_block(block(msen::trace::format::BlockKind::SYMBOLS, c.embedded.dsos.len()), &json)
+                    .map_err(|e| cannot_write(&args.output, e))?;
+                if let Some(k) = &c.kallsyms {
+                    w.write_block(block(msen::trace::format::BlockKind::KALLSYMS, 1), k.as_bytes())
+                        .map_err(|e| cannot_write(&args.output, e))?;
+                }
+                embedded_note = format!(
+                    "; embedded {} symbols of {} objects{}{}",
+                    c.embedded.symbol_count(),
+                    c.embedded.dsos.len(),
+                    if args.embed_lines { format!(", {} addresses with lines", c.embedded.line_count()) } else { String::new() },
+                    if c.kallsyms.is_some() { " and the kernel's" } else { "" }
+                );
+            }
             let bytes_out = w.finish().map_err(|e| cannot_write(&args.output, e))?;
             out.commit().map_err(|e| cannot_write(&args.output, e))?;
             eprintln!(
-                "[ msen import: {} samples, {} other records from {name} ({} bytes) into {} ({} bytes){} ]",
+                "[ msen import: {} samples, {} other records from {name} ({} bytes) into {} ({} bytes){}{embedded_note} ]",
                 s.samples,
                 s.other_records,
-                bytes.len(),
+                in_len,
                 args.output.display(),
                 bytes_out,
                 if s.trailing_bytes > 0 {

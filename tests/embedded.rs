@@ -162,3 +162,41 @@ fn vdso_is_named_from_the_trace() {
     assert!(!vdso.is_empty(), "no [vdso] rows:\n{r}");
     assert!(vdso.iter().all(|l| !l.contains("0x0")), "unnamed vdso rows:\n{r}");
 }
+
+/// `msen import --embed-lines` makes a perf.data self-contained: the
+/// imported trace, read without binaries, kernel symbols or perf's build-id
+/// cache, reports what the perf.data reports here.
+#[test]
+fn imported_perf_data_reads_the_same_without_binaries() {
+    if !require_root("imported_perf_data_reads_the_same_without_binaries") || !have_perf() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tmpdir();
+    let inl = build_inl(d.path());
+    let data = d.path().join("inl.data");
+    let st = Command::new("perf")
+        .args(["record", "-q", "-g", "-o", data.to_str().unwrap(), "--"])
+        .arg(&inl)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let conv = d.path().join("inl.msen");
+    ok(&["import", data.to_str().unwrap(), "-o", conv.to_str().unwrap(), "--embed-lines"]);
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for args in [&["--sort", "dso,sym"][..], &["--no-children", "-g", "none", "--sort", "sym,srcline"][..]] {
+        let direct = ok(&[&["report", data.to_str().unwrap(), "--full-names"], args].concat());
+        let o = msen()
+            .args([&["report", conv.to_str().unwrap(), "--full-names", "--symfs", empty.to_str().unwrap()], args].concat())
+            .env("HOME", d.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let body = |s: &str| s.lines().filter(|l| !l.starts_with("# msen report of")).collect::<Vec<_>>().join("\n");
+        assert_eq!(body(&direct), body(&stdout(&o)), "{args:?}");
+        assert!(direct.contains("outer_loop") && direct.contains("[k] "), "{direct}");
+    }
+}

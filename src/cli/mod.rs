@@ -425,6 +425,26 @@ pub struct ImportArgs {
     /// zstd level of trace blocks (1 fastest .. 22 smallest).
     #[arg(long = "compression-level", default_value_t = 3)]
     pub level: i32,
+    /// Store the symbols of the sampled addresses (kernel included) in the
+    /// trace, resolved here, so it reads the same where the binaries are not.
+    #[arg(long)]
+    pub embed: bool,
+    /// As --embed, plus file:line and inline frames of every sampled address.
+    #[arg(long = "embed-lines")]
+    pub embed_lines: bool,
+    /// Look for binaries under this directory instead of / (for --embed).
+    #[arg(long, value_name = "DIR")]
+    pub symfs: Option<PathBuf>,
+    /// Kernel symbols from this file (for --embed; default: the running
+    /// kernel's or perf's build-id cache, when the build-id matches).
+    #[arg(long, value_name = "FILE")]
+    pub kallsyms: Option<PathBuf>,
+}
+
+impl ImportArgs {
+    pub fn load_options(&self) -> crate::analyze::loaded::LoadOptions {
+        crate::analyze::loaded::LoadOptions { symfs: self.symfs.clone(), kallsyms: self.kallsyms.clone(), ..Default::default() }
+    }
 }
 
 #[derive(Debug, Args)]
