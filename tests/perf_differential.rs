@@ -127,6 +127,26 @@ fn msen_capture_exported_to_perf_data_reads_the_same_in_perf() {
     let a = json(&run(&["report", "--format", "json", "--sort", "comm,dso,sym", t.to_str().unwrap()]));
     let b = json(&run(&["report", "--format", "json", "--sort", "comm,dso,sym", pd.to_str().unwrap()]));
     assert_eq!(a["rows"], b["rows"]);
+    // perf itself names the kernel rows (the export carries the kernel
+    // mapping) and lists every DSO's build-id, the kernel's and vdso's too.
+    let ids = perf_out(&["buildid-list", "-i", pd.to_str().unwrap()]);
+    for want in ["[kernel.kallsyms]", "/hot", "libc.so.6"] {
+        assert!(ids.lines().any(|l| l.ends_with(want) && l.len() > want.len() + 40), "buildid-list lacks {want}:\n{ids}");
+    }
+    let theirs = perf_out(&["report", "--stdio", "-q", "--no-children", "-g", "none", "--sort", "dso,sym", "-i", pd.to_str().unwrap()]);
+    let ours = stdout(&run(&["report", "--no-children", "-g", "none", "--sort", "dso,sym", "--full-names", t.to_str().unwrap()]));
+    let rows = |text: &str| -> Vec<String> {
+        let mut v: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("%"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        v.sort();
+        v
+    };
+    let (theirs, ours) = (rows(&theirs), rows(&ours));
+    assert!(!theirs.iter().any(|r| r.contains("[unknown]")), "perf has unknown rows on the export:\n{theirs:#?}");
+    assert_eq!(theirs, ours, "perf report on the export differs from msen report on the trace");
 }
 
 /// `--sort srcline` where there is no line information prints what perf 6.1

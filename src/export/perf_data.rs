@@ -46,6 +46,9 @@ fn features(l: &Loaded) -> BTreeMap<u32, Vec<u8>> {
         put_str(&mut b, v);
         b
     };
+    if let Some(b) = build_id_feature(l) {
+        f.insert(2, b);
+    }
     f.insert(3, s(if m.hostname.is_empty() { "unknown" } else { &m.hostname }));
     f.insert(4, s(if m.kernel_release.is_empty() { "unknown" } else { &m.kernel_release }));
     f.insert(5, s(&format!("msen {}", env!("CARGO_PKG_VERSION"))));
@@ -154,6 +157,84 @@ fn features(l: &Loaded) -> BTreeMap<u32, Vec<u8>> {
     f
 }
 
+/// perf's synthesized kernel mapping: PERF_RECORD_MMAP, pid -1, misc
+/// KERNEL, `[kernel.kallsyms]_text` from _text with pgoff = _text (perf's
+/// relocation reference), and a sample_id trailer as the events have one.
+fn kernel_mmap(l: &Loaded) -> Option<Vec<u8>> {
+    if !l.timeline.kernel_maps().is_empty() {
+        return None;
+    }
+    let m = &l.trace.meta;
+    let (start, end) = match (m.kernel_text_start, m.kernel_text_end) {
+        (s, e) if s != 0 && e > s => (s, e),
+        // An older trace: from the first kernel symbol to the top.
+        _ => (l.resolver.kernel_symbols_start()?, u64::MAX),
+    };
+    let mut body = Vec::new();
+    body.extend_from_slice(&u32::MAX.to_le_bytes()); // pid -1
+    body.extend_from_slice(&0u32.to_le_bytes()); // tid
+    body.extend_from_slice(&start.to_le_bytes());
+    body.extend_from_slice(&(end - start).to_le_bytes());
+    body.extend_from_slice(&start.to_le_bytes()); // pgoff
+    let name = b"[kernel.kallsyms]_text";
+    body.extend_from_slice(name);
+    body.resize(body.len() + 8 - name.len() % 8, 0);
+    if let Some(p) = l.events.sideband_parse().filter(|p| p.sample_id_all) {
+        use crate::perf::attr::sample;
+        let id = m.events.iter().find(|e| e.name != crate::flow::TAG_EVENT).and_then(|e| e.ids.first().copied()).unwrap_or(0);
+        for bit in [sample::TID, sample::TIME, sample::ID, sample::STREAM_ID, sample::CPU, sample::IDENTIFIER] {
+            if p.sample_type & bit == 0 {
+                continue;
+            }
+            let v: u64 = match bit {
+                sample::TID => u32::MAX as u64 | (u32::MAX as u64) << 32, // pid, tid -1
+                sample::ID | sample::STREAM_ID | sample::IDENTIFIER => id,
+                _ => 0,
+            };
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let mut rec = Vec::with_capacity(8 + body.len());
+    rec.extend_from_slice(&1u32.to_le_bytes()); // PERF_RECORD_MMAP
+    rec.extend_from_slice(&crate::perf::record::misc::KERNEL.to_le_bytes());
+    rec.extend_from_slice(&((8 + body.len()) as u16).to_le_bytes());
+    rec.extend_from_slice(&body);
+    Some(rec)
+}
+
+/// HEADER_BUILD_ID: one perf_record_header_build_id per DSO (pid -1, the
+/// id in 20 bytes + its size with PERF_RECORD_MISC_BUILD_ID_SIZE, the name
+/// NUL-padded to 64).
+fn build_id_feature(l: &Loaded) -> Option<Vec<u8>> {
+    let ids = &l.trace.end.as_ref()?.build_ids;
+    let mut out = Vec::new();
+    for b in ids {
+        let Some(bytes) = (0..b.build_id.len() / 2).map(|i| u8::from_str_radix(b.build_id.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()
+        else {
+            continue;
+        };
+        if bytes.is_empty() || bytes.len() > 20 {
+            continue;
+        }
+        let kernel = b.path.starts_with('[') && b.path != "[vdso]";
+        let misc: u16 = (1 << 15) | if kernel { crate::perf::record::misc::KERNEL } else { crate::perf::record::misc::USER };
+        let name_len = (b.path.len() + 1).div_ceil(64) * 64;
+        let size = 8 + 4 + 24 + name_len;
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&misc.to_le_bytes());
+        out.extend_from_slice(&(size as u16).to_le_bytes());
+        out.extend_from_slice(&(-1i32).to_le_bytes());
+        let mut id = [0u8; 24];
+        id[..bytes.len()].copy_from_slice(&bytes);
+        id[20] = bytes.len() as u8;
+        out.extend_from_slice(&id);
+        let mut name = b.path.as_bytes().to_vec();
+        name.resize(name_len, 0);
+        out.extend_from_slice(&name);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 fn cpu_list(cpus: &[u32]) -> String {
     let mut v = cpus.to_vec();
     v.sort_unstable();
@@ -213,6 +294,11 @@ pub fn write_perf_data(l: &Loaded, out: &mut dyn Write) -> Result<u64, ExportErr
             };
             recs.push((t, order, bi, seq, raw));
         }
+    }
+    // msen captures record no kernel mapping (perf's synthesized one names
+    // where kernel text is): without it perf puts kernel samples nowhere.
+    if let Some(mmap) = kernel_mmap(l) {
+        recs.push((0, 0, usize::MAX, 0, mmap));
     }
     recs.sort_by_key(|r| (r.0, r.1, r.2, r.3));
     let n_attrs = m.events.len();

@@ -710,6 +710,12 @@ fn run(
     };
     sysinfo::describe_machine(&mut meta);
     meta.pmus = sysinfo::pmus();
+    // Read now (modules may unload during the capture); stored at the end,
+    // cut down to the symbols the samples hit.
+    let kallsyms_text = sysinfo::kallsyms();
+    if let Some(k) = &kallsyms_text {
+        (meta.kernel_text_start, meta.kernel_text_end) = crate::symbolize::kallsyms::text_range(k);
+    }
 
     let out_err = |source| RecordError::Output { path: cfg.output.clone(), err: source };
     let write_err = |source| RecordError::Write { path: cfg.output.clone(), err: source };
@@ -721,9 +727,7 @@ fn run(
             &meta_json,
         )
         .map_err(write_err)?;
-    // Read now (modules may unload during the capture); stored at the end,
-    // cut down to the symbols the samples hit.
-    let kallsyms = sysinfo::kallsyms().map(|k| crate::symbolize::kallsyms::Kallsyms::parse(&k));
+    let kallsyms = kallsyms_text.map(|k| crate::symbolize::kallsyms::Kallsyms::parse(&k));
 
     let tracking = &meta.events[0];
     let mut chunker = Chunker::new(&meta.events, rings.len());
@@ -899,7 +903,16 @@ fn run(
             )
             .map_err(write_err)?;
     }
-    let build_ids = chunker.build_ids();
+    let mut build_ids = chunker.build_ids();
+    // The kernel's and the vdso's, as perf records them (perf report and
+    // buildid-list on an export find the matching symbols by these).
+    if let Some(id) = crate::symbolize::kallsyms::running_kernel_build_id() {
+        build_ids.push(crate::trace::meta::BuildId { path: "[kernel.kallsyms]".into(), build_id: id });
+    }
+    if let Some(id) = crate::symbolize::elf::own_vdso().and_then(|v| crate::symbolize::elf::build_id_of_bytes(&v)) {
+        build_ids.push(crate::trace::meta::BuildId { path: "[vdso]".into(), build_id: id });
+    }
+    build_ids.sort_by(|a, b| a.path.cmp(&b.path));
     let end = CaptureEnd {
         end_unix_ns: sysinfo::unix_ns(),
         end_clock_ns: sysinfo::monotonic_ns(),

@@ -15,6 +15,26 @@ pub struct Kallsyms {
     syms: Vec<KSym>,
 }
 
+/// The kernel text range (`_text`, `_etext`) in /proc/kallsyms text; zeros
+/// when the addresses are hidden (kptr_restrict) or absent.
+pub fn text_range(text: &str) -> (u64, u64) {
+    let mut r = (0, 0);
+    for l in text.lines() {
+        let mut it = l.split_whitespace();
+        let (Some(a), Some(_), Some(name)) = (it.next(), it.next(), it.next()) else { continue };
+        let slot = match name {
+            "_text" => &mut r.0,
+            "_etext" => &mut r.1,
+            _ => continue,
+        };
+        *slot = u64::from_str_radix(a, 16).unwrap_or(0);
+        if r.0 != 0 && r.1 != 0 {
+            break;
+        }
+    }
+    r
+}
+
 /// The running kernel's GNU build-id, from the notes it exports
 /// (/sys/kernel/notes: namesz, descsz, type, "GNU\0", the id).
 pub fn running_kernel_build_id() -> Option<String> {

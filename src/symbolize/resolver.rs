@@ -223,6 +223,11 @@ impl Resolver {
         es.lookup_data(va).map(|s| (h.dso, s))
     }
 
+    /// Where the trace's first kernel symbol starts.
+    pub fn kernel_symbols_start(&self) -> Option<u64> {
+        self.kallsyms.first_start()
+    }
+
     /// The kernel symbols covering `addrs`, as kallsyms text (for embedding).
     pub fn kallsyms_subset(&self, addrs: impl Iterator<Item = u64>) -> Option<String> {
         (!self.kallsyms.is_empty()).then(|| self.kallsyms.subset_text(addrs))

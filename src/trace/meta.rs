@@ -53,6 +53,10 @@ pub struct Metadata {
     pub source_format: Option<String>,
     /// Flow context: whether samples carry flow tags, and how they were made.
     pub flows: FlowCapture,
+    /// The kernel's text (`_text` .. `_etext`) of the recording machine, for
+    /// the kernel mapping of a perf.data export; zero when unknown.
+    pub kernel_text_start: u64,
+    pub kernel_text_end: u64,
 }
 
 /// How a capture tagged samples with network flows.
