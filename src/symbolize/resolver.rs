@@ -332,7 +332,9 @@ impl Resolver {
     /// one the trace recorded (same build-id, or none recorded).
     pub fn binary_path(&self, dso: u32) -> Option<PathBuf> {
         let d = self.dsos.get(dso as usize)?;
-        if !d.path.starts_with('/') || self.symbols(dso).is_err() {
+        // Embedded symbols stand in for a file that is missing or rebuilt:
+        // the file at the path (if any) is not the recorded one.
+        if !d.path.starts_with('/') || self.symbols(dso).map_or(true, |s| s.embedded) {
             return None;
         }
         Some(match &self.symfs {
@@ -346,7 +348,13 @@ impl Resolver {
         let cell = self.debug_files.get(dso as usize)?;
         cell.get_or_init(|| {
             let d = &self.dsos[dso as usize];
-            if !d.path.starts_with('/') || matches!(self.symbols(dso), Err(ElfProblem::BuildIdMismatch { .. })) {
+            // A rebuilt file's DWARF would describe other code; embedded
+            // symbols mean the recorded file is not here (its lines, if
+            // embedded, come from the trace).
+            if !d.path.starts_with('/')
+                || matches!(self.symbols(dso), Err(ElfProblem::BuildIdMismatch { .. }))
+                || self.symbols(dso).is_ok_and(|s| s.embedded)
+            {
                 return None;
             }
             let path = match &self.symfs {
