@@ -219,6 +219,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 };
                 w.write_block(block(msen::trace::format::BlockKind::SYMBOLS, c.embedded.dsos.len()), &json)
                     .map_err(|e| cannot_write(&args.output, e))?;
+                if !c.unwind.is_empty() {
+                    let b = msen::symbolize::embedded::encode_unwind(&c.unwind);
+                    w.write_block(block(msen::trace::format::BlockKind::UNWIND, c.unwind.len()), &b)
+                        .map_err(|e| cannot_write(&args.output, e))?;
+                }
                 if let Some(k) = &c.kallsyms {
                     w.write_block(block(msen::trace::format::BlockKind::KALLSYMS, 1), k.as_bytes())
                         .map_err(|e| cannot_write(&args.output, e))?;

@@ -200,3 +200,48 @@ fn imported_perf_data_reads_the_same_without_binaries() {
         assert!(direct.contains("outer_loop") && direct.contains("[k] "), "{direct}");
     }
 }
+
+/// `--call-graph dwarf` stacks unwind where the binaries are not: the
+/// trace carries the binaries' CFI (UNWIND block). Without it (--no-embed)
+/// the same analysis loses the callers.
+#[test]
+fn dwarf_stacks_unwind_without_the_binaries() {
+    if !require_root("dwarf_stacks_unwind_without_the_binaries") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tmpdir();
+    let inl = build_inl(d.path());
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let empty = empty.to_str().unwrap();
+    let folded = |trace: &str, symfs: &str| {
+        let o = msen().args(["report", trace, "--symfs", symfs, "--format", "folded"]).env("HOME", d.path()).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let rows = |trace: &str, symfs: &str| -> Vec<String> {
+        let o = msen().args(["report", trace, "--symfs", symfs, "--sort", "dso,sym", "-g", "none"]).env("HOME", d.path()).output().unwrap();
+        stdout(&o).lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect()
+    };
+    for (name, extra) in [("dw", &[][..]), ("bare", &["--no-embed"][..])] {
+        let t = d.path().join(format!("{name}.msen"));
+        let o = msen()
+            .args([&["record", "-q", "--call-graph", "dwarf", "-o", t.to_str().unwrap()], extra, &["--"]].concat())
+            .arg(&inl)
+            .env("HOME", d.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let t = t.to_str().unwrap();
+        let here = folded(t, "/");
+        assert!(here.contains(";main;lib_work"), "{here}");
+        if extra.is_empty() {
+            assert_eq!(here, folded(t, empty), "folded stacks differ without the binaries");
+            assert_eq!(rows(t, "/"), rows(t, empty), "report differs without the binaries");
+            assert!(ok(&["info", t]).contains("unwind"), "no unwind tables carried");
+        } else {
+            assert_ne!(here, folded(t, empty), "a trace without unwind tables unwound without the binaries");
+        }
+    }
+}

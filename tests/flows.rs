@@ -188,7 +188,7 @@ fn two_tcp_flows_split_by_their_cpu_cost() {
         assert!(row["remote"].as_str().unwrap().starts_with(&format!("{}:", r.net.cli_addr(false))), "{row}");
         assert_eq!(row["proto"], "tcp");
         assert_eq!(row["direction"], "server");
-        assert!(row["rx_bytes"].as_u64().unwrap() > 1_000_000, "{row}");
+        assert!(row["rx_bytes"].as_u64().unwrap() > 100_000, "{row}");
         assert!(row["cpu_ns_per_byte"].as_f64().is_some(), "{row}");
         assert_eq!(row["top_functions"][0]["function"], "[.] handle_bytes", "{row}");
     }
@@ -241,7 +241,7 @@ fn ipv6_and_udp_flows() {
     let (by_port, with, all) = handler_samples(&r);
     assert!(with as f64 >= 0.9 * all as f64 && all > 100, "UDP: {with} of {all}");
     let ratio = by_port[&7201] as f64 / by_port[&7202] as f64;
-    assert!((2.5..=3.5).contains(&ratio), "UDP 3:1, got {by_port:?}");
+    assert!((2.0..=4.5).contains(&ratio), "UDP 3:1, got {by_port:?}");
     let fr = rows(&r.trace, &["--sort", "flow", "--port", "7201"]);
     assert!(fr[0]["flow"].as_str().unwrap().starts_with("udp "), "{fr:?}");
 }

@@ -21,6 +21,8 @@ pub struct Collected {
     pub kallsyms: Option<String>,
     /// Distinct code and data addresses the samples hit.
     pub addresses: usize,
+    /// Unwind tables of the binaries hit, when samples carry stack copies.
+    pub unwind: Vec<crate::symbolize::embedded::EmbeddedUnwind>,
 }
 
 #[derive(Default)]
@@ -142,7 +144,27 @@ pub fn collect(l: &Loaded, lines: bool) -> Result<Collected, TraceError> {
             false
         }
     });
-    Ok(Collected { embedded: out, kallsyms: l.resolver.kallsyms_subset(kernel_ips.into_iter()), addresses })
+    // Stack copies unwind at analysis time: carry the CFI of every binary
+    // a process with samples had mapped executable (unwinding walks
+    // through callers whose code was never sampled).
+    let mut unwind = Vec::new();
+    if l.has_stack_copies() {
+        let mut seen_paths = BTreeSet::new();
+        let pids: BTreeSet<(u32, u16)> = code.iter().map(|&(pid, epoch, _, _)| (pid, epoch)).collect();
+        for (pid, epoch) in pids {
+            for m in l.timeline.maps_of(pid, epoch) {
+                let Some(d) = l.resolver.dso(m.dso) else { continue };
+                if !d.path.starts_with('/') || !seen_paths.insert(d.path.clone()) {
+                    continue;
+                }
+                let bid = l.resolver.elf_symbols(m.dso).and_then(|e| e.build_id.clone());
+                if let Some(u) = l.unwind.carry(m.dso, &d.path, bid) {
+                    unwind.push(u);
+                }
+            }
+        }
+    }
+    Ok(Collected { embedded: out, kallsyms: l.resolver.kallsyms_subset(kernel_ips.into_iter()), addresses, unwind })
 }
 
 fn merge_into(a: &mut EmbeddedDso, b: EmbeddedDso) {

@@ -336,6 +336,10 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
             );
         }
     }
+    let unwind = l.trace.blocks_of(BlockKind::UNWIND).map(|b| b.header.record_count as u64).sum::<u64>();
+    if unwind > 0 {
+        line("unwind tables", format!("{unwind} binaries ({} bytes stored), for stack copies", stored(BlockKind::UNWIND)));
+    }
     if l.resolver.has_vdso_image() {
         line("vdso", format!("carried ({} bytes stored)", stored(BlockKind::VDSO)));
     }

@@ -276,7 +276,17 @@ impl Loaded {
             .with_kernel_maps(timeline.kernel_maps(), imported)
             .with_jit_maps(jit)
             .with_data_objects(data_objects);
-        let unwind = super::unwind::Unwind::new(&resolver, timeline.dsos.len());
+        let mut carried = Vec::new();
+        for b in trace.blocks_of(BlockKind::UNWIND).copied().collect::<Vec<_>>() {
+            match trace.decode_or_skip(&b)? {
+                Some(d) => carried.extend(crate::symbolize::embedded::decode_unwind(&d).map_err(|reason| TraceError::BadMetadata {
+                    path: trace.path().to_path_buf(),
+                    reason: format!("the embedded unwind tables do not parse: {reason}"),
+                })?),
+                None => stats.corrupt_blocks_skipped += 1,
+            }
+        }
+        let unwind = super::unwind::Unwind::new(&resolver, timeline.dsos.len(), &carried);
         let flows = super::flows::FlowIndex::load(&trace, events.tags.is_some())?;
         Ok(Loaded { trace, events, timeline, resolver, flows, unwind, lost_records: lost, sideband_stats: stats })
     }

@@ -16,6 +16,7 @@
 
 use super::timeline::{MapEntry, Timeline};
 use crate::perf::record::{Sample, PERF_CONTEXT_MAX, PERF_CONTEXT_USER};
+use crate::symbolize::embedded::EmbeddedUnwind;
 use crate::symbolize::Resolver;
 use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
 use object::{Object, ObjectSection, ObjectSegment};
@@ -24,11 +25,35 @@ use std::ops::{Deref, Range};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-/// A section's bytes inside a shared read-only map of its binary.
+/// Where section bytes live: a read-only map of the binary, or bytes the
+/// trace carries (its UNWIND block).
+#[derive(Debug)]
+enum Backing {
+    Map(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Map(m) => m,
+            Backing::Owned(v) => v,
+        }
+    }
+}
+
+/// A section's bytes inside a shared backing.
 #[derive(Clone, Debug)]
 pub struct SectionData {
-    map: Arc<memmap2::Mmap>,
+    map: Arc<Backing>,
     range: Range<usize>,
+}
+
+impl SectionData {
+    fn owned(v: &[u8]) -> Option<SectionData> {
+        (!v.is_empty()).then(|| SectionData { range: 0..v.len(), map: Arc::new(Backing::Owned(v.to_vec())) })
+    }
 }
 
 impl Deref for SectionData {
@@ -57,7 +82,7 @@ impl Sections {
         let f = std::fs::File::open(path).ok()?;
         // SAFETY: a read-only map of a binary we only read; a binary
         // truncated meanwhile faults, which main turns into an error exit.
-        let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.ok()?);
+        let map = Arc::new(Backing::Map(unsafe { memmap2::Mmap::map(&f) }.ok()?));
         let obj = object::File::parse(&**map).ok()?;
         let base = map.as_ptr() as usize;
         let section = |name: &str| -> (Option<Range<u64>>, Option<SectionData>) {
@@ -87,6 +112,42 @@ impl Sections {
         Some(Sections { text_svma, text, eh_frame_svma, eh_frame, eh_frame_hdr_svma, eh_frame_hdr, debug_frame, got_svma, segments })
     }
 
+    /// The sections as a trace carries them.
+    fn from_embedded(u: &EmbeddedUnwind) -> Option<Sections> {
+        if u.eh_frame.is_empty() && u.debug_frame.is_empty() {
+            return None;
+        }
+        let r = |x: Option<(u64, u64)>| x.map(|(a, b)| a..b);
+        Some(Sections {
+            text_svma: r(u.text_svma),
+            text: None,
+            eh_frame_svma: r(u.eh_frame_svma),
+            eh_frame: SectionData::owned(&u.eh_frame),
+            eh_frame_hdr_svma: r(u.eh_frame_hdr_svma),
+            eh_frame_hdr: SectionData::owned(&u.eh_frame_hdr),
+            debug_frame: SectionData::owned(&u.debug_frame),
+            got_svma: r(u.got_svma),
+            segments: u.segments.clone(),
+        })
+    }
+
+    fn to_embedded(&self, path: &str, build_id: Option<String>) -> EmbeddedUnwind {
+        let r = |x: &Option<Range<u64>>| x.as_ref().map(|x| (x.start, x.end));
+        let b = |x: &Option<SectionData>| x.as_deref().map(<[u8]>::to_vec).unwrap_or_default();
+        EmbeddedUnwind {
+            path: path.to_string(),
+            build_id,
+            segments: self.segments.clone(),
+            text_svma: r(&self.text_svma),
+            eh_frame_svma: r(&self.eh_frame_svma),
+            eh_frame_hdr_svma: r(&self.eh_frame_hdr_svma),
+            got_svma: r(&self.got_svma),
+            eh_frame: b(&self.eh_frame),
+            eh_frame_hdr: b(&self.eh_frame_hdr),
+            debug_frame: b(&self.debug_frame),
+        }
+    }
+
     /// The vaddr a file offset is loaded at.
     fn vaddr_of(&self, off: u64) -> Option<u64> {
         self.segments.iter().find(|&&(o, n, _)| off >= o && off < o + n.max(1)).map(|&(o, _, v)| v + (off - o))
@@ -109,16 +170,35 @@ impl std::fmt::Debug for Unwind {
 }
 
 impl Unwind {
-    pub fn new(resolver: &Resolver, dsos: usize) -> Unwind {
-        Unwind {
-            sections: (0..dsos).map(|_| OnceLock::new()).collect(),
-            paths: (0..dsos as u32).map(|d| resolver.binary_path(d)).collect(),
-        }
+    /// `carried`: the unwind tables the trace holds, used for binaries that
+    /// are not here (or were rebuilt).
+    pub fn new(resolver: &Resolver, dsos: usize, carried: &[EmbeddedUnwind]) -> Unwind {
+        let paths: Vec<Option<PathBuf>> = (0..dsos as u32).map(|d| resolver.binary_path(d)).collect();
+        let sections = (0..dsos as u32)
+            .map(|d| {
+                let cell = OnceLock::new();
+                if paths[d as usize].is_none() {
+                    let dso = resolver.dso(d).map(|x| x.path.as_str()).unwrap_or("");
+                    let bid = resolver.recorded_build_id(dso);
+                    let u = carried.iter().find(|u| u.path == dso && (bid.is_none() || u.build_id.as_deref() == bid));
+                    if let Some(u) = u {
+                        let _ = cell.set(Sections::from_embedded(u).map(Arc::new));
+                    }
+                }
+                cell
+            })
+            .collect();
+        Unwind { sections, paths }
     }
 
     fn sections(&self, dso: u32) -> Option<&Arc<Sections>> {
         let cell = self.sections.get(dso as usize)?;
         cell.get_or_init(|| self.paths[dso as usize].as_deref().and_then(Sections::load).map(Arc::new)).as_ref()
+    }
+
+    /// The unwind tables of `dso` to carry in a trace (from its file here).
+    pub fn carry(&self, dso: u32, path: &str, build_id: Option<String>) -> Option<EmbeddedUnwind> {
+        self.sections(dso).map(|s| s.to_embedded(path, build_id))
     }
 }
 

@@ -209,7 +209,8 @@ fn build_id_feature(l: &Loaded) -> Option<Vec<u8>> {
     let ids = &l.trace.end.as_ref()?.build_ids;
     let mut out = Vec::new();
     for b in ids {
-        let Some(bytes) = (0..b.build_id.len() / 2).map(|i| u8::from_str_radix(b.build_id.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()
+        let Some(bytes) =
+            (0..b.build_id.len() / 2).map(|i| u8::from_str_radix(b.build_id.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()
         else {
             continue;
         };

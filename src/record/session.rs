@@ -954,6 +954,21 @@ fn run(
                             &json,
                         )
                         .map_err(write_err)?;
+                    if !c.unwind.is_empty() {
+                        let b = crate::symbolize::embedded::encode_unwind(&c.unwind);
+                        writer
+                            .write_block(
+                                BlockInfo {
+                                    kind: BlockKind::UNWIND,
+                                    stream: STREAM_GLOBAL,
+                                    record_count: c.unwind.len() as u32,
+                                    first_time: 0,
+                                    last_time: 0,
+                                },
+                                &b,
+                            )
+                            .map_err(write_err)?;
+                    }
                     if cfg.verbose && t0.elapsed() > Duration::from_secs(2) {
                         notes.push(format!(
                             "embedded {} symbols of {} objects ({} bytes) in {:.1} s; --no-embed skips this",

@@ -223,6 +223,11 @@ impl Resolver {
         es.lookup_data(va).map(|s| (h.dso, s))
     }
 
+    /// The build-id the trace recorded for a file path.
+    pub fn recorded_build_id(&self, path: &str) -> Option<&str> {
+        self.build_ids.get(path).map(String::as_str)
+    }
+
     /// Where the trace's first kernel symbol starts.
     pub fn kernel_symbols_start(&self) -> Option<u64> {
         self.kallsyms.first_start()

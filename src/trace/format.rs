@@ -49,6 +49,9 @@ impl BlockKind {
     pub const SYMBOLS: Self = Self(9);
     /// The recording machine's vdso ELF image.
     pub const VDSO: Self = Self(10);
+    /// CFI sections of the sampled binaries (`embedded::encode_unwind`), so
+    /// stack copies unwind without the binaries.
+    pub const UNWIND: Self = Self(11);
 
     pub fn name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -62,6 +65,7 @@ impl BlockKind {
             8 => "flows",
             9 => "symbols",
             10 => "vdso",
+            11 => "unwind",
             _ => return None,
         })
     }
