@@ -824,6 +824,21 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         Vec::new()
     };
     let ok: Vec<bool> = resolved.iter().map(row_ok).collect();
+    // A call-chain frame's id: the same row as the address's own, except
+    // for user code without a symbol, which perf keys by the raw address in
+    // chains but by the file offset in the sample's own entry (so its self
+    // and children shares are two rows).
+    let cfid: Vec<u32> = (0..resolved.len())
+        .map(|ri| {
+            let r = &resolved[ri];
+            if r.sym.is_ok() || r.kernel || r.dso == "[unknown]" {
+                return fid[ri];
+            }
+            let mut r2 = r.clone();
+            r2.rel = addrs[ri].3;
+            frames_i.id(frame_parts(&r2, ri))
+        })
+        .collect();
 
     // Per distinct raw key: its context id, its own address, its chain's
     // addresses (callee first, cut to --max-stack).
@@ -881,7 +896,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     seen.push(fid[ri]);
                 }
                 for &fi in chain.iter().filter(|&&fi| ok[fi as usize]) {
-                    seen.push(fid[fi as usize]);
+                    seen.push(cfid[fi as usize]);
                     if cfg.inline {
                         seen.extend_from_slice(&inl[fi as usize]);
                     }
@@ -1018,8 +1033,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             let one = [ri as u32];
             let fidx: &[u32] = if chain.is_empty() { &one } else { chain };
             let (names, fids): (Vec<u32>, Vec<u32>) = match order {
-                GraphOrder::Callee => fidx.iter().map(|&x| (name_id[x as usize], fid[x as usize])).unzip(),
-                GraphOrder::Caller => fidx.iter().rev().map(|&x| (name_id[x as usize], fid[x as usize])).unzip(),
+                GraphOrder::Callee => fidx.iter().map(|&x| (name_id[x as usize], cfid[x as usize])).unzip(),
+                GraphOrder::Caller => fidx.iter().rev().map(|&x| (name_id[x as usize], cfid[x as usize])).unzip(),
             };
             let mut add = |f: u32, from: usize| {
                 if let Some(&r) = shown.get(&(k.event, ctx[i], f)) {

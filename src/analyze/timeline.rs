@@ -158,11 +158,14 @@ impl Timeline {
         let mut epoch = epoch;
         for _ in 0..16 {
             let p = self.procs.get(&pid)?;
-            if let Some(m) = p.maps.iter().rev().find(|m| m.epoch == epoch && addr >= m.start && addr < m.end) {
-                return Some(MapHit { pid, dso: m.dso, file_offset: (addr - m.start).wrapping_add(m.pgoff), map_start: m.start });
-            }
-            if epoch != 0 {
-                return None;
+            // This epoch first, then the older ones: as perf does, a
+            // process keeps its mappings across exec until new ones cover
+            // them (a sample inside execve still has the old image's user
+            // stack), and a child starts with its parent's.
+            for e in (0..=epoch).rev() {
+                if let Some(m) = p.maps.iter().rev().find(|m| m.epoch == e && addr >= m.start && addr < m.end) {
+                    return Some(MapHit { pid, dso: m.dso, file_offset: (addr - m.start).wrapping_add(m.pgoff), map_start: m.start });
+                }
             }
             let (ppid, at) = p.parent?;
             epoch = self.epoch_at(ppid, at);

@@ -153,7 +153,7 @@ pub fn demangle_any(name: &str) -> String {
 /// perf's symbol names: C++ without the parameter list (perf demangles with
 /// DMGL_NO_OPTS unless -v), Rust without the hash.
 pub fn demangle_no_params(name: &str) -> String {
-    demangle_with(name, cpp_demangle::DemangleOptions::default().no_params())
+    demangle_with(name, cpp_demangle::DemangleOptions::default().no_params().no_return_type())
 }
 
 fn demangle_with(name: &str, opts: cpp_demangle::DemangleOptions) -> String {
@@ -163,9 +163,44 @@ fn demangle_with(name: &str, opts: cpp_demangle::DemangleOptions) -> String {
     if name.starts_with("_Z") {
         if let Ok(sym) = cpp_demangle::Symbol::new(name) {
             if let Ok(s) = sym.demangle(&opts) {
-                return s;
+                return gnu_literals(s);
             }
         }
     }
     name.to_string()
+}
+
+/// Integer template arguments as libiberty (c++filt, perf) prints them:
+/// `0u`, `1ul`, `-2l` where cpp_demangle prints `(unsigned int)0`.
+fn gnu_literals(s: String) -> String {
+    const CASTS: [(&str, &str); 6] = [
+        ("(unsigned long long)", "ull"),
+        ("(unsigned long)", "ul"),
+        ("(unsigned int)", "u"),
+        ("(long long)", "ll"),
+        ("(long)", "l"),
+        ("(int)", ""),
+    ];
+    if !s.contains(")") {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s.as_str();
+    'scan: while !rest.is_empty() {
+        for (cast, suffix) in CASTS {
+            if let Some(after) = rest.strip_prefix(cast) {
+                let digits = after.bytes().take_while(|b| b.is_ascii_digit() || *b == b'-').count();
+                if digits > 0 {
+                    out.push_str(&after[..digits]);
+                    out.push_str(suffix);
+                    rest = &after[digits..];
+                    continue 'scan;
+                }
+            }
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }

@@ -154,7 +154,19 @@ pub fn load_bytes(data: &[u8], expect_build_id: Option<&str>) -> Result<ElfSymbo
         if name.is_empty() {
             continue;
         }
+        // perf also keeps labels (STT_NOTYPE) in executable sections, such
+        // as ld.so's `_dl_start_user` (elf_sym__is_label); not ARM's `$x`.
+        let label = matches!(s.kind(), SymbolKind::Label | SymbolKind::Unknown)
+            && !name.starts_with('$')
+            && s.section_index().and_then(|i| f.section_by_index(i).ok()).is_some_and(|sec| match sec.flags() {
+                object::SectionFlags::Elf { sh_flags } => sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0,
+                _ => false,
+            });
         match s.kind() {
+            _ if label => funcs.push((
+                Symbol::new(s.address(), s.address() + s.size(), name.to_string()),
+                Rank::of(name, s.size(), s.is_weak(), s.is_global()),
+            )),
             SymbolKind::Text => funcs.push((
                 Symbol::new(s.address(), s.address() + s.size(), name.to_string()),
                 Rank::of(name, s.size(), s.is_weak(), s.is_global()),
@@ -167,6 +179,10 @@ pub fn load_bytes(data: &[u8], expect_build_id: Option<&str>) -> Result<ElfSymbo
     }
     data_symbols.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.name.cmp(&b.name)));
     data_symbols.dedup_by(|b, a| a.start == b.start && a.end == b.end);
+    funcs.extend(plt_symbols(&f).into_iter().map(|s| {
+        let r = Rank::of(&s.name, s.end - s.start, false, true);
+        (s, r)
+    }));
     // MiniDebugInfo (Fedora, CentOS, ...): a stripped binary keeps its
     // local function symbols in an xz-compressed ELF in .gnu_debugdata.
     if !has_symtab {
@@ -188,6 +204,35 @@ pub fn load_bytes(data: &[u8], expect_build_id: Option<&str>) -> Result<ElfSymbo
         })
         .collect();
     Ok(ElfSymbols { symbols, data_symbols, segments, build_id: bid, has_symtab, embedded: false })
+}
+
+/// `name@plt` for each PLT entry, as perf synthesizes them (x86-64): the
+/// i-th .rela.plt relocation's symbol names the i-th entry of .plt.sec, or
+/// of .plt after its 16-byte header.
+fn plt_symbols(f: &object::File<'_>) -> Vec<Symbol> {
+    if f.architecture() != object::Architecture::X86_64 || !f.is_64() || !f.is_little_endian() {
+        return Vec::new();
+    }
+    let Some(rela) = f.section_by_name(".rela.plt") else { return Vec::new() };
+    let dynsym: std::collections::HashMap<usize, &str> =
+        f.dynamic_symbols().filter_map(|s| Some((s.index().0, s.name().ok().filter(|n| !n.is_empty())?))).collect();
+    let Ok(relocs) = rela.data() else { return Vec::new() };
+    let (base, first) = match (f.section_by_name(".plt.sec"), f.section_by_name(".plt")) {
+        (Some(sec), _) => (sec.address(), 0),
+        (None, Some(plt)) => (plt.address(), 16),
+        _ => return Vec::new(),
+    };
+    const ENTRY: u64 = 16;
+    relocs
+        .chunks_exact(24)
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let info = u64::from_le_bytes(r[8..16].try_into().ok()?);
+            let name = dynsym.get(&((info >> 32) as usize))?;
+            let start = base + first + i as u64 * ENTRY;
+            Some(Symbol::new(start, start + ENTRY, format!("{name}@plt")))
+        })
+        .collect()
 }
 
 /// The ELF image inside a .gnu_debugdata section (xz), when it is one.
@@ -225,7 +270,9 @@ impl Rank {
 /// (a total order: ties end with the name); zero-sized symbols (assembly)
 /// then extend to the next symbol.
 fn choose_aliases(mut funcs: Vec<(Symbol, Rank)>) -> Vec<Symbol> {
-    funcs.sort_by(|(a, ra), (b, rb)| a.start.cmp(&b.start).then(ra.cmp(rb)).then(a.name.cmp(&b.name)));
+    // Equal ranks keep the first in table order, as perf's rb-tree walk
+    // does (`arch__choose_best_symbol` keeps the earlier one): a stable sort.
+    funcs.sort_by(|(a, ra), (b, rb)| a.start.cmp(&b.start).then(ra.cmp(rb)));
     funcs.dedup_by(|b, a| a.0.start == b.0.start);
     let mut symbols: Vec<Symbol> = funcs.into_iter().map(|(s, _)| s).collect();
     for i in 0..symbols.len() {
@@ -237,17 +284,17 @@ fn choose_aliases(mut funcs: Vec<(Symbol, Rank)>) -> Vec<Symbol> {
 }
 
 impl ElfSymbols {
-    /// Add the function symbols of a detached debug file (its .symtab
-    /// covers the local functions a stripped binary lost); at an address
-    /// both name, perf's alias rule decides as if they were one table.
+    /// Use the function symbols of a detached debug file: its .symtab has
+    /// the local functions a stripped binary lost. As perf does, the debug
+    /// file's table replaces the binary's .dynsym rather than merging with
+    /// it, so perf's alias rule sees the debug file's bindings (a local
+    /// `__GI___execve` over the weak `execve`).
     pub fn merge_debug_symbols(&mut self, debug: ElfSymbols) {
-        let mut all: Vec<(Symbol, Rank)> = Vec::new();
-        for s in self.symbols.drain(..).chain(debug.symbols) {
-            let r = Rank::of(&s.name, s.end - s.start, false, true);
-            all.push((s, r));
+        if debug.symbols.is_empty() {
+            return;
         }
-        self.symbols = choose_aliases(all);
-        if self.data_symbols.is_empty() {
+        self.symbols = debug.symbols;
+        if !debug.data_symbols.is_empty() {
             self.data_symbols = debug.data_symbols;
         }
         self.has_symtab |= debug.has_symtab;

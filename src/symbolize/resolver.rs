@@ -520,6 +520,8 @@ impl Resolver {
         let name = dso.map_or("[unknown]".to_string(), |d| d.short_name().to_string());
         let mut elf_addr = None;
         let mut sym_start = None;
+        // perf prints the file-relative address of unresolved user code.
+        let rel = hit.file_offset;
         let sym = match self.symbols(hit.dso) {
             Ok(es) => match es.offset_to_vaddr(hit.file_offset) {
                 Some(va) => {
@@ -543,8 +545,7 @@ impl Resolver {
                 return r;
             }
         }
-        // perf prints the file-relative address of unresolved user code.
-        Resolved { dso: name, sym, kernel: false, rel: hit.file_offset, elf_addr, sym_off: None, sym_start }
+        Resolved { dso: name, sym, kernel: false, rel, elf_addr, sym_off: None, sym_start }
     }
 
     /// Is `addr` kernel text: inside a kernel mapping, or at or above the
