@@ -164,6 +164,7 @@ pub fn collect(l: &Loaded, lines: bool) -> Result<Collected, TraceError> {
             }
         }
     }
+    out.addresses = addresses as u64;
     Ok(Collected { embedded: out, kallsyms: l.resolver.kallsyms_subset(kernel_ips.into_iter()), addresses, unwind })
 }
 

@@ -315,11 +315,15 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
         line(
             "embedded symbols",
             format!(
-                "{} objects, {} symbols, {} addresses with lines ({} bytes stored)",
+                "{} objects, {} symbols, {} addresses with lines ({} bytes stored{})",
                 e.dsos.len(),
                 e.symbol_count(),
                 e.line_count(),
-                stored(BlockKind::SYMBOLS)
+                stored(BlockKind::SYMBOLS),
+                match e.addresses {
+                    0 => String::new(),
+                    n => format!(", {n} distinct addresses, {:.1} bytes each", stored(BlockKind::SYMBOLS) as f64 / n as f64),
+                }
             ),
         );
         for d in &e.dsos {

@@ -338,6 +338,32 @@ pub struct Report {
     /// A Samples column in the table (`-n`).
     pub show_samples: bool,
     pub columns: Columns,
+    /// Where names came from and what would name the rest, for the footer.
+    pub notes: Vec<String>,
+}
+
+/// Footer lines about symbol sources: embedded symbols in use, and what to
+/// pass when kernel symbols are missing.
+fn symbol_notes(l: &Loaded, unresolved: &BTreeMap<String, u64>) -> Vec<String> {
+    let mut v = Vec::new();
+    let used = l.resolver.embedded_used();
+    if !used.is_empty() {
+        v.push(format!(
+            "{} objects named from the trace's embedded symbols (not found here with the recorded build-id): {}",
+            used.len(),
+            used.join(", ")
+        ));
+    }
+    if let Some(n) = unresolved.get(super::super::symbolize::Unresolved::NoKallsyms.as_str()) {
+        let bid = l.trace.end.as_ref().and_then(|e| e.build_ids.iter().find(|b| b.path == "[kernel.kallsyms]")).map(|b| b.build_id.clone());
+        v.push(match bid {
+            Some(id) => format!(
+                "{n} kernel samples unnamed: no kernel symbols match the recording kernel (build-id {id}); pass --kallsyms FILE (that host's /proc/kallsyms) or put it at ~/.debug/[kernel.kallsyms]/{id}/kallsyms"
+            ),
+            None => format!("{n} kernel samples unnamed: the trace has no kernel symbols; pass --kallsyms FILE (the recording host's /proc/kallsyms)"),
+        });
+    }
+    v
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -1082,7 +1108,9 @@ impl Report {
         let before = rows.len();
         limit_rows(&mut rows, cfg);
         decode += l.sideband_stats.clone();
+        let notes = symbol_notes(l, &unresolved);
         Report {
+            notes,
             sort: cfg.sort.clone(),
             total_samples: events.iter().map(|t| t.samples).sum(),
             events,

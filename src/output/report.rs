@@ -161,6 +161,7 @@ pub fn render_table(r: &Report, source: &str, width: Option<usize>) -> String {
     for (path, why) in &r.dso_problems {
         foot.push(format!("{path}: {why}"));
     }
+    foot.extend(r.notes.iter().cloned());
     for f in foot {
         out.push_str(&format!("# {f}\n"));
     }

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct Embedded {
     /// Sorted by path, then build-id.
     pub dsos: Vec<EmbeddedDso>,
+    /// Distinct code and data addresses the samples hit (what the table was
+    /// cut to; for the bytes-per-address figure `info` prints).
+    pub addresses: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
