@@ -261,6 +261,7 @@ impl Loaded {
                         reason: format!("the embedded symbols do not parse: {e}"),
                     })?;
                     embedded.dsos.extend(e.dsos);
+                    embedded.addresses += e.addresses;
                 }
                 None => stats.corrupt_blocks_skipped += 1,
             }
@@ -370,6 +371,31 @@ impl Loaded {
     /// An unwinder for one worker (see `unwind`).
     pub fn unwinder(&self) -> super::unwind::UnwindWorker<'_> {
         super::unwind::UnwindWorker::new(&self.unwind, &self.timeline)
+    }
+
+    /// As `chain_of`, into `buf` (cleared first) without allocating for the
+    /// common case (the kernel's callchain); false when the sample has none.
+    pub fn chain_into(&self, ev: u16, s: &Sample<'_>, w: &mut super::unwind::UnwindWorker<'_>, buf: &mut Vec<u64>) -> bool {
+        buf.clear();
+        let attr = &self.events.list[ev as usize].attr;
+        let special =
+            (attr.branch_sample_type & crate::record::attrs::branch::CALL_STACK != 0 && s.branch_stack.is_some()) || s.stack_user.is_some();
+        if special {
+            return match self.chain_of(ev, s, w) {
+                Some(c) => {
+                    buf.extend_from_slice(&c);
+                    true
+                }
+                None => false,
+            };
+        }
+        match s.callchain {
+            Some(c) => {
+                buf.extend(c.iter());
+                true
+            }
+            None => false,
+        }
     }
 
     /// The call chain of a sample: unwound from its stack copy when it has

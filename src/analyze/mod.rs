@@ -5,6 +5,7 @@
 pub mod branch;
 pub mod c2c;
 pub mod callgraph;
+pub mod chains;
 pub mod datasrc;
 pub mod embed;
 pub mod events;

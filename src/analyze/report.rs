@@ -384,8 +384,11 @@ struct RawKey {
     flow: u64,
     /// FlowRule as u8, +4 when multiplexed; only with the flow_rule key.
     flow_rule: u8,
-    chain: Option<Box<[u64]>>,
+    /// The raw chain's number in the partial's `ChainTable`; NO_CHAIN without.
+    chain: u32,
 }
+
+const NO_CHAIN: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Acc {
@@ -396,16 +399,25 @@ struct Acc {
 #[derive(Debug, Default)]
 struct Partial {
     map: HashMap<RawKey, Acc>,
+    chains: super::chains::ChainTable,
     /// Per event: all samples, before filters.
     totals: Vec<(u64, u64)>,
     stats: DecodeStats,
 }
 
 impl Partial {
-    fn merge(mut self, o: Partial) -> Partial {
-        let (mut big, small) =
-            if self.map.len() >= o.map.len() { (std::mem::take(&mut self.map), o.map) } else { (o.map, std::mem::take(&mut self.map)) };
-        for (k, v) in small {
+    fn merge(mut self, mut o: Partial) -> Partial {
+        if self.map.len() < o.map.len() {
+            std::mem::swap(&mut self.map, &mut o.map);
+            std::mem::swap(&mut self.chains, &mut o.chains);
+        }
+        let (mut big, small) = (std::mem::take(&mut self.map), o.map);
+        let mut chains = std::mem::take(&mut self.chains);
+        let renumber = chains.absorb(&o.chains);
+        for (mut k, v) in small {
+            if k.chain != NO_CHAIN {
+                k.chain = renumber[k.chain as usize];
+            }
             let e = big.entry(k).or_default();
             e.samples += v.samples;
             e.period = e.period.saturating_add(v.period);
@@ -417,7 +429,7 @@ impl Partial {
         }
         let mut stats = self.stats;
         stats += o.stats;
-        Partial { map: big, totals, stats }
+        Partial { map: big, chains, totals, stats }
     }
 }
 
@@ -609,6 +621,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             |unwinder, b| -> Result<Partial, TraceError> {
                 let mut p = Partial { totals: vec![(0, 0); nev], ..Default::default() };
                 let mut stats = DecodeStats::default();
+                let mut buf: Vec<u64> = Vec::new();
                 l.for_each_sample_flow(b, &mut stats, |ev, cpumode, s, flow| {
                     // perf counts a sample without weight as weight 1.
                     let period = if cfg.weight {
@@ -656,7 +669,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                         weight: if want_weight { s.weight.unwrap_or(0) } else { 0 },
                         flow: if want_flow { flow.map_or(0, |f| f.id) } else { 0 },
                         flow_rule: if want_rule { flow.map_or(0, |f| f.rule as u8 + if f.multiplexed { 4 } else { 0 }) } else { 0 },
-                        chain: if keep_chains { l.chain_of(ev, s, unwinder) } else { None },
+                        chain: if keep_chains && l.chain_into(ev, s, unwinder, &mut buf) { p.chains.id(&buf) } else { NO_CHAIN },
                     };
                     let a = p.map.entry(key).or_default();
                     a.samples += 1;
@@ -676,8 +689,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     let mut addrs: HashSet<AddrKey> = HashSet::default();
     for k in partial.map.keys() {
         addrs.insert((k.pid, k.epoch, k.kernel, k.ip));
-        if let Some(chain) = &k.chain {
-            for (kernel, ip) in frames(chain, k.kernel) {
+        if k.chain != NO_CHAIN {
+            for (kernel, ip) in frames(partial.chains.get(k.chain), k.kernel) {
                 addrs.insert((k.pid, k.epoch, kernel, ip));
             }
         }
@@ -882,7 +895,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     let chains: Vec<Option<Vec<u32>>> = entries
         .par_iter()
         .map(|(k, _)| {
-            k.chain.as_ref().map(|chain| {
+            (k.chain != NO_CHAIN).then(|| partial.chains.get(k.chain)).map(|chain| {
                 let mut v: Vec<u32> = frames(chain, k.kernel).map(|(kernel, ip)| index[&(k.pid, k.epoch, kernel, ip)] as u32).collect();
                 if let Some(m) = cfg.max_stack {
                     v.truncate(m.max(1));
