@@ -4,10 +4,14 @@
 #
 #   scripts/bench-perfdata.sh [SECONDS] [REPS]
 #
-# The capture: `perf record -a -g -e cpu-clock -F 25000` for SECONDS (default
-# 20, about a million samples on two busy CPUs). Then, REPS times each
-# (median reported):
-#   report   `msen report -i perf.data` vs `perf report --stdio`, same sort keys
+# The capture is realistic, not a toy: `perf record -a -g` for SECONDS
+# (default 20) while a compiler (gcc on a generated 3000-function file), an
+# interpreter (Python building and parsing JSON) and a shell pipeline that
+# spawns short processes run on every CPU -- many processes, deep stacks, big
+# stripped binaries with detached debug files, kernel samples. Then, REPS
+# times each (median wall time, peak RSS of the median run's kind):
+#   report   `msen report` vs `perf report --stdio`, with and without children
+#   threads  msen report at --threads 1 and 2 (scaling)
 #   import   `msen import perf.data` vs `perf script > /dev/null` (a full decode)
 #   report of the imported trace vs perf report on the perf.data
 set -euo pipefail
@@ -20,8 +24,13 @@ command -v perf >/dev/null || { echo "bench: perf not found; run scripts/setup.s
 cargo build --release --locked -q
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
-cc -O2 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls -o "$D/hot" testdata/programs/hot.c
 MSEN=./target/release/msen
+python3 - "$D/big.c" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    for i in range(3000):
+        f.write(f"int f{i}(int x){{ int s=0; for(int j=0;j<x;j++) s+=j*{i}^(s>>3); return s; }}\n")
+PY
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timeit() {
@@ -29,27 +38,35 @@ timeit() {
     local s; s=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "$(date +%s.%N) - $s" | bc -l
   done | median
 }
+rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 
-"$D/hot" --forever >/dev/null & H1=$!
-"$D/hot" --forever >/dev/null & H2=$!
-perf record -q -a -g -e cpu-clock -F 25000 -o "$D/big.data" -- sleep "$SECS" >/dev/null 2>&1
-kill $H1 $H2; wait $H1 $H2 2>/dev/null || true
+( while :; do gcc -O2 -c "$D/big.c" -o /dev/null; done ) & L1=$!
+( while :; do python3 -c 'import json; d=[{"a":i,"b":str(i)} for i in range(300000)]; json.loads(json.dumps(d))'; done ) & L2=$!
+( while :; do for i in $(seq 100); do echo $i | sort | wc -l >/dev/null; done; done ) & L3=$!
+perf record -q -a -g -o "$D/big.data" -- sleep "$SECS" >/dev/null 2>&1
+kill $L1 $L2 $L3 2>/dev/null; wait 2>/dev/null || true
+pkill -f "$D/big.c" 2>/dev/null || true
 n=$(perf report -i "$D/big.data" --stats 2>/dev/null | awk '/SAMPLE events:/ {print $3; exit}')
-echo "bench: perf.data of $n samples ($(stat -c %s "$D/big.data") bytes), $REPS reps, $(nproc) CPUs, $(perf --version)"
+echo "bench: perf.data of $n samples ($(stat -c %s "$D/big.data") bytes) from gcc + python + a shell pipeline, $REPS reps, $(nproc) CPUs, $(perf --version)"
 
-rp=$(timeit perf report -i "$D/big.data" --stdio --sort comm,dso,sym)
-rm_=$(timeit $MSEN report -i "$D/big.data" --sort comm,dso,sym)
-rpn=$(timeit perf report -i "$D/big.data" --stdio --no-children --sort comm,dso,sym)
-rmn=$(timeit $MSEN report -i "$D/big.data" --no-children --sort comm,dso,sym)
-sp=$(timeit perf script -i "$D/big.data")
-im=$(timeit $MSEN import "$D/big.data" -o "$D/big.msen")
-$MSEN import "$D/big.data" -o "$D/big.msen" 2>/dev/null
+B="$D/big.data"
+rp=$(timeit perf report -i "$B" --stdio --sort comm,dso,sym);                    rpM=$(rss perf report -i "$B" --stdio --sort comm,dso,sym)
+rm_=$(timeit $MSEN report -i "$B" --sort comm,dso,sym);                          rmM=$(rss $MSEN report -i "$B" --sort comm,dso,sym)
+rpn=$(timeit perf report -i "$B" --stdio --no-children -g none --sort comm,dso,sym); rpnM=$(rss perf report -i "$B" --stdio --no-children -g none --sort comm,dso,sym)
+rmn=$(timeit $MSEN report -i "$B" --no-children -g none --sort comm,dso,sym);    rmnM=$(rss $MSEN report -i "$B" --no-children -g none --sort comm,dso,sym)
+t1=$(timeit $MSEN report -i "$B" --threads 1 --sort comm,dso,sym)
+t2=$(timeit $MSEN report -i "$B" --threads 2 --sort comm,dso,sym)
+sp=$(timeit perf script -i "$B");                                                spM=$(rss perf script -i "$B")
+im=$(timeit $MSEN import "$B" -o "$D/big.msen");                                 imM=$(rss $MSEN import "$B" -o "$D/big.msen")
+$MSEN import "$B" -o "$D/big.msen" 2>/dev/null
 rt=$(timeit $MSEN report -i "$D/big.msen" --sort comm,dso,sym)
 
-awk -v rp="$rp" -v rm="$rm_" -v rpn="$rpn" -v rmn="$rmn" -v sp="$sp" -v im="$im" -v rt="$rt" \
-    -v bp="$(stat -c %s "$D/big.data")" -v bm="$(stat -c %s "$D/big.msen")" 'BEGIN {
-  printf "report perf.data  perf report %.3f s, msen report %.3f s: %.1fx faster\n", rp, rm, rp / rm
-  printf "  --no-children   perf report %.3f s, msen report %.3f s: %.1fx faster\n", rpn, rmn, rpn / rmn
-  printf "decode            perf script %.3f s, msen import %.3f s: %.1fx faster\n", sp, im, sp / im
-  printf "imported trace    msen report %.3f s: %.1fx faster than perf report on the perf.data; %.1fx smaller (%d vs %d bytes)\n", rt, rp / rt, bp / bm, bm, bp
+awk -v rp="$rp" -v rm="$rm_" -v rpn="$rpn" -v rmn="$rmn" -v sp="$sp" -v im="$im" -v rt="$rt" -v t1="$t1" -v t2="$t2" \
+    -v rpM="$rpM" -v rmM="$rmM" -v rpnM="$rpnM" -v rmnM="$rmnM" -v spM="$spM" -v imM="$imM" \
+    -v bp="$(stat -c %s "$B")" -v bm="$(stat -c %s "$D/big.msen")" 'BEGIN {
+  printf "report (children, graphs)  perf %.3f s %d KB, msen %.3f s %d KB: %.2fx faster, %.2fx the memory\n", rp, rpM, rm, rmM, rp / rm, rmM / rpM
+  printf "report --no-children -g none perf %.3f s %d KB, msen %.3f s %d KB: %.2fx faster, %.2fx the memory\n", rpn, rpnM, rmn, rmnM, rpn / rmn, rmnM / rpnM
+  printf "threads                    msen 1 thread %.3f s, 2 threads %.3f s: %.2fx\n", t1, t2, t1 / t2
+  printf "decode                     perf script %.3f s %d KB, msen import %.3f s %d KB: %.2fx faster\n", sp, spM, im, imM, sp / im
+  printf "imported trace             msen report %.3f s: %.2fx faster than perf report on the perf.data; %.1fx smaller (%d vs %d bytes)\n", rt, rp / rt, bp / bm, bm, bp
 }'

@@ -1063,41 +1063,71 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                 })
             })
             .collect();
-        let mut seen: Vec<u32> = Vec::new();
-        for i in 0..entries.len() {
-            let (k, a) = entries[i];
-            let Some(chain) = &chains[i] else { continue };
-            let ri = own[i];
-            // Frames callee first.
-            let one = [ri as u32];
-            let fidx: &[u32] = if chain.is_empty() { &one } else { chain };
-            let (names, fids): (Vec<u32>, Vec<u32>) = match order {
-                GraphOrder::Callee => fidx.iter().map(|&x| (name_id[x as usize], cfid[x as usize])).unzip(),
-                GraphOrder::Caller => fidx.iter().rev().map(|&x| (name_id[x as usize], cfid[x as usize])).unzip(),
-            };
-            let mut add = |f: u32, from: usize| {
-                if let Some(&r) = shown.get(&(k.event, ctx[i], f)) {
-                    trees[r].get_or_insert_with(CallTree::new).add_ids(names[from..].iter().copied(), a.period);
+        // Each raw key's frames in display order, as names and row ids.
+        let disp: Vec<Option<(Vec<u32>, Vec<u32>)>> = (0..entries.len())
+            .into_par_iter()
+            .map(|i| {
+                let chain = chains[i].as_ref()?;
+                // Frames callee first.
+                let one = [own[i] as u32];
+                let fidx: &[u32] = if chain.is_empty() { &one } else { chain };
+                Some(match order {
+                    GraphOrder::Callee => fidx.iter().map(|&x| (name_id[x as usize], cfid[x as usize])).unzip(),
+                    GraphOrder::Caller => fidx.iter().rev().map(|&x| (name_id[x as usize], cfid[x as usize])).unzip(),
+                })
+            })
+            .collect();
+        // (shown row, raw key, first frame): the row's own chain from the
+        // start; with children, each other row on the chain, once, from its
+        // first frame on.
+        let tasks: Vec<Vec<(u32, u32, u32)>> = (0..entries.len())
+            .into_par_iter()
+            .map(|i| {
+                let mut out = Vec::new();
+                let Some((_, fids)) = &disp[i] else { return out };
+                let k = entries[i].0;
+                let self_f = fid[own[i]];
+                if let Some(&r) = shown.get(&(k.event, ctx[i], self_f)) {
+                    out.push((r as u32, i as u32, 0));
                 }
-            };
-            add(fid[ri], 0);
-            if children {
-                // Each other row on the chain, once, from its first frame on.
-                seen.clear();
-                seen.push(fid[ri]);
-                for (p, &f) in fids.iter().enumerate() {
-                    if !seen.contains(&f) {
-                        seen.push(f);
-                        add(f, p);
+                if children {
+                    let mut firsts: Vec<(u32, u32)> = fids.iter().enumerate().map(|(p, &f)| (f, p as u32)).collect();
+                    firsts.sort_unstable();
+                    firsts.dedup_by_key(|x| x.0);
+                    for (f, p) in firsts {
+                        if f == self_f {
+                            continue;
+                        }
+                        if let Some(&r) = shown.get(&(k.event, ctx[i], f)) {
+                            out.push((r as u32, i as u32, p));
+                        }
                     }
                 }
-            }
+                out
+            })
+            .collect();
+        let mut tasks: Vec<(u32, u32, u32)> = tasks.into_iter().flatten().collect();
+        tasks.sort_unstable();
+        // Each row's tree on its own, rows in parallel; adds in a fixed
+        // order, so trees do not depend on the thread count.
+        let built: Vec<(u32, CallTree)> = tasks
+            .par_chunk_by(|a, b| a.0 == b.0)
+            .map(|chunk| {
+                let mut t = CallTree::new();
+                for &(_, i, from) in chunk {
+                    if let Some((names, _)) = &disp[i as usize] {
+                        t.add_ids(names[from as usize..].iter().copied(), entries[i as usize].1.period);
+                    }
+                }
+                t.set_names(&names_i.items);
+                (chunk[0].0, t)
+            })
+            .collect();
+        for (r, t) in built {
+            trees[r as usize] = Some(t);
         }
         for (row, t) in report.rows.iter_mut().zip(trees) {
-            row.graph = t.map(|mut t| {
-                t.set_names(&names_i.items);
-                t
-            });
+            row.graph = t;
         }
     }
     Ok(report)
