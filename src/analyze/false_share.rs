@@ -51,6 +51,9 @@ pub struct FalseShareConfig {
     pub line_size: Option<u32>,
 }
 
+/// A sample's class, line and line-relative address.
+type LineHit = (Class, LineKey, u64);
+
 /// Identity of a cache line (C2C.md section 3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct LineKey {
@@ -148,103 +151,100 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
     let cpu_node: HashMap<u32, u32> = l.trace.meta.cpu_nodes.iter().map(|c| (c.cpu, c.node)).collect();
     let mem_events: Vec<bool> = l.events.list.iter().map(|e| e.attr.sample_type & sample::DATA_SRC != 0).collect();
     let blocks = l.sample_blocks();
-    type Part = (C2cStats, HashMap<LineKey, LineAcc>);
-    let parts: Vec<Part> = blocks
-        .par_iter()
-        .map(|b| -> Result<Part, TraceError> {
-            let mut total = C2cStats::default();
-            let mut lines: HashMap<LineKey, LineAcc> = HashMap::default();
-            let mut stats = super::loaded::DecodeStats::default();
-            l.for_each_sample_flow(b, &mut stats, |ev, cpumode, s, flow| {
-                if !mem_events.get(ev as usize).copied().unwrap_or(false) {
-                    return;
-                }
-                let d = DataSrc(s.data_src.unwrap_or(0));
-                let daddr = s.addr.unwrap_or(0);
-                let pid = s.pid.unwrap_or(u32::MAX);
-                let time = s.time.unwrap_or(0);
-                let epoch = l.timeline.epoch_at(pid, time);
-                let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL);
-                // As perf: both addresses resolve in the maps of the sample's
-                // cpumode (a user address sampled in kernel mode has no map).
-                let dmap = if daddr == 0 || kernel { None } else { l.timeline.find_map(pid, epoch, daddr) };
-                let kernel_data = kernel && l.resolver.is_kernel_addr(daddr);
-                let imap_ok = match s.ip {
-                    Some(ip) if kernel => l.resolver.is_kernel_addr(ip),
-                    Some(ip) => l.timeline.find_map(pid, epoch, ip).is_some(),
-                    None => false,
-                };
-                let mapped = (dmap.is_some() || kernel_data) && imap_ok;
-                let mut one = C2cStats::default();
-                let class = one.add_sample(d, daddr, mapped);
-                total += one;
-                if matches!(class, Class::Other) {
-                    return;
-                }
-                // Line identity: data mapping, pid for private anonymous memory.
-                let (dso, rel, private_anon) = match dmap {
-                    Some(h) => {
-                        let anon = l.timeline.dsos.get(h.dso as usize).is_some_and(|x| x.is_anonymous() || x.path.starts_with('['));
-                        (Some(h.dso), h.file_offset, anon)
-                    }
-                    None => (None, daddr, false),
-                };
-                let key = LineKey {
-                    kernel: kernel_data,
-                    dso,
-                    pid: if private_anon && !kernel_data { Some(pid) } else { None },
-                    line: rel / line_size * line_size,
-                };
-                let la = lines.entry(key).or_default();
-                la.stats += one;
-                if l.flows.enabled {
-                    *la.flows.entry(flow.map_or(0, |f| f.id)).or_default() += 1;
-                }
-                la.vaddr = daddr;
-                if let Some(pa) = s.phys_addr {
-                    la.phys.push((time, pa));
-                }
-                let node = s.cpu.and_then(|c| cpu_node.get(&c).copied()).unwrap_or(0);
-                *la.nodes.entry(node).or_default() += one;
-                let oa = la.offsets.entry((rel % line_size, s.ip.unwrap_or(0))).or_default();
-                oa.stats += one;
-                oa.pids.insert(pid);
-                if let Some(t) = s.tid {
-                    oa.tids.insert(t);
-                    if matches!(class, Class::Store) {
-                        oa.writers.insert(t);
-                    }
-                }
-                if let Some(c) = s.cpu {
-                    oa.cpus.insert(c);
-                }
-                if let Class::Load { rmt_hitm, lcl_hitm, rmt_peer, lcl_peer } = class {
-                    let bucket = if rmt_hitm {
-                        0
-                    } else if lcl_hitm {
-                        1
-                    } else if rmt_peer {
-                        2
-                    } else if lcl_peer {
-                        3
-                    } else {
-                        4
-                    };
-                    let w = s.weight.unwrap_or(0);
-                    oa.sums.lat[bucket].0 = oa.sums.lat[bucket].0.saturating_add(w);
-                    oa.sums.lat[bucket].1 += 1;
-                }
-            })?;
-            Ok((total, lines))
-        })
-        .collect::<Result<_, _>>()?;
+    // Where one sample falls: its counters, and (unless it is not a memory
+    // access perf counts) its class, line and line-relative address.
+    let classify = |ev: u16, cpumode: u16, s: &crate::perf::record::Sample<'_>| -> Option<(C2cStats, Option<LineHit>)> {
+        if !mem_events.get(ev as usize).copied().unwrap_or(false) {
+            return None;
+        }
+        let d = DataSrc(s.data_src.unwrap_or(0));
+        let daddr = s.addr.unwrap_or(0);
+        let pid = s.pid.unwrap_or(u32::MAX);
+        let epoch = l.timeline.epoch_at(pid, s.time.unwrap_or(0));
+        let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL);
+        // As perf: both addresses resolve in the maps of the sample's
+        // cpumode (a user address sampled in kernel mode has no map).
+        let dmap = if daddr == 0 || kernel { None } else { l.timeline.find_map(pid, epoch, daddr) };
+        let kernel_data = kernel && l.resolver.is_kernel_addr(daddr);
+        let imap_ok = match s.ip {
+            Some(ip) if kernel => l.resolver.is_kernel_addr(ip),
+            Some(ip) => l.timeline.find_map(pid, epoch, ip).is_some(),
+            None => false,
+        };
+        let mapped = (dmap.is_some() || kernel_data) && imap_ok;
+        let mut one = C2cStats::default();
+        let class = one.add_sample(d, daddr, mapped);
+        if matches!(class, Class::Other) {
+            return Some((one, None));
+        }
+        // Line identity: data mapping, pid for private anonymous memory.
+        let (dso, rel, private_anon) = match dmap {
+            Some(h) => {
+                let anon = l.timeline.dsos.get(h.dso as usize).is_some_and(|x| x.is_anonymous() || x.path.starts_with('['));
+                (Some(h.dso), h.file_offset, anon)
+            }
+            None => (None, daddr, false),
+        };
+        let key = LineKey {
+            kernel: kernel_data,
+            dso,
+            pid: if private_anon && !kernel_data { Some(pid) } else { None },
+            line: rel / line_size * line_size,
+        };
+        Some((one, Some((class, key, rel))))
+    };
 
-    let mut stats = C2cStats::default();
-    let mut lines: BTreeMap<LineKey, LineAcc> = BTreeMap::new();
-    for (t, ls) in parts {
-        stats += t;
-        for (k, v) in ls {
-            let e = lines.entry(k).or_default();
+    // A sample's detail in its line: offsets, nodes, threads, physical
+    // addresses, flows, latencies.
+    let detail = |la: &mut LineAcc,
+                  one: C2cStats,
+                  class: Class,
+                  rel: u64,
+                  s: &crate::perf::record::Sample<'_>,
+                  flow: Option<super::flows::SampleFlow>| {
+        let pid = s.pid.unwrap_or(u32::MAX);
+        la.stats += one;
+        if l.flows.enabled {
+            *la.flows.entry(flow.map_or(0, |f| f.id)).or_default() += 1;
+        }
+        la.vaddr = s.addr.unwrap_or(0);
+        if let Some(pa) = s.phys_addr {
+            la.phys.push((s.time.unwrap_or(0), pa));
+        }
+        let node = s.cpu.and_then(|c| cpu_node.get(&c).copied()).unwrap_or(0);
+        *la.nodes.entry(node).or_default() += one;
+        let oa = la.offsets.entry((rel % line_size, s.ip.unwrap_or(0))).or_default();
+        oa.stats += one;
+        oa.pids.insert(pid);
+        if let Some(t) = s.tid {
+            oa.tids.insert(t);
+            if matches!(class, Class::Store) {
+                oa.writers.insert(t);
+            }
+        }
+        if let Some(c) = s.cpu {
+            oa.cpus.insert(c);
+        }
+        if let Class::Load { rmt_hitm, lcl_hitm, rmt_peer, lcl_peer } = class {
+            let bucket = if rmt_hitm {
+                0
+            } else if lcl_hitm {
+                1
+            } else if rmt_peer {
+                2
+            } else if lcl_peer {
+                3
+            } else {
+                4
+            };
+            let w = s.weight.unwrap_or(0);
+            oa.sums.lat[bucket].0 = oa.sums.lat[bucket].0.saturating_add(w);
+            oa.sums.lat[bucket].1 += 1;
+        }
+    };
+    let merge_lines = |into: &mut HashMap<LineKey, LineAcc>, from: HashMap<LineKey, LineAcc>| {
+        for (k, v) in from {
+            let e = into.entry(k).or_default();
             e.stats += v.stats;
             e.vaddr = if e.vaddr == 0 { v.vaddr } else { e.vaddr.min(v.vaddr) };
             e.phys.extend(v.phys);
@@ -267,17 +267,125 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                 o.writers.extend(ov.writers);
             }
         }
-    }
+    };
 
-    let mut shared_stats = C2cStats::default();
-    let mut shared_lines = 0;
-    for la in lines.values() {
-        if la.stats.is_shared() {
-            shared_stats += la.stats;
-            shared_lines += 1;
+    // Pass 1: the totals, and per line only the four counters that decide
+    // whether it is shared and whether it is shown (a capture of a
+    // streaming workload has millions of lines, almost none of them shown).
+    // While the lines stay few (FULL_DETAIL_LINES), pass 1 also keeps their
+    // full detail and pass 2 is not needed; past that, detail is dropped and
+    // memory stays bounded by the compact counters.
+    const FULL_DETAIL_LINES: usize = 65_536;
+    const BLOCK_DETAIL_LINES: usize = 1_024;
+    type Part1 = (C2cStats, HashMap<LineKey, [u64; 4]>, Option<HashMap<LineKey, LineAcc>>);
+    let (stats, compact, full): Part1 = blocks
+        .par_iter()
+        .map(|b| -> Result<Part1, TraceError> {
+            let mut total = C2cStats::default();
+            let mut lines: HashMap<LineKey, [u64; 4]> = HashMap::default();
+            let mut full: Option<HashMap<LineKey, LineAcc>> = Some(HashMap::default());
+            let mut st = super::loaded::DecodeStats::default();
+            l.for_each_sample_flow(b, &mut st, |ev, cpumode, s, flow| {
+                let Some((one, hit)) = classify(ev, cpumode, s) else { return };
+                total += one;
+                if let Some((class, key, rel)) = hit {
+                    if let Some(f) = full.as_mut() {
+                        detail(f.entry(key.clone()).or_default(), one, class, rel, s, flow);
+                        if f.len() > BLOCK_DETAIL_LINES {
+                            full = None;
+                        }
+                    }
+                    let c = lines.entry(key).or_default();
+                    c[0] += one.lcl_hitm;
+                    c[1] += one.rmt_hitm;
+                    c[2] += one.lcl_peer;
+                    c[3] += one.rmt_peer;
+                }
+            })?;
+            Ok((total, lines, full))
+        })
+        .try_reduce(
+            || (C2cStats::default(), HashMap::default(), Some(HashMap::default())),
+            |(mut ta, a, fa), (tb, b, fb)| {
+                ta += tb;
+                let (mut big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+                for (k, v) in small {
+                    let e = big.entry(k).or_default();
+                    for i in 0..4 {
+                        e[i] += v[i];
+                    }
+                }
+                let full = match (fa, fb) {
+                    (Some(mut x), Some(y)) => {
+                        merge_lines(&mut x, y);
+                        (x.len() <= FULL_DETAIL_LINES).then_some(x)
+                    }
+                    _ => None,
+                };
+                Ok((ta, big, full))
+            },
+        )?;
+    let metric_of = |c: &[u64; 4]| match cfg.display {
+        Display::Tot => c[0] + c[1],
+        Display::Rmt => c[1],
+        Display::Lcl => c[0],
+        Display::Peer => c[2] + c[3],
+    };
+    let is_shared = |c: &[u64; 4]| c.iter().sum::<u64>() > 0;
+    let shared_lines = compact.values().filter(|c| is_shared(c)).count();
+    let total_metric: u64 = compact.values().filter(|c| is_shared(c)).map(metric_of).sum();
+    // perf: a shared line is shown iff metric / total >= 0.1% (C2C.md section 4).
+    let shown: rustc_hash::FxHashSet<LineKey> = compact
+        .iter()
+        .filter(|(_, c)| cfg.show_all || (is_shared(c) && total_metric > 0 && (metric_of(c) as f64) / (total_metric as f64) >= 0.001))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let shared: rustc_hash::FxHashSet<LineKey> = compact.into_iter().filter(|(_, c)| is_shared(c)).map(|(k, _)| k).collect();
+
+    let (shared_stats, lines): (C2cStats, HashMap<LineKey, LineAcc>) = match full {
+        Some(mut f) => {
+            let shared_stats = f.iter().filter(|(k, _)| shared.contains(k)).fold(C2cStats::default(), |mut a, (_, la)| {
+                a += la.stats;
+                a
+            });
+            f.retain(|k, _| shown.contains(k));
+            (shared_stats, f)
         }
-    }
-    let total_metric = cfg.display.metric(&shared_stats);
+        None => {
+            // Pass 2: the shared lines' summed counters, and full detail (offsets,
+            // nodes, threads, physical addresses, flows) only for the lines shown.
+            type Part2 = (C2cStats, HashMap<LineKey, LineAcc>);
+            let parts: Vec<Part2> = blocks
+                .par_iter()
+                .map(|b| -> Result<Part2, TraceError> {
+                    let mut shared_part = C2cStats::default();
+                    let mut lines: HashMap<LineKey, LineAcc> = HashMap::default();
+                    let mut st = super::loaded::DecodeStats::default();
+                    l.for_each_sample_flow(b, &mut st, |ev, cpumode, s, flow| {
+                        let Some((one, Some((class, key, rel)))) = classify(ev, cpumode, s) else { return };
+                        if shared.contains(&key) {
+                            shared_part += one;
+                        }
+                        if !shown.contains(&key) {
+                            return;
+                        }
+                        detail(lines.entry(key).or_default(), one, class, rel, s, flow);
+                    })?;
+                    Ok((shared_part, lines))
+                })
+                .collect::<Result<_, _>>()?;
+
+            let mut shared_stats = C2cStats::default();
+            let mut lines: HashMap<LineKey, LineAcc> = HashMap::default();
+            for (t, ls) in parts {
+                shared_stats += t;
+                merge_lines(&mut lines, ls);
+            }
+            (shared_stats, lines)
+        }
+    };
+    let lines: BTreeMap<LineKey, LineAcc> = lines.into_iter().collect();
+    debug_assert_eq!(cfg.display.metric(&shared_stats), total_metric);
     let mut rows: Vec<LineRow> = Vec::new();
     for (k, mut la) in lines {
         if !la.stats.is_shared() && !cfg.show_all {

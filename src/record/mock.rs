@@ -29,6 +29,10 @@ pub enum Scenario {
     /// Everything at once: no-address loads, uncached and I/O loads, misses,
     /// locked accesses, stores of every level, a shared file mapping.
     Mixed,
+    /// A streaming workload: almost every load touches a line no other
+    /// sample touches (a 1 GiB buffer read once), while two threads write
+    /// four shared lines: millions of lines, four worth showing.
+    Streaming,
 }
 
 impl Scenario {
@@ -39,10 +43,11 @@ impl Scenario {
             "remote-dram" => Scenario::RemoteDram,
             "clean" => Scenario::Clean,
             "mixed" => Scenario::Mixed,
+            "streaming" => Scenario::Streaming,
             _ => return None,
         })
     }
-    pub const NAMES: &'static str = "false-sharing, true-sharing, remote-dram, clean, mixed";
+    pub const NAMES: &'static str = "false-sharing, true-sharing, remote-dram, clean, mixed, streaming";
 }
 
 /// Intel data_src encodings used by the generator.
@@ -121,6 +126,8 @@ impl Rng {
 const PID: u32 = 4242;
 const CODE: u64 = 0x40_0000;
 const HEAP: u64 = 0x7f00_0000_0000;
+/// The streaming scenario's buffer: an anonymous mapping of 1 GiB.
+const STREAM: u64 = 0x7f10_0000_0000;
 const SHM: u64 = 0x7f10_0000_0000;
 const LOADS_ID: u64 = 1;
 const STORES_ID: u64 = 2;
@@ -149,8 +156,26 @@ pub fn generate(s: Scenario, rounds: u64, seed: u64) -> Vec<MockSample> {
         let w = if store { 0 } else { lat + r.below(lat / 4 + 1) };
         v.push(MockSample { store, tid, cpu, ip, addr, phys: phys_node * NODE1 + (addr & 0x3fff_ffff), data_src: dsrc, weight: w });
     };
-    for _ in 0..rounds {
+    for round in 0..rounds {
         match s {
+            Scenario::Streaming => {
+                // Three loads of lines of the buffer read once, in order
+                // (1 GiB past 16 MiB: 16M distinct lines before it wraps).
+                for i in 0..3u64 {
+                    let a = STREAM + ((round * 3 + i) % (1 << 24)) * 64;
+                    let node = (a >> 21) & 1;
+                    let enc = if node == 1 { enc::remote_dram() } else { enc::local_dram() };
+                    push(false, PID + 1 + (i & 1) as u32, 2 + i as u32, CODE + 0x700 + i * 0x10, a, node, enc, 200 + 100 * node, &mut r);
+                }
+                // One access to one of four shared lines: a store by one
+                // thread or a HITM load by the other.
+                let shared = line + 0x40 * ((round / 2) % 4);
+                if round % 2 == 0 {
+                    push(true, PID + 1, 1, CODE + 0x740, shared, 0, enc::store_l1_hit(), 0, &mut r);
+                } else {
+                    push(false, PID + 2, 9, CODE + 0x750, shared + 8, 0, enc::remote_hitm(), 300, &mut r);
+                }
+            }
             Scenario::FalseSharing => {
                 // tid 1 on cpu 1 (node 0) owns word 0, tid 2 on cpu 9 (node 1) owns word 8.
                 push(true, PID + 1, 1, CODE + 0x100, line, 0, enc::store_l1_hit(), 0, &mut r);
@@ -317,6 +342,7 @@ pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, comma
     for line in [
         "00400000-00401000 r-xp 00000000 08:01 4242 /opt/msen-mock/mockapp",
         "7f0000000000-7f0001000000 rw-p 00000000 00:00 0 [heap]",
+        "7f1000000000-7f1040000000 rw-p 00000000 00:00 0 [anon:stream]",
         "7f1000000000-7f1000100000 rw-s 00000000 00:05 77 /dev/shm/mock-ring",
     ] {
         if let Some(m) = parse_maps_line(line) {
