@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Symbolization speed, same addresses, one run, as addresses/second ratios,
 # every tool demangling: `msen symbolize -C -i` vs binutils `addr2line -C -f -i`,
-# `llvm-symbolizer --inlining` and gimli's `addr2line -C -f -i` CLI (installed from crates.io into
-# target/gimli-addr2line on first use). Then `msen report --sort srcline` vs
+# `llvm-symbolizer --inlining`, gimli's `addr2line -C -f -i` CLI and blazesym's
+# `blazecli symbolize elf` (lines and inline frames; both installed from
+# crates.io into target/ on first use; blazecli takes the addresses as
+# arguments, in one invocation). Then `msen report --sort srcline` vs
 # `perf report --stdio --sort srcline` on one capture of a DWARF-rich binary.
 #
 #   scripts/bench-symbolize.sh [N_ADDRESSES]
@@ -24,6 +26,10 @@ if [ ! -x target/gimli-addr2line/bin/addr2line ]; then
   echo "bench: installing gimli's addr2line CLI (cargo install addr2line --features bin)" >&2
   cargo install -q addr2line --version 0.24.2 --features bin --root target/gimli-addr2line >/dev/null 2>&1 || true
 fi
+if [ ! -x target/blazecli/bin/blazecli ]; then
+  echo "bench: installing blazesym's CLI (cargo install blazecli)" >&2
+  cargo install -q blazecli --version 0.1.14 --root target/blazecli >/dev/null 2>&1 || true
+fi
 nm -n --defined-only "$BIN" | awk '$2 ~ /^[tT]$/ {print $1}' | uniq > "$D/starts"
 python3 - "$N" "$D/starts" > "$D/addrs" <<'PY'
 import sys
@@ -43,11 +49,16 @@ tm=$(t "$MSEN" symbolize -C -i -e "$BIN")
 tb=$(t addr2line -C -f -i -e "$BIN")
 tl=$(t llvm-symbolizer --inlining --obj="$BIN")
 if [ -x target/gimli-addr2line/bin/addr2line ]; then tg=$(t target/gimli-addr2line/bin/addr2line -C -f -i -e "$BIN"); else tg=0; fi
-awk -v n="$count" -v tm="$tm" -v tb="$tb" -v tl="$tl" -v tg="$tg" 'BEGIN {
+if [ -x target/blazecli/bin/blazecli ]; then
+  s=$(date +%s.%N); target/blazecli/bin/blazecli symbolize elf --path "$BIN" $(cat "$D/addrs") > "$D/out.blazecli" 2>/dev/null; tz=$(echo "$(date +%s.%N) - $s" | bc -l)
+else tz=0; fi
+awk -v n="$count" -v tm="$tm" -v tb="$tb" -v tl="$tl" -v tg="$tg" -v tz="$tz" 'BEGIN {
   printf "symbolize         msen %.0f addr/s (%.2f s); binutils addr2line %.0f addr/s (%.2f s): msen %.1fx\n", n/tm, tm, n/tb, tb, tb/tm
   printf "                  llvm-symbolizer %.0f addr/s (%.2f s): msen %.1fx\n", n/tl, tl, tl/tm
   if (tg > 0) printf "                  gimli addr2line %.0f addr/s (%.2f s): msen %.1fx\n", n/tg, tg, tg/tm
   else print "                  gimli addr2line: not installed (cargo install failed)"
+  if (tz > 0) printf "                  blazesym (blazecli) %.0f addr/s (%.2f s): msen %.1fx\n", n/tz, tz, tz/tm
+  else print "                  blazesym: not installed (cargo install failed)"
 }'
 
 if [ "$(id -u)" -eq 0 ] && command -v perf >/dev/null; then
