@@ -8,24 +8,12 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn cc(args: &[&str], dir: &Path) {
-    let st = Command::new("cc").args(args).current_dir(dir).status().expect("cc");
-    assert!(st.success(), "cc {args:?}");
-}
-
 fn src(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/programs").join(name).display().to_string()
-}
-
-fn build_inl(dir: &Path) -> PathBuf {
-    cc(&["-O2", "-g", "-fno-omit-frame-pointer", "-shared", "-fPIC", "-o", "libwork.so", &src("libwork.c")], dir);
-    cc(&["-O2", "-g", "-fno-omit-frame-pointer", "-o", "inl", &src("inl.c"), "-L.", "-lwork", "-Wl,-rpath,$ORIGIN"], dir);
-    dir.join("inl")
+    program_src(name)
 }
 
 fn ok(args: &[&str]) -> String {

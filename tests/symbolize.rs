@@ -8,25 +8,13 @@
 mod common;
 use common::*;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn cc(args: &[&str], dir: &Path) {
-    let st = Command::new("cc").args(args).current_dir(dir).status().expect("cc");
-    assert!(st.success(), "cc {args:?}");
-}
-
 fn src(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/programs").join(name).display().to_string()
-}
-
-/// inl + libwork.so, built as inl.c's header says.
-fn build_inl(dir: &Path) -> PathBuf {
-    cc(&["-O2", "-g", "-fno-omit-frame-pointer", "-shared", "-fPIC", "-o", "libwork.so", &src("libwork.c")], dir);
-    cc(&["-O2", "-g", "-fno-omit-frame-pointer", "-o", "inl", &src("inl.c"), "-L.", "-lwork", "-Wl,-rpath,$ORIGIN"], dir);
-    dir.join("inl")
+    program_src(name)
 }
 
 fn jsonl(args: &[&str]) -> Vec<serde_json::Value> {

@@ -884,7 +884,8 @@ fn run(
             .map_err(write_err)?;
     }
     // The vdso: not a file anywhere, and its code differs between kernels.
-    if let Some(img) = crate::symbolize::elf::own_vdso() {
+    let vdso = crate::symbolize::elf::own_vdso();
+    if let Some(img) = &vdso {
         writer
             .write_block(BlockInfo { kind: BlockKind::VDSO, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 }, &img)
             .map_err(write_err)?;
@@ -909,7 +910,7 @@ fn run(
     if let Some(id) = crate::symbolize::kallsyms::running_kernel_build_id() {
         build_ids.push(crate::trace::meta::BuildId { path: "[kernel.kallsyms]".into(), build_id: id });
     }
-    if let Some(id) = crate::symbolize::elf::own_vdso().and_then(|v| crate::symbolize::elf::build_id_of_bytes(&v)) {
+    if let Some(id) = vdso.as_deref().and_then(crate::symbolize::elf::build_id_of_bytes) {
         build_ids.push(crate::trace::meta::BuildId { path: "[vdso]".into(), build_id: id });
     }
     build_ids.sort_by(|a, b| a.path.cmp(&b.path));

@@ -59,6 +59,11 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// An address without a symbol, shown by `rel`.
+    fn unresolved(dso: String, why: Unresolved, kernel: bool, rel: u64) -> Resolved {
+        Resolved { dso, sym: Err(why), kernel, rel, elf_addr: None, sym_off: None, sym_start: None }
+    }
+
     /// perf's Symbol column: "[.] name" for user, "[k] name" for kernel.
     pub fn sym_display(&self) -> String {
         let tag = if self.kernel { "[k]" } else { "[.]" };
@@ -505,15 +510,7 @@ impl Resolver {
         let Some(hit) = hit else {
             return match self.jit_lookup(None, addr) {
                 Some(r) => r,
-                None => Resolved {
-                    dso: "[unknown]".into(),
-                    sym: Err(Unresolved::NoMap),
-                    kernel: false,
-                    rel: addr,
-                    elf_addr: None,
-                    sym_off: None,
-                    sym_start: None,
-                },
+                None => Resolved::unresolved("[unknown]".into(), Unresolved::NoMap, false, addr),
             };
         };
         let dso = self.dsos.get(hit.dso as usize);
@@ -559,33 +556,14 @@ impl Resolver {
         if self.kallsyms.is_empty() {
             let map = self.kernel_maps.iter().rev().find(|m| addr >= m.start && addr < m.end);
             return match map {
-                Some(m) => Resolved {
-                    dso: self.dsos.get(m.dso as usize).map_or_else(|| "[kernel.kallsyms]".into(), |d| kernel_dso_name(&d.path)),
-                    sym: Err(Unresolved::NoKallsyms),
-                    kernel: true,
-                    rel: addr,
-                    elf_addr: None,
-                    sym_off: None,
-                    sym_start: None,
-                },
-                None if self.kernel_maps_authoritative => Resolved {
-                    dso: "[unknown]".into(),
-                    sym: Err(Unresolved::NoMap),
-                    kernel: true,
-                    rel: addr,
-                    elf_addr: None,
-                    sym_off: None,
-                    sym_start: None,
-                },
-                None => Resolved {
-                    dso: "[kernel.kallsyms]".into(),
-                    sym: Err(Unresolved::NoKallsyms),
-                    kernel: true,
-                    rel: addr,
-                    elf_addr: None,
-                    sym_off: None,
-                    sym_start: None,
-                },
+                Some(m) => Resolved::unresolved(
+                    self.dsos.get(m.dso as usize).map_or_else(|| "[kernel.kallsyms]".into(), |d| kernel_dso_name(&d.path)),
+                    Unresolved::NoKallsyms,
+                    true,
+                    addr,
+                ),
+                None if self.kernel_maps_authoritative => Resolved::unresolved("[unknown]".into(), Unresolved::NoMap, true, addr),
+                None => Resolved::unresolved("[kernel.kallsyms]".into(), Unresolved::NoKallsyms, true, addr),
             };
         }
         match self.kallsyms.lookup(addr) {
@@ -601,15 +579,7 @@ impl Resolver {
                 sym_off: Some(addr - k.start),
                 sym_start: Some(k.start),
             },
-            None => Resolved {
-                dso: "[kernel.kallsyms]".into(),
-                sym: Err(Unresolved::OutsideFunctions),
-                kernel: true,
-                rel: addr,
-                elf_addr: None,
-                sym_off: None,
-                sym_start: None,
-            },
+            None => Resolved::unresolved("[kernel.kallsyms]".into(), Unresolved::OutsideFunctions, true, addr),
         }
     }
 

@@ -67,6 +67,24 @@ pub fn build_program(name: &str, dir: &Path) -> PathBuf {
     out
 }
 
+/// Run cc in `dir`; the build must succeed.
+pub fn cc(args: &[&str], dir: &Path) {
+    let st = Command::new("cc").args(args).current_dir(dir).status().expect("cc (install build-essential: scripts/setup.sh)");
+    assert!(st.success(), "cc {args:?}");
+}
+
+/// The path of a test program's source under testdata/programs.
+pub fn program_src(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/programs").join(name).display().to_string()
+}
+
+/// inl + libwork.so in `dir`, built as inl.c's header says.
+pub fn build_inl(dir: &Path) -> PathBuf {
+    cc(&["-O2", "-g", "-fno-omit-frame-pointer", "-shared", "-fPIC", "-o", "libwork.so", &program_src("libwork.c")], dir);
+    cc(&["-O2", "-g", "-fno-omit-frame-pointer", "-o", "inl", &program_src("inl.c"), "-L.", "-lwork", "-Wl,-rpath,$ORIGIN"], dir);
+    dir.join("inl")
+}
+
 pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
 }
