@@ -92,7 +92,8 @@ fn record_with_call_chains_gives_children() {
     assert_eq!(j["has_children"], true);
     let main = row(&j, "main").expect("main is on every stack");
     assert!(main["children_percent"].as_f64().unwrap() > 95.0, "{main}");
-    assert_eq!(main["percent"].as_f64().unwrap(), 0.0);
+    // main only calls the loops: a sample may land between two calls.
+    assert!(main["percent"].as_f64().unwrap() < 1.0, "{main}");
     let hl = row(&j, "hot_loop").unwrap();
     assert!(hl["children_percent"].as_f64().unwrap() >= hl["percent"].as_f64().unwrap());
     assert!(hl["percent"].as_f64().unwrap() > 75.0);
