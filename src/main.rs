@@ -274,6 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             print(&out)?;
             Ok(Outcome::Ok)
         }
+        Command::Diff(args) => diff(&args),
         Command::FalseShare(args) => {
             use msen::analyze::false_share::{false_share, Display, FalseShareConfig};
             use msen::cli::DisplayArg;
@@ -371,4 +372,79 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
     }
+}
+
+/// `msen diff`: profiles of both sides, compared; exit 1 on a regression.
+fn diff(args: &msen::cli::DiffArgs) -> anyhow::Result<Outcome> {
+    use msen::analyze::diff;
+    use msen::cli::DiffFormat;
+    let (base_paths, new_paths) = args.sides()?;
+    let cfg = args.diff_config()?;
+    let opts = args.load_options();
+    let open = |p: &std::path::Path| Loaded::open(p, &opts);
+    let d = if args.false_share || args.numa {
+        let (what, column) = if args.false_share {
+            ("false-share (HITMs of all loads)", "Cache line")
+        } else {
+            ("numa (remote share of accesses)", "Function")
+        };
+        let prof = |paths: &[std::path::PathBuf]| -> anyhow::Result<Vec<diff::Proportions>> {
+            paths
+                .iter()
+                .map(|p| {
+                    let l = open(p)?;
+                    let name = p.display().to_string();
+                    Ok(if args.false_share { diff::false_share_profile(&l, &name)? } else { diff::numa_profile(&l, &name)? })
+                })
+                .collect()
+        };
+        let (b, n) = (prof(&base_paths)?, prof(&new_paths)?);
+        diff::compare_proportions(what, column, &b, &n, &cfg).map_err(anyhow::Error::msg)?
+    } else {
+        let rc = args.report_config()?;
+        let prof = |paths: &[std::path::PathBuf]| -> anyhow::Result<Vec<diff::RunProfile>> {
+            paths
+                .iter()
+                .map(|p| {
+                    let l = open(p)?;
+                    let r = diff::profile(&l, &rc, &p.display().to_string())?;
+                    if r.events.iter().all(|e| e.samples == 0) {
+                        anyhow::bail!("{} holds no samples; record the workload again (msen record) and compare that", p.display());
+                    }
+                    Ok(r)
+                })
+                .collect()
+        };
+        let (b, n) = (prof(&base_paths)?, prof(&new_paths)?);
+        let d = diff::compare(&b, &n, &rc.sort, &cfg).map_err(anyhow::Error::msg)?;
+        if let Some(path) = &args.flamegraph {
+            let sum = |runs: &[diff::RunProfile]| {
+                let mut m: std::collections::BTreeMap<&str, u64> = Default::default();
+                for r in runs {
+                    for (s, c) in &r.folded {
+                        *m.entry(s.as_str()).or_default() += c;
+                    }
+                }
+                m.into_iter().map(|(s, c)| (s.to_string(), c)).collect::<Vec<_>>()
+            };
+            let out = msen::trace::OutFile::create(path).map_err(|e| cannot_create(path, e))?;
+            let mut w = std::io::BufWriter::new(out.file().map_err(|e| cannot_create(path, e))?);
+            let title = format!("{} vs {}", base_paths[0].display(), new_paths[0].display());
+            output::diff::render_flamegraph(&sum(&b), &sum(&n), &title, &mut w).map_err(|e| cannot_write(path, e))?;
+            w.flush().map_err(|e| cannot_write(path, e))?;
+            drop(w);
+            out.commit().map_err(|e| cannot_write(path, e))?;
+        }
+        d
+    };
+    let shown = output::diff::Shown { top: args.top, changed_only: args.changed };
+    match args.format {
+        DiffFormat::Table => print(&output::diff::render_table(&d, shown))?,
+        DiffFormat::Json => print(&(serde_json::to_string_pretty(&output::diff::render_json(&d, shown))? + "\n"))?,
+        DiffFormat::Csv => print(&output::diff::render_csv(&d, shown))?,
+        DiffFormat::Markdown => print(&output::diff::render_markdown(&d, shown))?,
+        DiffFormat::Github => print(&output::diff::render_github(&d))?,
+        DiffFormat::Junit => print(&output::diff::render_junit(&d))?,
+    }
+    Ok(if d.failed { Outcome::Status(1) } else { Outcome::Ok })
 }

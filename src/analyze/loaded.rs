@@ -420,4 +420,19 @@ impl Loaded {
     pub fn sample_blocks(&self) -> Vec<BlockRef> {
         self.trace.blocks_of(BlockKind::SAMPLES).copied().collect()
     }
+
+    /// The first and last sample time, from the block index. Traces written
+    /// before the writer skipped timeless records when it kept a block's
+    /// first time say 0 there; the recording's start stands in for those.
+    pub fn sample_time_span(&self) -> Option<(u64, u64)> {
+        let sb = self.sample_blocks();
+        let last = sb.iter().map(|b| b.header.last_time).max().filter(|&t| t > 0)?;
+        let start = self.trace.meta.start_clock_ns;
+        let first = sb
+            .iter()
+            .map(|b| if b.header.first_time > 0 || b.header.last_time == 0 { b.header.first_time } else { start })
+            .filter(|&t| t > 0)
+            .min()?;
+        Some((first.min(last), last))
+    }
 }

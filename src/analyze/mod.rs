@@ -7,6 +7,7 @@ pub mod c2c;
 pub mod callgraph;
 pub mod chains;
 pub mod datasrc;
+pub mod diff;
 pub mod embed;
 pub mod events;
 pub mod false_share;

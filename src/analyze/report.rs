@@ -582,9 +582,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     }
     let time: Vec<(u64, u64)> = match &cfg.time {
         Some(spec) => {
-            let sb = l.sample_blocks();
-            let first = sb.iter().map(|b| b.header.first_time).filter(|&t| t > 0).min().unwrap_or(0);
-            let last = sb.iter().map(|b| b.header.last_time).max().unwrap_or(0);
+            let (first, last) = l.sample_time_span().unwrap_or((0, 0));
             time_ranges(spec, first, last).map_err(|reason| TraceError::BadMetadata { path: l.trace.path().to_path_buf(), reason })?
         }
         None => Vec::new(),

@@ -59,6 +59,8 @@ pub enum Command {
     Numa(NumaArgs),
     /// Samples by network flow: CPU per flow, bytes, CPU per byte, retransmits, RTT.
     Flows(FlowsArgs),
+    /// Compare two profiles (or two sets of runs): what got slower, whether it is real; exit 1 on a regression.
+    Diff(DiffArgs),
     /// Write a trace in another format (perf.data).
     Export(ExportArgs),
     /// Addresses to function, file:line and inline chain (like addr2line -f -i).
@@ -267,6 +269,27 @@ pub enum ReportFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Table,
+    Json,
+    Csv,
+    /// For a pull-request comment.
+    Markdown,
+    /// GitHub Actions workflow annotations (::error ...).
+    Github,
+    /// JUnit XML for CI test reports.
+    Junit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Normalize {
+    /// Shares of each event's period (perf diff's percentages).
+    Share,
+    /// Period per second of capture.
+    PerSecond,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InfoFormat {
     Text,
     Json,
@@ -409,6 +432,210 @@ pub struct ReportArgs {
     pub port: Vec<u16>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "ROWS are matched by name on the --sort keys (never by address), so traces of
+rebuilt binaries, other machines and perf.data files compare. A row is flagged when its
+self share changed at the --confidence after Holm's correction for the number of rows
+(binomial sample counts with one run a side; the run-to-run variance with repeated runs).
+Time that moved between a caller and its callee, their total unchanged, is a cost shift.\n
+FAIL-ON: [KEY:NAME[:self|children] | self | children | total] (>|>=|<|<=) [+-]N(pp|%)[@CONF]
+    self>+2pp                  any row's self share grew by more than 2 points
+    sym:parse_json>+10%        parse_json's self grew by more than 10%
+    sym:parse*:children>+5pp   a prefix, inclusive shares
+    total>+5%@0.95             the event's total period (per --normalize) grew 5%, at 95%\n
+EXAMPLES:
+    msen diff base.msen new.msen                        perf diff's view, with significance
+    msen diff -s sym -c ratio base.data new.data        perf.data files, perf diff's ratio
+    msen diff b1.msen b2.msen b3.msen -- n1.msen n2.msen n3.msen   repeated runs
+    msen diff base.msen new.msen --fail-on 'self>+2pp' --format github
+    msen diff base.msen new.msen --format markdown > comment.md
+    msen diff base.msen new.msen --flamegraph diff.svg
+    msen diff --per-event instructions base.msen new.msen   per unit of work
+    msen diff --false-share base.msen new.msen          new or grown contended cache lines\n
+EXIT STATUS:
+    0 no regression beyond the thresholds, 1 regression, 2 error (as diff(1))")]
+pub struct DiffArgs {
+    /// BASE and NEW (msen traces or perf.data). With repeated runs: the base
+    /// runs, then `--`, then the new runs.
+    #[arg(value_name = "BASE NEW", required = true)]
+    pub traces: Vec<PathBuf>,
+    /// The new runs (after `--`).
+    #[arg(last = true, value_name = "NEW")]
+    pub new_runs: Vec<PathBuf>,
+    /// Match rows by these keys (comm, dso, sym, srcline, flow, ...).
+    #[arg(short = 's', long = "sort", value_delimiter = ',', default_value = "dso,sym")]
+    pub sort: Vec<String>,
+    /// perf diff's computation and row order: delta-abs, delta, ratio, wdiff:W_BASE,W_NEW.
+    #[arg(short = 'c', long = "compute", default_value = "delta-abs", value_name = "HOW")]
+    pub compute: String,
+    /// What a row's value is relative to.
+    #[arg(long, value_enum, default_value = "share")]
+    pub normalize: Normalize,
+    /// Per unit of work: divide by this event's total period in the same trace
+    /// (e.g. instructions).
+    #[arg(long = "per-event", value_name = "EVENT", conflicts_with = "normalize")]
+    pub per_event: Option<String>,
+    /// Per unit of work you counted: one number per base trace (comma-separated)...
+    #[arg(long = "work-base", value_delimiter = ',', value_name = "N", requires = "work_new", conflicts_with_all = ["per_event", "normalize"])]
+    pub work_base: Vec<f64>,
+    /// ... and one per new trace.
+    #[arg(long = "work-new", value_delimiter = ',', value_name = "N", requires = "work_base")]
+    pub work_new: Vec<f64>,
+    /// Confidence a change needs to be flagged (after the correction for many
+    /// rows). High by default: with one run a side only sampling error is
+    /// known, and machines add their own run-to-run noise.
+    #[arg(long, default_value_t = 0.999, value_name = "P")]
+    pub confidence: f64,
+    /// Never flag a row with fewer samples than this (both sides together).
+    #[arg(long = "min-samples", default_value_t = 20, value_name = "N")]
+    pub min_samples: u64,
+    /// Fail (exit 1) when this holds for a row or the total (repeatable; see FAIL-ON).
+    /// Without it, any regressed row fails.
+    #[arg(long = "fail-on", value_name = "EXPR")]
+    pub fail_on: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: DiffFormat,
+    /// Also write a differential flame graph (SVG: red grew, blue shrank).
+    #[arg(long, value_name = "FILE")]
+    pub flamegraph: Option<PathBuf>,
+    /// Show at most N rows per event.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Show only rows that changed (regressed, improved, shifted, new, gone).
+    #[arg(long)]
+    pub changed: bool,
+    /// Compare contended cache lines (msen false-share): new or grown HITM shares.
+    #[arg(long = "false-share", conflicts_with = "numa")]
+    pub false_share: bool,
+    /// Compare remote-access ratios per function (msen numa).
+    #[arg(long)]
+    pub numa: bool,
+    /// Only samples of these commands.
+    #[arg(long = "comm", value_delimiter = ',')]
+    pub comms: Vec<String>,
+    /// Only rows of these shared objects.
+    #[arg(short = 'd', long = "dsos", value_delimiter = ',', value_name = "DSO")]
+    pub dsos: Vec<String>,
+    /// Only rows of these symbols.
+    #[arg(long = "symbols", value_delimiter = ',', value_name = "SYM")]
+    pub symbols: Vec<String>,
+    /// Only samples in this span of each trace (as report --time).
+    #[arg(long = "time", value_name = "SPAN")]
+    pub time: Option<String>,
+    /// With filters, shares of what they keep (relative) or of every sample (absolute).
+    #[arg(long = "percentage", value_enum, default_value = "absolute")]
+    pub percentage: Percentage,
+    /// Do not compare inclusive (children) shares.
+    #[arg(long)]
+    pub no_children: bool,
+    /// Count inlined functions (from DWARF) as rows of their own.
+    #[arg(long)]
+    pub inline: bool,
+    /// Only samples of flows matching CIDR[:PORT].
+    #[arg(long = "flow", value_name = "CIDR[:PORT]")]
+    pub flow: Vec<String>,
+    /// Analyze the blocks that pass their checksum and skip corrupt ones.
+    #[arg(long)]
+    pub skip_corrupt: bool,
+    /// Look for binaries under this directory (as perf --symfs).
+    #[arg(long, value_name = "DIR")]
+    pub symfs: Option<PathBuf>,
+    /// Kernel symbols from this kallsyms file instead of the ones in the traces.
+    #[arg(long, value_name = "FILE")]
+    pub kallsyms: Option<PathBuf>,
+}
+
+impl DiffArgs {
+    /// The base and new traces: `BASE NEW`, or `BASE... -- NEW...`.
+    pub fn sides(&self) -> Result<(Vec<PathBuf>, Vec<PathBuf>), UsageError> {
+        if self.new_runs.is_empty() {
+            match self.traces.as_slice() {
+                [b, n] => Ok((vec![b.clone()], vec![n.clone()])),
+                _ => Err(UsageError(format!(
+                    "diff takes BASE NEW, or repeated runs as BASE... -- NEW...; got {} traces and no `--`",
+                    self.traces.len()
+                ))),
+            }
+        } else {
+            Ok((self.traces.clone(), self.new_runs.clone()))
+        }
+    }
+
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            open: OpenOptions { skip_corrupt: self.skip_corrupt },
+            symfs: self.symfs.clone(),
+            kallsyms: self.kallsyms.clone(),
+            jit_map: None,
+            data_objects: None,
+        }
+    }
+
+    pub fn report_config(&self) -> Result<ReportConfig, UsageError> {
+        let mut sort = Vec::new();
+        for s in &self.sort {
+            let k = SortKey::parse(s.trim()).ok_or_else(|| {
+                UsageError(format!(
+                    "unknown sort key '{s}'; use comm, dso, sym, srcline, flow, flow_local, flow_remote, flow_port, netns, flow_rule, event, mem, snoop, tlb, lock, blocked (pid, tid and cpu rarely match between runs)"
+                ))
+            })?;
+            if matches!(k, SortKey::DsoFrom | SortKey::DsoTo | SortKey::SymFrom | SortKey::SymTo) {
+                return Err(UsageError(format!("sort key '{}' is a branch key; diff compares samples", k.name())));
+            }
+            if !sort.contains(&k) {
+                sort.push(k);
+            }
+        }
+        if sort.is_empty() {
+            return Err(UsageError("--sort needs at least one key".into()));
+        }
+        let mut flow_filters = Vec::new();
+        for f in &self.flow {
+            flow_filters.extend(crate::flow::FlowFilter::parse(f).map_err(UsageError)?);
+        }
+        if let Some(t) = &self.time {
+            crate::analyze::report::time_ranges(t, 0, 1_000_000_000).map_err(UsageError)?;
+        }
+        Ok(ReportConfig {
+            sort_starts_with_sym: sort.first() == Some(&SortKey::Sym),
+            sort,
+            comms: self.comms.clone(),
+            dsos: self.dsos.clone(),
+            symbols: self.symbols.clone(),
+            time: self.time.clone(),
+            relative: self.percentage == Percentage::Relative,
+            children: if self.no_children { Children::Off } else { Children::Auto },
+            inline: self.inline,
+            flow_filters,
+            ..Default::default()
+        })
+    }
+
+    pub fn diff_config(&self) -> Result<crate::analyze::diff::DiffConfig, UsageError> {
+        use crate::analyze::diff::{Compute, DiffConfig, FailOn, Norm};
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return Err(UsageError(format!("--confidence {}: give a probability between 0 and 1, e.g. 0.99", self.confidence)));
+        }
+        let norm = if let Some(e) = &self.per_event {
+            Norm::PerEvent(e.clone())
+        } else if !self.work_base.is_empty() {
+            Norm::PerWork { base: self.work_base.clone(), new: self.work_new.clone() }
+        } else {
+            match self.normalize {
+                Normalize::Share => Norm::Share,
+                Normalize::PerSecond => Norm::PerSecond,
+            }
+        };
+        Ok(DiffConfig {
+            compute: Compute::parse(&self.compute).map_err(UsageError)?,
+            norm,
+            confidence: self.confidence,
+            min_samples: self.min_samples,
+            fail_on: self.fail_on.iter().map(|f| FailOn::parse(f)).collect::<Result<_, _>>().map_err(UsageError)?,
+        })
+    }
 }
 
 #[derive(Debug, Args)]

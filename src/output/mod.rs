@@ -1,6 +1,7 @@
 //! Rendering: aligned tables, JSON, CSV, and the progress bar (stderr, only
 //! on a terminal).
 
+pub mod diff;
 pub mod false_share;
 pub mod flows;
 pub mod numa;

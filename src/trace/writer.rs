@@ -34,7 +34,9 @@ impl BlockBuffer {
     /// Append one record (with its time, when it has one).
     pub fn add(&mut self, rec: &[u8], time: Option<u64>) {
         if let Some(t) = time {
-            if self.count == 0 || t < self.first {
+            // A block may start with records that carry no time: the first
+            // time is the smallest seen, not the first record's.
+            if self.first == 0 || t < self.first {
                 self.first = t;
             }
             self.last = self.last.max(t);
