@@ -383,10 +383,10 @@ fn diff(args: &msen::cli::DiffArgs) -> anyhow::Result<Outcome> {
     let opts = args.load_options();
     let open = |p: &std::path::Path| Loaded::open(p, &opts);
     let d = if args.false_share || args.numa {
-        let (what, column) = if args.false_share {
-            ("false-share (HITMs of all loads)", "Cache line")
+        let (what, column, measure) = if args.false_share {
+            ("false-share", "Cache line", "each contended line's HITMs as a share of all loads")
         } else {
-            ("numa (remote share of accesses)", "Function")
+            ("numa", "Function", "each function's remote accesses as a share of its memory accesses")
         };
         let prof = |paths: &[std::path::PathBuf]| -> anyhow::Result<Vec<diff::Proportions>> {
             paths
@@ -399,7 +399,7 @@ fn diff(args: &msen::cli::DiffArgs) -> anyhow::Result<Outcome> {
                 .collect()
         };
         let (b, n) = (prof(&base_paths)?, prof(&new_paths)?);
-        diff::compare_proportions(what, column, &b, &n, &cfg).map_err(anyhow::Error::msg)?
+        diff::compare_proportions(what, column, measure, &b, &n, &cfg).map_err(anyhow::Error::msg)?
     } else {
         let rc = args.report_config()?;
         let prof = |paths: &[std::path::PathBuf]| -> anyhow::Result<Vec<diff::RunProfile>> {

@@ -11,6 +11,8 @@
 //! perf gives up at the first event that cannot open, so it is run once per
 //! event; the compared fields do not depend on the other events.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::collections::BTreeMap;

@@ -3,6 +3,8 @@
 //! recorded by perf with --call-graph dwarf. The test program has no frame
 //! pointers, so a frame-pointer walk could not find its callers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::collections::BTreeMap;

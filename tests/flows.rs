@@ -3,6 +3,8 @@
 //! known per port (testdata/programs/flowsrv.c), paced clients, and
 //! `msen record -a`. Needs root (CI runs as root).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};

@@ -165,7 +165,7 @@ fn srcline_without_debug_info_matches_perf() {
     record_with_perf(&["-F", "2000", "-o", data.to_str().unwrap(), "--", bin.to_str().unwrap(), "0.5"], &data);
     let rows = |text: &str| -> std::collections::BTreeSet<String> {
         text.lines()
-            .filter(|l| !l.starts_with('#') && l.trim_start().split_whitespace().next().is_some_and(|p| p.ends_with('%')))
+            .filter(|l| !l.starts_with('#') && l.split_whitespace().next().is_some_and(|p| p.ends_with('%')))
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect()
     };

@@ -108,6 +108,16 @@ fn record_with_call_chains_gives_children() {
         .expect("a hot_loop sample");
     let chain: Vec<&str> = hot["callchain"].as_array().unwrap().iter().filter_map(|f| f["sym"].as_str()).collect();
     assert!(chain.contains(&"main") && chain.contains(&"hot_loop"), "{chain:?}");
+    // --time slices of a recorded trace: each half holds about half (the
+    // blocks' first times once said 0 and every percent slice was empty).
+    let n = |extra: &[&str]| {
+        let mut a = vec!["--sort", "comm", "--no-children"];
+        a.extend(extra);
+        report(&out, &a)["rows"].as_array().unwrap().iter().map(|r| r["samples"].as_u64().unwrap()).sum::<u64>()
+    };
+    let (all, first, second) = (n(&[]), n(&["--time", "50%/1"]), n(&["--time", "50%/2"]));
+    assert!(first + second >= all && first + second <= all + 1, "{first} + {second} of {all}");
+    assert!(first * 3 > all && second * 3 > all, "{first} + {second} of {all}");
 }
 
 #[test]

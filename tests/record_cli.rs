@@ -2,6 +2,8 @@
 //! signals, --duration, explicit events, -F clamping, FILE.old, `-o -`,
 //! `-a -- CMD`. Live captures: root (CI runs as root).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::process::{Command, Stdio};

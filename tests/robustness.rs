@@ -3,6 +3,8 @@
 //! that lost at most one flush interval; a full filesystem stops the capture
 //! cleanly with a readable trace. Root (CI runs as root).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::process::{Command, Stdio};

@@ -1,6 +1,8 @@
 //! No input or output is destroyed, and every failure says what happened
 //! and what to do (`msen: <what>; <what to do>`, exit 2).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};

@@ -404,7 +404,8 @@ pub struct EventDiff {
     pub name: String,
     pub base_samples: u64,
     pub new_samples: u64,
-    pub total: Test,
+    /// The event's total (None for memory comparisons, which have shares only).
+    pub total: Option<Test>,
     pub rows: Vec<DiffRow>,
 }
 
@@ -422,6 +423,8 @@ pub struct Diff {
     pub sort: Vec<SortKey>,
     /// The headers of the key columns.
     pub columns: Vec<String>,
+    /// What a row's value is, when not a share of samples (memory comparisons).
+    pub measure: Option<String>,
     pub has_children: bool,
     pub config: DiffConfig,
     pub events: Vec<EventDiff>,
@@ -715,7 +718,7 @@ pub fn compare(base: &[RunProfile], new: &[RunProfile], sort: &[SortKey], cfg: &
             // The total is a count over an exposure whatever the rows' normalisation.
             let mut t = test(&tot(&eb, &db, base), &tot(&en, &dn, new), false, cfg.confidence, cfg.min_samples);
             t.p_adj = t.p;
-            t
+            Some(t)
         };
         events.push(EventDiff {
             name: name.to_string(),
@@ -737,6 +740,7 @@ pub fn compare(base: &[RunProfile], new: &[RunProfile], sort: &[SortKey], cfg: &
         new_paths: new.iter().map(|r| r.path.clone()).collect(),
         sort: sort.to_vec(),
         columns: sort.iter().map(|k| k.header().to_string()).collect(),
+        measure: None,
         has_children,
         config: cfg.clone(),
         events,
@@ -877,7 +881,7 @@ fn evaluate(d: &mut Diff) -> Result<(), String> {
         let mut in_scope = 0usize;
         for e in &d.events {
             if f.metric == Metric::Total {
-                let t = &e.total;
+                let Some(t) = &e.total else { continue };
                 let x = t.change_pct();
                 if f.passes(x) && t.significant(conf) {
                     matches.push(format!("{}: total {:+.2}%", e.name, x));
@@ -959,17 +963,26 @@ pub fn numa_profile(l: &Loaded, path: &str) -> Result<Proportions, TraceError> {
 
 /// Compare proportions row by row (`--false-share`, `--numa`): a row
 /// regressed when its share grew significantly.
-pub fn compare_proportions(what: &str, column: &str, base: &[Proportions], new: &[Proportions], cfg: &DiffConfig) -> Result<Diff, String> {
+pub fn compare_proportions(
+    what: &str,
+    column: &str,
+    measure: &str,
+    base: &[Proportions],
+    new: &[Proportions],
+    cfg: &DiffConfig,
+) -> Result<Diff, String> {
     if base.is_empty() || new.is_empty() {
         return Err("diff needs at least one profile on each side".into());
     }
-    if let Some(f) = cfg.fail_on.iter().find(|f| f.scope.is_some() || f.metric != Metric::SelfCost || f.unit != Unit::Pp) {
+    if let Some(f) = cfg.fail_on.iter().find(|f| f.scope.is_some() || f.metric != Metric::SelfCost) {
         return Err(format!("--fail-on '{}': {what} takes thresholds on the share itself, as 'self>+1pp'", f.text));
     }
     if cfg.norm != Norm::Share {
         return Err(format!("{what} compares shares; drop --normalize, --per-event and --work"));
     }
-    let names: BTreeSet<&String> = base.iter().chain(new).flat_map(|p| p.rows.keys()).collect();
+    // Rows with something to count on either side (lines with peer
+    // accesses only, functions with local accesses only, are not contended).
+    let names: BTreeSet<&String> = base.iter().chain(new).flat_map(|p| p.rows.iter().filter(|(_, v)| v.0 > 0).map(|(k, _)| k)).collect();
     let side = |runs: &[Proportions], name: &String| {
         let k = runs.len() as f64;
         let mut values = Vec::new();
@@ -986,7 +999,12 @@ pub fn compare_proportions(what: &str, column: &str, base: &[Proportions], new: 
         .into_iter()
         .map(|name| {
             let (sb, sn) = (side(base, name), side(new, name));
-            let t = test(&sb, &sn, true, cfg.confidence, cfg.min_samples);
+            let mut t = test(&sb, &sn, true, cfg.confidence, cfg.min_samples);
+            // Absent on one side (no accesses at all): new or gone, once
+            // there is enough on the other side to tell.
+            if (sb.total_n == 0.0 && sn.n >= cfg.min_samples as f64) || (sn.total_n == 0.0 && sb.n >= cfg.min_samples as f64) {
+                (t.p, t.tested) = (0.0, true);
+            }
             let counts = |s: &SideValues| Counts { samples: s.n as u64, period: s.n as u64, children_period: s.n as u64, sym: None };
             DiffRow {
                 keys: vec![name.clone()],
@@ -1024,9 +1042,10 @@ pub fn compare_proportions(what: &str, column: &str, base: &[Proportions], new: 
         new_paths: new.iter().map(|p| p.path.clone()).collect(),
         sort: vec![],
         columns: vec![column.to_string()],
+        measure: Some(measure.to_string()),
         has_children: false,
         config: cfg.clone(),
-        events: vec![EventDiff { name: what.to_string(), base_samples: sum(base), new_samples: sum(new), total: Test::default(), rows }],
+        events: vec![EventDiff { name: what.to_string(), base_samples: sum(base), new_samples: sum(new), total: None, rows }],
         unmatched_events: vec![],
         fail: vec![],
         failed: false,

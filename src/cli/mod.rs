@@ -461,7 +461,7 @@ pub struct DiffArgs {
     /// runs, then `--`, then the new runs.
     #[arg(value_name = "BASE NEW", required = true)]
     pub traces: Vec<PathBuf>,
-    /// The new runs (after `--`).
+    /// The new runs (after `--`; options go before it).
     #[arg(last = true, value_name = "NEW")]
     pub new_runs: Vec<PathBuf>,
     /// Match rows by these keys (comm, dso, sym, srcline, flow, ...).

@@ -14,7 +14,7 @@ pub struct Shown {
     pub changed_only: bool,
 }
 
-fn shown<'a>(e: &'a EventDiff, s: Shown) -> impl Iterator<Item = &'a DiffRow> {
+fn shown(e: &EventDiff, s: Shown) -> impl Iterator<Item = &DiffRow> {
     e.rows.iter().filter(move |r| !s.changed_only || r.status != Status::Unchanged).take(s.top.unwrap_or(usize::MAX))
 }
 
@@ -138,13 +138,14 @@ pub fn render_table(d: &Diff, s: Shown) -> String {
         "# msen diff: base {} vs new {}\n# {}; flagged at {}% confidence, p-values corrected for the number of rows (Holm), rows with at least {} samples\n# {}\n",
         sides(&d.base_paths),
         sides(&d.new_paths),
-        norm_text(&d.config.norm),
+        d.measure.clone().unwrap_or_else(|| norm_text(&d.config.norm)),
         d.config.confidence * 100.0,
         d.config.min_samples,
         variance_text(d)
     );
     for e in &d.events {
-        out.push_str(&format!("#\n# Event '{}' (base {} samples, new {} samples)\n#\n", e.name, e.base_samples, e.new_samples));
+        let what = if d.measure.is_some() { "counted" } else { "samples" };
+        out.push_str(&format!("#\n# Event '{}' (base {} {what}, new {} {what})\n#\n", e.name, e.base_samples, e.new_samples));
         let mut head: Vec<String> = ["Baseline", "New", "Delta", "CI", "p"].map(String::from).to_vec();
         if let Some(h) = compute_header(d.config.compute) {
             head.push(h.into());
@@ -189,15 +190,16 @@ pub fn render_table(d: &Diff, s: Shown) -> String {
         if hidden > 0 {
             out.push_str(&format!("# ... {hidden} more rows (--top, --changed)\n"));
         }
-        let t = &e.total;
-        out.push_str(&format!(
-            "#\n# total {}: {} -> {} ({}{})\n",
-            e.name,
-            num(t.base),
-            num(t.new),
-            fmt_pct(t.change_pct()),
-            if t.significant(d.config.confidence) { ", significant" } else { "" }
-        ));
+        if let Some(t) = &e.total {
+            out.push_str(&format!(
+                "#\n# total {}: {} -> {} ({}{})\n",
+                e.name,
+                num(t.base),
+                num(t.new),
+                fmt_pct(t.change_pct()),
+                if t.significant(d.config.confidence) { ", significant" } else { "" }
+            ));
+        }
     }
     for ev in &d.unmatched_events {
         out.push_str(&format!("# event '{ev}' is in one side only: not compared\n"));
@@ -269,7 +271,7 @@ pub fn render_json(d: &Diff, s: Shown) -> serde_json::Value {
                 "event": e.name,
                 "base_samples": e.base_samples,
                 "new_samples": e.new_samples,
-                "total": test_json(&e.total, false),
+                "total": e.total.as_ref().map(|t| test_json(t, false)),
                 "rows": rows,
                 "rows_total": e.rows.len(),
             })
@@ -370,20 +372,15 @@ pub fn render_markdown(d: &Diff, s: Shown) -> String {
         headline(d),
         md_cell(&sides(&d.base_paths)),
         md_cell(&sides(&d.new_paths)),
-        norm_text(&d.config.norm)
+        d.measure.clone().unwrap_or_else(|| norm_text(&d.config.norm))
     );
     let limit = s.top.unwrap_or(15);
     for e in &d.events {
         let changed: Vec<&DiffRow> = e.rows.iter().filter(|r| r.status != Status::Unchanged).collect();
         let list: Vec<&DiffRow> =
             if changed.is_empty() { e.rows.iter().take(5).collect() } else { changed.into_iter().take(limit).collect() };
-        out.push_str(&format!(
-            "**{}** ({} → {} samples, total {})\n\n",
-            e.name,
-            e.base_samples,
-            e.new_samples,
-            fmt_pct(e.total.change_pct())
-        ));
+        let total = e.total.as_ref().map_or(String::new(), |t| format!(", total {}", fmt_pct(t.change_pct())));
+        out.push_str(&format!("**{}** ({} → {}{total})\n\n", e.name, e.base_samples, e.new_samples));
         let keys: Vec<&str> = d.columns.iter().map(String::as_str).collect();
         out.push_str(&format!("| {} | Baseline | New | Delta | CI | p | Status |\n", keys.join(" | ")));
         out.push_str(&format!("|{}---:|---:|---:|---:|---:|---|\n", "---|".repeat(keys.len())));

@@ -887,7 +887,7 @@ fn run(
     let vdso = crate::symbolize::elf::own_vdso();
     if let Some(img) = &vdso {
         writer
-            .write_block(BlockInfo { kind: BlockKind::VDSO, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 }, &img)
+            .write_block(BlockInfo { kind: BlockKind::VDSO, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 }, img)
             .map_err(write_err)?;
     }
     // JIT symbol maps (the perf-PID.map convention of the JVM, V8, .NET, ...).

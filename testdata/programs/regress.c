@@ -1,8 +1,11 @@
 /* msen diff's test workload: three functions of known cost, built in
  * variants that change one thing each.
  *   -DSLOW_B   hot_b does twice the work (a regression in one function)
+ *              (and every function moves: a rebuilt binary)
  *   -DMOVED    the loop outer() ran itself moves into its callee inner()
  *              (a cost shift: outer's total is unchanged)
+ * Build with -O0 -g -fno-omit-frame-pointer: GCC omits the frame pointer of
+ * leaf functions at -O1 and above, which hides their callers.
  * Usage: regress [ROUNDS]  (default 10; each round is about 60 ms) */
 #include <stdlib.h>
 
@@ -15,6 +18,11 @@ volatile unsigned long sink;
 #endif
 
 #define N 20000000L
+
+#ifdef SLOW_B
+/* A rebuilt binary: every function after this one moves. */
+__attribute__((noinline, used)) void pad(void) { __asm__ volatile(".skip 4096"); }
+#endif
 
 __attribute__((noinline)) void hot_a(long n) { unsigned long x = 0; for (long i = 0; i < n; i++) x += i * i; sink = x; }
 __attribute__((noinline)) void hot_b(long n) { unsigned long x = 1; for (long i = 0; i < n * B_WORK; i++) x ^= x * 31 + i; sink = x; }
