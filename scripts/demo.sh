@@ -3,7 +3,9 @@
 # the flow BPF programs):
 #  1. the example workload (testdata/programs/hot.c: 90% of its time in
 #     hot_loop), recorded with call chains and reported;
-#  2. a service with two TCP clients in network namespaces made here
+#  2. two builds of testdata/programs/regress.c, the second with hot_b doing
+#     twice the work, recorded and compared as a CI job would (exit 1);
+#  3. a service with two TCP clients in network namespaces made here
 #     (testdata/programs/flowsrv.c: port 7001 costs 3x the CPU per byte of
 #     port 7002), recorded system-wide and reported by flow: what no other
 #     profiler shows.
@@ -23,7 +25,18 @@ $M report -i $D/example.msen --percent-limit 0.5
 $M info -i $D/example.msen | sed -n '1,2p;/samples  /p;/bytes per sample/p'
 
 echo
-echo "== 2. which network flow the CPU worked for"
+echo "== 2. what got slower between two builds (msen diff, as a CI gate)"
+mkdir -p $D/base $D/new
+cc -O0 -g -fno-omit-frame-pointer -o $D/base/regress testdata/programs/regress.c
+cc -O0 -g -fno-omit-frame-pointer -DSLOW_B -o $D/new/regress testdata/programs/regress.c
+$M record -q -g -o $D/base.msen -- taskset -c 0 $D/base/regress 8
+$M record -q -g -o $D/new.msen -- taskset -c 0 $D/new/regress 8
+status=0
+$M diff --changed $D/base.msen $D/new.msen || status=$?
+echo "(msen diff exited $status: 1 means a regression)"
+
+echo
+echo "== 3. which network flow the CPU worked for"
 if [ "$(id -u)" -ne 0 ]; then
   echo "(skipped: the flow example needs root for network namespaces and BPF)"
   exit 0

@@ -369,10 +369,13 @@ impl Status {
     pub fn is_regression(&self) -> bool {
         matches!(self, Status::Regressed | Status::New)
     }
-    pub fn label(&self) -> String {
+    /// The word a table shows. In shares a row's share falls whenever
+    /// another's grows, so a fall there is not called an improvement.
+    pub fn label(&self, share: bool) -> String {
         match self {
             Status::Unchanged => String::new(),
             Status::Regressed => "regressed".into(),
+            Status::Improved if share => "lower share".into(),
             Status::Improved => "improved".into(),
             Status::New => "new".into(),
             Status::Gone => "gone".into(),

@@ -95,7 +95,7 @@ fn headline(d: &Diff) -> String {
     format!(
         "{}, {}, {} at {}% confidence",
         plural(reg, "regression"),
-        plural(imp, "improvement"),
+        if share(d) { plural(imp, "lower share") } else { plural(imp, "improvement") },
         plural(shift, "cost shift"),
         d.config.confidence * 100.0
     )
@@ -180,7 +180,7 @@ pub fn render_table(d: &Diff, s: Shown) -> String {
                     None => c.extend([String::new(), String::new()]),
                 }
             }
-            c.push(r.status.label());
+            c.push(r.status.label(share(d)));
             c.extend(r.keys.iter().cloned());
             rows.push(c);
         }
@@ -395,7 +395,7 @@ pub fn render_markdown(d: &Diff, s: Shown) -> String {
                 delta(d, t),
                 ci(d, t),
                 pval(t),
-                r.status.label()
+                r.status.label(share(d))
             ));
         }
         out.push('\n');
@@ -444,7 +444,7 @@ pub fn render_github(d: &Diff) -> String {
                     line(if d.config.fail_on.is_empty() { "error" } else { "warning" }, "msen diff: regression", what)
                 }
                 Status::Improved | Status::Gone => line("notice", "msen diff: improvement", what),
-                Status::Shift { .. } => line("notice", "msen diff: cost shift", format!("{what}; {}", r.status.label())),
+                Status::Shift { .. } => line("notice", "msen diff: cost shift", format!("{what}; {}", r.status.label(share(d)))),
                 Status::Unchanged => {}
             }
         }
