@@ -576,17 +576,84 @@ pub fn time_ranges(spec: &str, first: u64, last: u64) -> Result<Vec<(u64, u64)>,
     Ok(out)
 }
 
+/// The sample filters every analysis shares (perf report's): --tid, --time,
+/// --pid, --cpu, --flow/--port, --comm. `keep` answers for one sample and
+/// gives its command's id (u32::MAX when unknown).
+#[derive(Debug)]
+pub struct SampleFilter {
+    time: Vec<(u64, u64)>,
+    pids: Vec<u32>,
+    tids: Vec<u32>,
+    cpus: Vec<u32>,
+    flows: bool,
+    /// The flows --flow/--port keep, decided once per flow rather than per sample.
+    kept_flows: HashSet<u64>,
+    comms: Option<HashSet<u32>>,
+}
+
+impl SampleFilter {
+    pub fn new(l: &Loaded, cfg: &ReportConfig) -> Result<SampleFilter, TraceError> {
+        let time = match &cfg.time {
+            Some(spec) => {
+                let (first, last) = l.sample_time_span().unwrap_or((0, 0));
+                time_ranges(spec, first, last).map_err(|reason| TraceError::BadMetadata { path: l.trace.path().to_path_buf(), reason })?
+            }
+            None => Vec::new(),
+        };
+        Ok(SampleFilter {
+            time,
+            pids: cfg.pids.clone(),
+            tids: cfg.tids.clone(),
+            cpus: cfg.cpus.clone(),
+            flows: !cfg.flow_filters.is_empty(),
+            kept_flows: l.flows.by_id.values().filter(|fi| cfg.flow_filters.iter().any(|ff| ff.matches(fi))).map(|fi| fi.id).collect(),
+            comms: (!cfg.comms.is_empty()).then(|| cfg.comms.iter().filter_map(|c| l.timeline.comm_id(c)).collect()),
+        })
+    }
+
+    /// Whether any filter is set.
+    pub fn is_active(&self) -> bool {
+        !(self.time.is_empty()
+            && self.pids.is_empty()
+            && self.tids.is_empty()
+            && self.cpus.is_empty()
+            && !self.flows
+            && self.comms.is_none())
+    }
+
+    /// The sample's command id when the filters keep it.
+    pub fn keep(&self, l: &Loaded, s: &crate::perf::record::Sample<'_>, flow: Option<super::flows::SampleFlow>) -> Option<u32> {
+        let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));
+        if !self.tids.is_empty() && !self.tids.contains(&tid) {
+            return None;
+        }
+        if !self.time.is_empty() && !s.time.is_some_and(|t| self.time.iter().any(|&(a, b)| t >= a && t <= b)) {
+            return None;
+        }
+        if !self.pids.is_empty() && !self.pids.contains(&pid) {
+            return None;
+        }
+        if !self.cpus.is_empty() && !self.cpus.contains(&s.cpu.unwrap_or(u32::MAX)) {
+            return None;
+        }
+        if self.flows && !flow.is_some_and(|f| self.kept_flows.contains(&f.id)) {
+            return None;
+        }
+        let comm = l.timeline.comm_at(pid, tid, s.time.unwrap_or(0)).unwrap_or(u32::MAX);
+        if let Some(f) = &self.comms {
+            if !f.contains(&comm) {
+                return None;
+            }
+        }
+        Some(comm)
+    }
+}
+
 pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     if cfg.branch {
         return super::branch::branch_report(l, cfg);
     }
-    let time: Vec<(u64, u64)> = match &cfg.time {
-        Some(spec) => {
-            let (first, last) = l.sample_time_span().unwrap_or((0, 0));
-            time_ranges(spec, first, last).map_err(|reason| TraceError::BadMetadata { path: l.trace.path().to_path_buf(), reason })?
-        }
-        None => Vec::new(),
-    };
+    let filter = SampleFilter::new(l, cfg)?;
     let has_chains = l.events.list.iter().any(|e| e.attr.sample_type & crate::perf::attr::sample::CALLCHAIN != 0);
     let children = match cfg.children {
         Children::Auto => has_chains,
@@ -603,11 +670,6 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     let want_weight = cfg.sort.contains(&SortKey::Weight);
     let want_flow = cfg.sort.iter().any(|k| k.is_flow() && *k != SortKey::FlowRule);
     let want_rule = cfg.sort.contains(&SortKey::FlowRule);
-    // The flows --flow/--port keep, decided once per flow rather than per sample.
-    let kept_flows: HashSet<u64> =
-        l.flows.by_id.values().filter(|fi| cfg.flow_filters.iter().any(|ff| ff.matches(fi))).map(|fi| fi.id).collect();
-    let comm_filter: Option<HashSet<u32>> =
-        (!cfg.comms.is_empty()).then(|| cfg.comms.iter().filter_map(|c| l.timeline.comm_id(c)).collect());
     let nev = l.events.len();
 
     let blocks = l.sample_blocks();
@@ -631,28 +693,8 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
                     p.totals[ev as usize].1 = p.totals[ev as usize].1.saturating_add(period);
                     let (pid, tid) = (s.pid.unwrap_or(u32::MAX), s.tid.unwrap_or(u32::MAX));
                     let cpu = s.cpu.unwrap_or(u32::MAX);
-                    if !cfg.tids.is_empty() && !cfg.tids.contains(&tid) {
-                        return;
-                    }
-                    if !time.is_empty() && !s.time.is_some_and(|t| time.iter().any(|&(a, b)| t >= a && t <= b)) {
-                        return;
-                    }
-                    if !cfg.pids.is_empty() && !cfg.pids.contains(&pid) {
-                        return;
-                    }
-                    if !cfg.cpus.is_empty() && !cfg.cpus.contains(&cpu) {
-                        return;
-                    }
-                    if !cfg.flow_filters.is_empty() && !flow.is_some_and(|f| kept_flows.contains(&f.id)) {
-                        return;
-                    }
                     let time = s.time.unwrap_or(0);
-                    let comm = l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX);
-                    if let Some(f) = &comm_filter {
-                        if !f.contains(&comm) {
-                            return;
-                        }
-                    }
+                    let Some(comm) = filter.keep(l, s, flow) else { return };
                     let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
                     let key = RawKey {
                         event: ev,
@@ -990,14 +1032,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         .zip(partial.totals.iter().chain(std::iter::repeat(&(0, 0))))
         .map(|(e, t)| EventTotal { name: e.name.clone(), samples: t.0, period: t.1 })
         .collect();
-    let filtered = !(cfg.pids.is_empty()
-        && cfg.tids.is_empty()
-        && cfg.cpus.is_empty()
-        && cfg.comms.is_empty()
-        && time.is_empty()
-        && cfg.dsos.is_empty()
-        && cfg.symbols.is_empty()
-        && cfg.flow_filters.is_empty());
+    let filtered = filter.is_active() || !cfg.dsos.is_empty() || !cfg.symbols.is_empty();
     let pct = |ev: u16, v: u64| {
         let t = if cfg.relative && filtered {
             kept_totals.get(ev as usize).map_or(0, |t| t.1)
