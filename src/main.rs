@@ -332,18 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
-        Command::Export(args) => {
-            let path = args.input.path();
-            let l = Loaded::open(&path, &args.input.load_options())?;
-            let out = msen::trace::OutFile::create(&args.perf_data).map_err(|e| cannot_create(&args.perf_data, e))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, out.file()?);
-            let n = msen::export::perf_data::write_perf_data(&l, &mut w).map_err(|e| cannot_write(&args.perf_data, e))?;
-            w.flush().map_err(|e| cannot_write(&args.perf_data, e))?;
-            drop(w);
-            out.commit().map_err(|e| cannot_write(&args.perf_data, e))?;
-            eprintln!("[ msen export: {n} records from {} into {} ]", path.display(), args.perf_data.display());
-            Ok(Outcome::Ok)
-        }
+        Command::Export(args) => export(&args),
         Command::Completions { shell } => {
             std::io::stdout().lock().write_all(&msen::cli::completions(shell)).map_err(stdout_error)?;
             Ok(Outcome::Ok)
@@ -447,4 +436,97 @@ fn diff(args: &msen::cli::DiffArgs) -> anyhow::Result<Outcome> {
         DiffFormat::Junit => print(&output::diff::render_junit(&d))?,
     }
     Ok(if d.failed { Outcome::Status(1) } else { Outcome::Ok })
+}
+
+/// `msen export`: perf.data, and profiles for pprof, Firefox and speedscope.
+fn export(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
+    let cfg = args.filter_config()?;
+    let path = args.input.path();
+    let l = Loaded::open(&path, &args.input.load_options())?;
+    // Each output is complete before it replaces anything.
+    let write = |out_path: &std::path::Path, f: &mut dyn FnMut(&mut dyn Write) -> anyhow::Result<()>| -> anyhow::Result<u64> {
+        let out = msen::trace::OutFile::create(out_path).map_err(|e| cannot_create(out_path, e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, out.file().map_err(|e| cannot_create(out_path, e))?);
+        f(&mut w).map_err(|e| cannot_write(out_path, e))?;
+        w.flush().map_err(|e| cannot_write(out_path, e))?;
+        drop(w);
+        out.commit().map_err(|e| cannot_write(out_path, e))?;
+        Ok(std::fs::metadata(out_path).map(|m| m.len()).unwrap_or(0))
+    };
+    if let Some(p) = &args.perf_data {
+        let mut n = 0;
+        write(p, &mut |w| {
+            n = msen::export::perf_data::write_perf_data(&l, w)?;
+            Ok(())
+        })?;
+        eprintln!("[ msen export: {n} records from {} into {} ]", path.display(), p.display());
+    }
+    if args.pprof.is_none() && args.firefox.is_none() && args.speedscope.is_none() {
+        return Ok(Outcome::Ok);
+    }
+    let st = msen::analyze::stacks::collect(&l, &cfg, args.firefox.is_some() || args.speedscope.is_some())?;
+    if st.total_samples == 0 {
+        anyhow::bail!(
+            "{} has no samples{}; nothing was written (check the filters with msen report)",
+            path.display(),
+            if cfg.pids.is_empty()
+                && cfg.tids.is_empty()
+                && cfg.comms.is_empty()
+                && cfg.cpus.is_empty()
+                && cfg.time.is_none()
+                && cfg.flow_filters.is_empty()
+            {
+                ""
+            } else {
+                " that the filters keep"
+            }
+        );
+    }
+    let name = path.file_name().map_or("msen".into(), |n| n.to_string_lossy().to_string());
+    let say = |what: &str, p: &std::path::Path, bytes: u64| {
+        eprintln!(
+            "[ msen export: {} samples, {} stacks from {} into {} ({what}, {bytes} bytes) ]",
+            st.total_samples,
+            st.stacks.len(),
+            path.display(),
+            p.display()
+        );
+    };
+    if let Some(p) = &args.pprof {
+        let bytes = write(p, &mut |w| {
+            msen::export::pprof::write(&st, w)?;
+            Ok(())
+        })?;
+        say("pprof", p, bytes);
+    }
+    if let Some(p) = &args.speedscope {
+        let doc = msen::export::speedscope::document(&st, &name);
+        let bytes = write(p, &mut |w| {
+            serde_json::to_writer(&mut *w, &doc)?;
+            Ok(())
+        })?;
+        say("speedscope", p, bytes);
+    }
+    if let Some(p) = &args.firefox {
+        let interval = l
+            .events
+            .list
+            .first()
+            .filter(|e| e.attr.is_freq() && e.attr.period_or_freq > 0)
+            .map_or(1_000_000, |e| 1_000_000_000 / e.attr.period_or_freq);
+        let prof = msen::export::firefox::profile(&st, &name, &l.lost_events, interval);
+        let gz = p.extension().is_some_and(|e| e == "gz");
+        let bytes = write(p, &mut |w| {
+            if gz {
+                let mut z = flate2::write::GzEncoder::new(&mut *w, flate2::Compression::default());
+                serde_json::to_writer(&mut z, &prof)?;
+                z.finish()?;
+            } else {
+                serde_json::to_writer(&mut *w, &prof)?;
+            }
+            Ok(())
+        })?;
+        say("Firefox Profiler", p, bytes);
+    }
+    Ok(Outcome::Ok)
 }

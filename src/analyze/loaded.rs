@@ -139,6 +139,8 @@ pub struct Loaded {
     pub unwind: super::unwind::Unwind,
     /// PERF_RECORD_LOST totals from the sideband.
     pub lost_records: u64,
+    /// Each LOST / LOST_SAMPLES record: its time (0 when unknown) and count.
+    pub lost_events: Vec<(u64, u64)>,
     pub sideband_stats: DecodeStats,
 }
 
@@ -175,6 +177,7 @@ impl Loaded {
         // (time, block, seq) orders records; synthesized ones (time 0) first.
         let mut recs: Vec<(u64, usize, usize, Sideband)> = Vec::new();
         let mut lost = 0;
+        let mut lost_events = Vec::new();
         for (bi, d) in decoded.iter().enumerate() {
             let Some(d) = d else {
                 stats.corrupt_blocks_skipped += 1;
@@ -187,8 +190,14 @@ impl Loaded {
                 };
                 let time = info.as_ref().and_then(|i| i.parse_sample_id(r.body).time).unwrap_or(0);
                 match parse_sideband(&r, endian) {
-                    Ok(Sideband::Lost(l)) => lost += l.lost,
-                    Ok(Sideband::LostSamples(n)) => lost += n,
+                    Ok(Sideband::Lost(l)) => {
+                        lost += l.lost;
+                        lost_events.push((time, l.lost));
+                    }
+                    Ok(Sideband::LostSamples(n)) => {
+                        lost += n;
+                        lost_events.push((time, n));
+                    }
                     Ok(Sideband::Other) => {}
                     Ok(s) => recs.push((time, bi, seq, s)),
                     Err(_) if r.kind == RecordType::SAMPLE => {}
@@ -289,7 +298,7 @@ impl Loaded {
         }
         let unwind = super::unwind::Unwind::new(&resolver, timeline.dsos.len(), &carried);
         let flows = super::flows::FlowIndex::load(&trace, events.tags.is_some())?;
-        Ok(Loaded { trace, events, timeline, resolver, flows, unwind, lost_records: lost, sideband_stats: stats })
+        Ok(Loaded { trace, events, timeline, resolver, flows, unwind, lost_records: lost, lost_events, sideband_stats: stats })
     }
 
     /// Decode one SAMPLES block and call `f(event, cpumode, sample)` for each

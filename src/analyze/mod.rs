@@ -17,6 +17,7 @@ pub mod loaded;
 pub mod numa;
 pub mod report;
 pub mod script;
+pub mod stacks;
 pub mod timeline;
 pub mod unwind;
 

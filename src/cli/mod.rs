@@ -764,13 +764,89 @@ pub enum FlowsFormat {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "EXAMPLES:\n    msen export --perf-data out.data -i app.msen\n    perf c2c report -i out.data --stdio")]
+#[command(after_help = "EXAMPLES:
+    msen export --perf-data out.data -i app.msen          perf report / perf c2c report -i out.data
+    msen export --pprof app.pb.gz -i app.msen             go tool pprof -top app.pb.gz; Pyroscope, Parca
+    msen export --firefox app.json.gz --comm server       open in profiler.firefox.com
+    msen export --speedscope app.json --time 50%-100%     open in speedscope.app
+    msen export --pprof web.pb.gz --port 443              the samples of one service's flows")]
 pub struct ExportArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// Write a file-mode perf.data that perf, hotspot and samply open.
     #[arg(long = "perf-data", value_name = "OUT")]
-    pub perf_data: PathBuf,
+    pub perf_data: Option<PathBuf>,
+    /// Write a gzipped pprof profile (go tool pprof, Pyroscope, Parca, Grafana).
+    #[arg(long, value_name = "OUT.pb.gz")]
+    pub pprof: Option<PathBuf>,
+    /// Write a Firefox Profiler profile (profiler.firefox.com; gzipped when the name ends in .gz).
+    #[arg(long, value_name = "OUT.json.gz")]
+    pub firefox: Option<PathBuf>,
+    /// Write a speedscope profile (speedscope.app).
+    #[arg(long, value_name = "OUT.json")]
+    pub speedscope: Option<PathBuf>,
+    /// Only samples of these pids.
+    #[arg(long = "pid", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Only samples of these threads.
+    #[arg(long = "tid", value_delimiter = ',')]
+    pub tids: Vec<u32>,
+    /// Only samples of these commands.
+    #[arg(long = "comm", value_delimiter = ',')]
+    pub comms: Vec<String>,
+    /// Only samples taken on these CPUs.
+    #[arg(long = "cpu", value_delimiter = ',')]
+    pub cpus: Vec<u32>,
+    /// Only samples in this time span (as report --time).
+    #[arg(long = "time", value_name = "SPAN")]
+    pub time: Option<String>,
+    /// Only samples of flows matching CIDR[:PORT] (repeatable).
+    #[arg(long = "flow", value_name = "CIDR[:PORT]")]
+    pub flow: Vec<String>,
+    /// Only samples of flows with this local or remote port.
+    #[arg(long = "port", value_name = "N")]
+    pub port: Vec<u16>,
+}
+
+impl ExportArgs {
+    /// The sample filters, as report's (profiles only; perf.data is written whole).
+    pub fn filter_config(&self) -> Result<ReportConfig, UsageError> {
+        let filtered = !(self.pids.is_empty()
+            && self.tids.is_empty()
+            && self.comms.is_empty()
+            && self.cpus.is_empty()
+            && self.time.is_none()
+            && self.flow.is_empty()
+            && self.port.is_empty());
+        if self.perf_data.is_none() && self.pprof.is_none() && self.firefox.is_none() && self.speedscope.is_none() {
+            return Err(UsageError("export needs an output: --perf-data, --pprof, --firefox or --speedscope".into()));
+        }
+        if filtered && self.perf_data.is_some() {
+            return Err(UsageError(
+                "--perf-data writes the whole trace; the filters apply to --pprof, --firefox and --speedscope (export them separately)"
+                    .into(),
+            ));
+        }
+        if let Some(t) = &self.time {
+            crate::analyze::report::time_ranges(t, 0, 1_000_000_000).map_err(UsageError)?;
+        }
+        let mut flow_filters = Vec::new();
+        for f in &self.flow {
+            flow_filters.extend(crate::flow::FlowFilter::parse(f).map_err(UsageError)?);
+        }
+        for p in &self.port {
+            flow_filters.extend(crate::flow::FlowFilter::parse(&format!(":{p}")).map_err(UsageError)?);
+        }
+        Ok(ReportConfig {
+            pids: self.pids.clone(),
+            tids: self.tids.clone(),
+            comms: self.comms.clone(),
+            cpus: self.cpus.clone(),
+            time: self.time.clone(),
+            flow_filters,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
