@@ -288,12 +288,17 @@ impl FlowSession {
 }
 
 /// One flow's counters summed over the CPUs that saw it (first seen the
-/// earliest, last seen the latest, the RTT read last).
+/// earliest, last seen the latest, the RTT read last). The CPU that created
+/// the entry holds the key and the first time; on every other CPU the slot
+/// starts zeroed and only its counters and last time grow (a server reading
+/// on one CPU while its packets arrive on another), so those count too.
 fn merge_cpus(cpus: &[types::msen_flow_stats]) -> Option<types::msen_flow_stats> {
-    let seen: Vec<&types::msen_flow_stats> = cpus.iter().filter(|c| c.first_ns != 0).collect();
-    let mut m = **seen.first()?;
-    for c in &seen[1..] {
-        m.first_ns = m.first_ns.min(c.first_ns);
+    let creator = cpus.iter().filter(|c| c.first_ns != 0).min_by_key(|c| c.first_ns)?;
+    let mut m = *creator;
+    let used = |c: &types::msen_flow_stats| {
+        c.last_ns != 0 || c.rx_bytes != 0 || c.tx_bytes != 0 || c.rx_packets != 0 || c.tx_packets != 0 || c.retransmits != 0
+    };
+    for c in cpus.iter().filter(|c| !std::ptr::eq(*c, creator) && used(c)) {
         m.last_ns = m.last_ns.max(c.last_ns);
         m.rx_bytes += c.rx_bytes;
         m.tx_bytes += c.tx_bytes;
@@ -313,6 +318,29 @@ fn merge_cpus(cpus: &[types::msen_flow_stats]) -> Option<types::msen_flow_stats>
         }
     }
     Some(m)
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    #[test]
+    fn counters_of_cpus_that_did_not_create_the_entry_count() {
+        let mut created = types::msen_flow_stats::default();
+        created.key.proto = 6;
+        created.first_ns = 100;
+        created.last_ns = 200;
+        created.rx_packets = 10;
+        // Another CPU's slot: zeroed when the entry was made, then only
+        // its counters and last time written.
+        let mut other = types::msen_flow_stats::default();
+        other.last_ns = 300;
+        other.rx_bytes = 4096;
+        let idle = types::msen_flow_stats::default();
+        let m = merge_cpus(&[other, idle, created]).unwrap();
+        assert_eq!((m.key.proto, m.first_ns, m.last_ns, m.rx_bytes, m.rx_packets), (6, 100, 300, 4096, 10));
+        assert!(merge_cpus(&[idle]).is_none());
+    }
 }
 
 fn ip_text(b: &[u8; 16], family: u8) -> String {
