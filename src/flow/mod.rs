@@ -320,29 +320,6 @@ fn merge_cpus(cpus: &[types::msen_flow_stats]) -> Option<types::msen_flow_stats>
     Some(m)
 }
 
-#[cfg(test)]
-mod merge_tests {
-    use super::*;
-
-    #[test]
-    fn counters_of_cpus_that_did_not_create_the_entry_count() {
-        let mut created = types::msen_flow_stats::default();
-        created.key.proto = 6;
-        created.first_ns = 100;
-        created.last_ns = 200;
-        created.rx_packets = 10;
-        // Another CPU's slot: zeroed when the entry was made, then only
-        // its counters and last time written.
-        let mut other = types::msen_flow_stats::default();
-        other.last_ns = 300;
-        other.rx_bytes = 4096;
-        let idle = types::msen_flow_stats::default();
-        let m = merge_cpus(&[other, idle, created]).unwrap();
-        assert_eq!((m.key.proto, m.first_ns, m.last_ns, m.rx_bytes, m.rx_packets), (6, 100, 300, 4096, 10));
-        assert!(merge_cpus(&[idle]).is_none());
-    }
-}
-
 fn ip_text(b: &[u8; 16], family: u8) -> String {
     if family == 10 {
         std::net::Ipv6Addr::from(*b).to_string()
@@ -397,4 +374,27 @@ pub fn decode_tag(raw: &[u8]) -> Option<types::msen_flow_tag> {
     // every bit pattern is a valid msen_flow_tag (integers only).
     let t: types::msen_flow_tag = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) };
     (t.magic == 0x4d53_4e46).then_some(t)
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    #[test]
+    fn counters_of_cpus_that_did_not_create_the_entry_count() {
+        let created = types::msen_flow_stats {
+            key: types::msen_flow_key { proto: 6, ..Default::default() },
+            first_ns: 100,
+            last_ns: 200,
+            rx_packets: 10,
+            ..Default::default()
+        };
+        // Another CPU's slot: zeroed when the entry was made, then only
+        // its counters and last time written.
+        let other = types::msen_flow_stats { last_ns: 300, rx_bytes: 4096, ..Default::default() };
+        let idle = types::msen_flow_stats::default();
+        let m = merge_cpus(&[other, idle, created]).unwrap();
+        assert_eq!((m.key.proto, m.first_ns, m.last_ns, m.rx_bytes, m.rx_packets), (6, 100, 300, 4096, 10));
+        assert!(merge_cpus(&[idle]).is_none());
+    }
 }
