@@ -52,6 +52,8 @@ pub struct Stack {
     pub flow: Option<String>,
     /// The memory level of the data source (memory samples).
     pub mem: Option<String>,
+    /// The capture tagged samples with flows, and this one's tag is missing.
+    pub tag_missing: bool,
     /// Frame indices, the sampled one first.
     pub frames: Vec<u32>,
     pub samples: u64,
@@ -117,6 +119,8 @@ struct Key {
 }
 
 const NO_CHAIN: u32 = u32::MAX;
+/// A sample without a flow tag (an id of 0 is a tag that knew no flow).
+const NO_TAG: u64 = u64::MAX;
 
 /// The data_src bits that say where a load was served: mem_lvl (5..19),
 /// mem_lvl_num and mem_remote (33..38), mem_hops (43..46).
@@ -180,7 +184,7 @@ pub fn collect(l: &Loaded, cfg: &ReportConfig, times: bool) -> Result<Stacks, Tr
                         epoch: l.timeline.epoch_at(pid, time),
                         kernel: matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR),
                         ip: s.ip.unwrap_or(0),
-                        flow: flow.map_or(0, |f| f.id),
+                        flow: flow.map_or(NO_TAG, |f| f.id),
                         lvl: if has_dsrc { s.data_src.map_or(0, |d| d & LEVEL_BITS) } else { 0 },
                         chain: if l.chain_into(ev, s, unwinder, &mut buf) { p.chains.id(&buf) } else { NO_CHAIN },
                     };
@@ -265,6 +269,7 @@ pub fn collect(l: &Loaded, cfg: &ReportConfig, times: bool) -> Result<Stacks, Tr
         .collect();
     let index: HashMap<(u32, u16, bool, u64), u32> = addrs.iter().enumerate().map(|(i, a)| (*a, i as u32)).collect();
 
+    let tagging = l.events.tags.is_some();
     // Stacks in a total order (context, then frames), whatever the split.
     let flow_text = |id: u64| -> Option<String> { (id != 0).then(|| l.flows.by_id.get(&id).map_or(format!("flow {id}"), |f| f.text())) };
     let mut stacks: Vec<(Stack, u32)> = partial
@@ -286,7 +291,8 @@ pub fn collect(l: &Loaded, cfg: &ReportConfig, times: bool) -> Result<Stacks, Tr
                 tid: k.tid,
                 comm: if k.comm == u32::MAX { format!(":{}", k.tid as i32) } else { l.timeline.comm_name(k.comm).to_string() },
                 cpu: k.cpu,
-                flow: flow_text(k.flow),
+                flow: if k.flow == NO_TAG { None } else { flow_text(k.flow) },
+                tag_missing: tagging && k.flow == NO_TAG,
                 mem: (k.lvl != 0).then(|| DataSrc(k.lvl).lvl_text()),
                 frames: fr,
                 samples: *samples,
@@ -302,7 +308,7 @@ pub fn collect(l: &Loaded, cfg: &ReportConfig, times: bool) -> Result<Stacks, Tr
         dso_ok && sym_ok
     };
     stacks.retain(|(s, _)| leaf_ok(s));
-    let key = |s: &Stack| (s.event, s.pid, s.tid, s.cpu, s.comm.clone(), s.flow.clone(), s.mem.clone());
+    let key = |s: &Stack| (s.event, s.pid, s.tid, s.cpu, s.comm.clone(), s.flow.clone(), s.mem.clone(), s.tag_missing);
     stacks.sort_by(|(a, _), (b, _)| key(a).cmp(&key(b)).then_with(|| a.frames.cmp(&b.frames)));
     // Raw keys that differ only in what the output does not show (exec
     // epoch, the sampled address when a chain names the frames) merge.

@@ -2,7 +2,8 @@
 //! (fxprof-processed-profile): a process track per pid and a thread track
 //! per tid, every sample on the timeline with its stack (frames named by
 //! msen, so the profile needs no symbol server), Kernel and User categories,
-//! and markers for what the recording itself lost.
+//! and markers for what the recording itself lost (LOST records) and for
+//! samples whose flow tag is missing. (Mode switches arrive with the agent.)
 
 use crate::analyze::stacks::Stacks;
 use fxprof_processed_profile::{
@@ -41,6 +42,40 @@ impl StaticSchemaMarker for LostMarker {
     }
     fn number_field_value(&self, _i: u32) -> f64 {
         self.count as f64
+    }
+}
+
+/// Samples without their flow tag in a capture that tagged samples: an
+/// interval over a thread's consecutive untagged samples.
+#[derive(Debug, Clone)]
+struct TagGapMarker {
+    name: StringHandle,
+    samples: u64,
+}
+
+impl StaticSchemaMarker for TagGapMarker {
+    const UNIQUE_MARKER_TYPE_NAME: &'static str = "MsenFlowTagGap";
+    const DESCRIPTION: Option<&'static str> = Some("Samples whose flow tag is missing (not joined to a flow)");
+    const CHART_LABEL: Option<&'static str> = Some("{marker.data.samples} untagged");
+    const TABLE_LABEL: Option<&'static str> = Some("{marker.name}: {marker.data.samples} samples");
+    const FIELDS: &'static [StaticSchemaMarkerField] = &[StaticSchemaMarkerField {
+        key: "samples",
+        label: "Samples",
+        format: MarkerFieldFormat::Integer,
+        flags: MarkerFieldFlags::SEARCHABLE,
+    }];
+
+    fn name(&self, _p: &mut Profile) -> StringHandle {
+        self.name
+    }
+    fn category(&self, _p: &mut Profile) -> fxprof_processed_profile::CategoryHandle {
+        fxprof_processed_profile::CategoryHandle::OTHER
+    }
+    fn string_field_value(&self, _i: u32) -> StringHandle {
+        self.name
+    }
+    fn number_field_value(&self, _i: u32) -> f64 {
+        self.samples as f64
     }
 }
 
@@ -113,6 +148,26 @@ pub fn profile(st: &Stacks, name: &str, lost: &[(u64, u64)], interval_ns: u64) -
         // kernel's sampling interval, not work done).
         p.add_sample(th, at(t.time), stack_handles[si], CpuDelta::from_nanos(0), 1);
     }
+    // Runs of a thread's samples that lost their flow tag.
+    let gap_name = p.intern_string("Flow tag missing");
+    let mut runs: BTreeMap<(u32, u32), (u64, u64, u64)> = BTreeMap::new();
+    let mut gaps: Vec<((u32, u32), u64, u64, u64)> = Vec::new();
+    for t in &st.samples {
+        let s = &st.stacks[t.stack as usize];
+        let k = (s.pid, s.tid);
+        if s.tag_missing {
+            let r = runs.entry(k).or_insert((t.time, t.time, 0));
+            r.1 = t.time;
+            r.2 += 1;
+        } else if let Some((a, b, n)) = runs.remove(&k) {
+            gaps.push((k, a, b, n));
+        }
+    }
+    gaps.extend(runs.into_iter().map(|(k, (a, b, n))| (k, a, b, n)));
+    gaps.sort_unstable();
+    for (k, a, b, n) in gaps {
+        p.add_marker(handles[&k], MarkerTiming::Interval(at(a), at(b)), TagGapMarker { name: gap_name, samples: n });
+    }
     // What the recording lost, on a track of its own.
     if lost.iter().any(|&(_, n)| n > 0) {
         let proc = p.add_process("msen (recording)", 0, at(st.first_time));
@@ -127,4 +182,58 @@ pub fn profile(st: &Stacks, name: &str, lost: &[(u64, u64)], interval_ns: u64) -
         }
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::stacks::{Frame, Stack, TimedSample};
+
+    #[test]
+    fn lost_records_and_untagged_runs_are_markers() {
+        let frame = Frame {
+            kernel: false,
+            address: 0x1000,
+            function: "work".into(),
+            resolved: true,
+            dso: "app".into(),
+            path: "/app".into(),
+            build_id: None,
+            mapping: None,
+            lines: vec![],
+        };
+        let stack = |tag_missing| Stack {
+            event: 0,
+            pid: 7,
+            tid: 7,
+            comm: "app".into(),
+            cpu: 0,
+            flow: None,
+            mem: None,
+            tag_missing,
+            frames: vec![0],
+            samples: 1,
+            period: 1,
+        };
+        // Tagged, two untagged, tagged, one untagged at the end: two gaps.
+        let times = [(10, 0), (20, 1), (30, 1), (40, 0), (50, 1)];
+        let st = Stacks {
+            events: vec!["cpu-clock".into()],
+            frames: vec![frame],
+            stacks: vec![stack(false), stack(true)],
+            samples: times.iter().map(|&(t, s)| TimedSample { time: t, stack: s, period: 1 }).collect(),
+            total_samples: 5,
+            first_time: 10,
+            last_time: 50,
+            ..Default::default()
+        };
+        let p = serde_json::to_value(profile(&st, "t", &[(35, 4)], 1000)).unwrap();
+        let threads = p["threads"].as_array().unwrap();
+        assert_eq!(threads.len(), 2, "the app and msen's own track");
+        let app = threads.iter().find(|t| t["name"] == "app").unwrap();
+        assert_eq!(app["samples"]["length"], 5);
+        assert_eq!(app["markers"]["length"], 2, "{}", app["markers"]);
+        let msen = threads.iter().find(|t| t["name"] == "msen (recording)").unwrap();
+        assert_eq!(msen["markers"]["length"], 1);
+    }
 }
