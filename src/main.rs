@@ -518,9 +518,10 @@ fn export(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
         let gz = p.extension().is_some_and(|e| e == "gz");
         let bytes = write(p, &mut |w| {
             if gz {
-                let mut z = flate2::write::GzEncoder::new(&mut *w, flate2::Compression::default());
+                // serde writes in small pieces: buffer them before the compressor.
+                let mut z = std::io::BufWriter::with_capacity(1 << 20, flate2::write::GzEncoder::new(&mut *w, flate2::Compression::fast()));
                 serde_json::to_writer(&mut z, &prof)?;
-                z.finish()?;
+                z.into_inner().map_err(|e| e.into_error())?.finish()?;
             } else {
                 serde_json::to_writer(&mut *w, &prof)?;
             }

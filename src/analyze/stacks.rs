@@ -308,15 +308,24 @@ pub fn collect(l: &Loaded, cfg: &ReportConfig, times: bool) -> Result<Stacks, Tr
         dso_ok && sym_ok
     };
     stacks.retain(|(s, _)| leaf_ok(s));
-    let key = |s: &Stack| (s.event, s.pid, s.tid, s.cpu, s.comm.clone(), s.flow.clone(), s.mem.clone(), s.tag_missing);
-    stacks.sort_by(|(a, _), (b, _)| key(a).cmp(&key(b)).then_with(|| a.frames.cmp(&b.frames)));
+    // The context, then the frames (borrowed: no copies per comparison).
+    let order = |a: &Stack, b: &Stack| {
+        (a.event, a.pid, a.tid, a.cpu)
+            .cmp(&(b.event, b.pid, b.tid, b.cpu))
+            .then_with(|| a.comm.cmp(&b.comm))
+            .then_with(|| a.flow.cmp(&b.flow))
+            .then_with(|| a.mem.cmp(&b.mem))
+            .then(a.tag_missing.cmp(&b.tag_missing))
+            .then_with(|| a.frames.cmp(&b.frames))
+    };
+    stacks.par_sort_unstable_by(|(a, ia), (b, ib)| order(a, b).then(ia.cmp(ib)));
     // Raw keys that differ only in what the output does not show (exec
     // epoch, the sampled address when a chain names the frames) merge.
     let mut merged: Vec<Stack> = Vec::with_capacity(stacks.len());
     let mut renumber: Vec<u32> = vec![u32::MAX; partial.list.len()];
     for (s, old) in stacks {
         match merged.last_mut() {
-            Some(m) if key(m) == key(&s) && m.frames == s.frames => {
+            Some(m) if order(m, &s).is_eq() => {
                 m.samples += s.samples;
                 m.period = m.period.saturating_add(s.period);
             }

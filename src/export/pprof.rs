@@ -264,7 +264,7 @@ pub fn profile(st: &Stacks) -> Profile {
 /// Write `st` as a gzipped profile.proto; returns the bytes written.
 pub fn write(st: &Stacks, out: &mut dyn Write) -> std::io::Result<u64> {
     let bytes = profile(st).encode_to_vec();
-    let mut gz = flate2::write::GzEncoder::new(CountingWriter { inner: out, n: 0 }, flate2::Compression::default());
+    let mut gz = flate2::write::GzEncoder::new(CountingWriter { inner: out, n: 0 }, flate2::Compression::fast());
     gz.write_all(&bytes)?;
     let w = gz.finish()?;
     Ok(w.n)
