@@ -206,6 +206,27 @@ fn exports_apply_the_filters_and_refuse_to_write_nothing() {
     let pb = d.path().join("all.pb.gz");
     let o = export(&t, &["--pprof", pb.to_str().unwrap(), "--speedscope", d.path().join("all.json").to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The same bytes at any thread count.
+    for (i, threads) in ["1", "2"].iter().enumerate() {
+        let o = run(&[
+            "--threads",
+            threads,
+            "export",
+            "-i",
+            t.to_str().unwrap(),
+            "--pprof",
+            d.path().join(format!("t{i}.pb.gz")).to_str().unwrap(),
+            "--firefox",
+            d.path().join(format!("t{i}.json")).to_str().unwrap(),
+            "--speedscope",
+            d.path().join(format!("t{i}.ss.json")).to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    for f in ["pb.gz", "json", "ss.json"] {
+        let r = |i: u32| std::fs::read(d.path().join(format!("t{i}.{f}"))).unwrap();
+        assert!(r(0) == r(1), "{f} differs between 1 and 2 threads");
+    }
     // The first half of the capture: as many samples as report counts there.
     let ss = d.path().join("half.json");
     let o = export(&t, &["--speedscope", ss.to_str().unwrap(), "--time", "50%/1"]);
