@@ -396,7 +396,9 @@ fn diff(args: &msen::cli::DiffArgs) -> anyhow::Result<Outcome> {
                 .iter()
                 .map(|p| {
                     let l = open(p)?;
-                    let r = diff::profile(&l, &rc, &p.display().to_string())?;
+                    // Callers (cost shifts) need children; the flame graph the stacks.
+                    let stacks = args.flamegraph.is_some() || rc.children != msen::analyze::report::Children::Off;
+                    let r = diff::profile(&l, &rc, &p.display().to_string(), stacks)?;
                     if r.events.iter().all(|e| e.samples == 0) {
                         anyhow::bail!("{} holds no samples; record the workload again (msen record) and compare that", p.display());
                     }

@@ -167,7 +167,7 @@ fn an_unchanged_program_rarely_flags_anything() {
             let out = d.path().join(format!("u{i}.msen"));
             record(&base, &out, "6", false);
             let l = msen::analyze::Loaded::open(&out, &Default::default()).unwrap();
-            msen::analyze::diff::profile(&l, &cfg, out.to_str().unwrap()).unwrap()
+            msen::analyze::diff::profile(&l, &cfg, out.to_str().unwrap(), true).unwrap()
         })
         .collect();
     let dc = msen::analyze::diff::DiffConfig::default();

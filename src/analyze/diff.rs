@@ -65,12 +65,14 @@ fn key_strings(keys: &[KeyVal]) -> Vec<String> {
 }
 
 /// Reduce a trace to a profile with `cfg`'s sort keys and filters (every
-/// row: no limit; no call-graph trees).
-pub fn profile(l: &Loaded, cfg: &ReportConfig, path: &str) -> Result<RunProfile, TraceError> {
+/// row: no limit; no call-graph trees). `stacks`: also the collapsed stacks
+/// and callers (for the flame graph and cost shifts; they cost a walk of
+/// every distinct stack).
+pub fn profile(l: &Loaded, cfg: &ReportConfig, path: &str, stacks: bool) -> Result<RunProfile, TraceError> {
     let mut rc = cfg.clone();
     rc.percent_limit = 0.0;
     rc.top = None;
-    rc.folded = true;
+    rc.folded = stacks;
     rc.branch = false;
     rc.callgraph.mode = super::callgraph::GraphMode::None;
     let r = report::report(l, &rc)?;
