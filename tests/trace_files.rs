@@ -446,3 +446,23 @@ fn absurd_periods_saturate() {
     let j = json(&run(&["report", "--format", "json", p.to_str().unwrap()]));
     assert!(j["rows"].as_array().unwrap().iter().all(|r| (0.0..=100.0).contains(&r["percent"].as_f64().unwrap())));
 }
+
+/// Fuzzing found it: a trailer pointing at offset 2^64-1 wrapped the bounds
+/// check and panicked; now the index is unreadable and the blocks are found
+/// by scanning.
+#[test]
+fn a_trailer_pointing_past_the_end_is_recovered_not_a_panic() {
+    let d = tmpdir();
+    let p = d.path().join("t.msen");
+    synthetic_trace(&p, 3, true);
+    let mut b = std::fs::read(&p).unwrap();
+    let n = b.len();
+    b[n - 16..n - 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    std::fs::write(&p, &b).unwrap();
+    let o = run(&["info", "--format", "json", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j = json(&o);
+    assert!(j["recovery"].to_string().contains("index offset out of range"), "{j:#}");
+    let r = report_json(&p);
+    assert!(r["total_samples"].as_u64().unwrap() > 0);
+}

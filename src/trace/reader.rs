@@ -327,7 +327,7 @@ fn decode_block<'a>(file: &'a [u8], b: &BlockRef) -> Result<Cow<'a, [u8]>, Strin
 
 /// Validate a block header at `pos`; Err(reason) when it is not a block.
 fn header_at(b: &[u8], pos: usize) -> Result<BlockHeader, &'static str> {
-    let h = BlockHeader::decode(&b[pos..]).ok_or("no block header")?;
+    let h = BlockHeader::decode(b.get(pos..).ok_or("no block header")?).ok_or("no block header")?;
     if h.stored_len > MAX_BLOCK_LEN || h.raw_len > MAX_BLOCK_LEN {
         return Err("implausible block length");
     }
@@ -349,7 +349,8 @@ fn read_index(b: &[u8], header_size: usize) -> Result<Vec<BlockRef>, Option<Stri
     let mut off = [0u8; 8];
     off.copy_from_slice(&t[..8]);
     let index_offset = u64::from_le_bytes(off) as usize;
-    if index_offset < header_size || index_offset + BLOCK_HEADER_SIZE > b.len() - TRAILER_SIZE {
+    // Offsets are the file's to choose: checked sums, no wrapping past the end.
+    if index_offset < header_size || index_offset.checked_add(BLOCK_HEADER_SIZE).is_none_or(|end| end > b.len() - TRAILER_SIZE) {
         return Err(bad("index offset out of range"));
     }
     let h = header_at(b, index_offset).map_err(bad)?;
@@ -365,11 +366,12 @@ fn read_index(b: &[u8], header_size: usize) -> Result<Vec<BlockRef>, Option<Stri
     for chunk in raw.chunks_exact(INDEX_ENTRY_SIZE) {
         let e = IndexEntry::decode(chunk).ok_or_else(|| bad("short entry"))?;
         let pos = e.offset as usize;
-        if pos < header_size || pos + BLOCK_HEADER_SIZE > index_offset {
+        if pos < header_size || pos.checked_add(BLOCK_HEADER_SIZE).is_none_or(|end| end > index_offset) {
             return Err(bad("entry offset out of range"));
         }
         let h = header_at(b, pos).map_err(bad)?;
-        if h.kind != e.kind || h.stored_len != e.stored_len || pos + h.header_size as usize + h.stored_len as usize > index_offset {
+        let end = pos.checked_add(h.header_size as usize).and_then(|x| x.checked_add(h.stored_len as usize));
+        if h.kind != e.kind || h.stored_len != e.stored_len || end.is_none_or(|end| end > index_offset) {
             return Err(bad("entry disagrees with its block"));
         }
         blocks.push(BlockRef { offset: e.offset, header: h, external: None });
