@@ -180,7 +180,9 @@ fn two_tcp_flows_split_by_their_cpu_cost() {
     assert!(all > 300, "the server ran: {all} handler samples");
     assert!(with as f64 >= 0.9 * all as f64, "{with} of {all} handler samples carry a flow");
     let ratio = by_port[&7001] as f64 / by_port[&7002] as f64;
-    assert!((2.7..=3.3).contains(&ratio), "3:1 work per byte, got {by_port:?} ({ratio:.2})");
+    // 3:1 work per byte; a flow mix-up would pull it toward 1:1 (and a
+    // busy machine moves it by a tenth or so).
+    assert!((2.5..=3.5).contains(&ratio), "3:1 work per byte, got {by_port:?} ({ratio:.2})");
     // The 5-tuples are exactly the test's, from the server's side.
     let f = json(&run(&["flows", "--format", "json", "-i", r.trace.to_str().unwrap()]));
     let flows: Vec<&serde_json::Value> = f["rows"].as_array().unwrap().iter().filter(|r| !r["flow"].is_null()).collect();
