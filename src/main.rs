@@ -471,17 +471,7 @@ fn export(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!(
             "{} has no samples{}; nothing was written (check the filters with msen report)",
             path.display(),
-            if cfg.pids.is_empty()
-                && cfg.tids.is_empty()
-                && cfg.comms.is_empty()
-                && cfg.cpus.is_empty()
-                && cfg.time.is_none()
-                && cfg.flow_filters.is_empty()
-            {
-                ""
-            } else {
-                " that the filters keep"
-            }
+            if msen::analyze::report::SampleFilter::new(&l, &cfg)?.is_active() { " that the filters keep" } else { "" }
         );
     }
     let name = path.file_name().map_or("msen".into(), |n| n.to_string_lossy().to_string());

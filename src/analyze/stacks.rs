@@ -81,7 +81,6 @@ pub struct Stacks {
     /// The trace clock's value at the recording's wall-clock start.
     pub start_clock_ns: u64,
     pub start_unix_ns: u64,
-    pub lost: u64,
     pub hostname: String,
 }
 
@@ -354,7 +353,6 @@ pub fn collect(l: &Loaded, cfg: &ReportConfig, times: bool) -> Result<Stacks, Tr
         last_time: span.1,
         start_clock_ns: l.trace.meta.start_clock_ns,
         start_unix_ns: l.trace.meta.start_unix_ns,
-        lost: l.lost_records,
         hostname: l.trace.meta.hostname.clone(),
     })
 }

@@ -591,24 +591,17 @@ impl DiffArgs {
         if sort.is_empty() {
             return Err(UsageError("--sort needs at least one key".into()));
         }
-        let mut flow_filters = Vec::new();
-        for f in &self.flow {
-            flow_filters.extend(crate::flow::FlowFilter::parse(f).map_err(UsageError)?);
-        }
-        if let Some(t) = &self.time {
-            crate::analyze::report::time_ranges(t, 0, 1_000_000_000).map_err(UsageError)?;
-        }
         Ok(ReportConfig {
             sort_starts_with_sym: sort.first() == Some(&SortKey::Sym),
             sort,
             comms: self.comms.clone(),
             dsos: self.dsos.clone(),
             symbols: self.symbols.clone(),
-            time: self.time.clone(),
+            time: checked_time(&self.time)?,
             relative: self.percentage == Percentage::Relative,
             children: if self.no_children { Children::Off } else { Children::Auto },
             inline: self.inline,
-            flow_filters,
+            flow_filters: flow_filters(&self.flow, &[])?,
             ..Default::default()
         })
     }
@@ -827,23 +820,13 @@ impl ExportArgs {
                     .into(),
             ));
         }
-        if let Some(t) = &self.time {
-            crate::analyze::report::time_ranges(t, 0, 1_000_000_000).map_err(UsageError)?;
-        }
-        let mut flow_filters = Vec::new();
-        for f in &self.flow {
-            flow_filters.extend(crate::flow::FlowFilter::parse(f).map_err(UsageError)?);
-        }
-        for p in &self.port {
-            flow_filters.extend(crate::flow::FlowFilter::parse(&format!(":{p}")).map_err(UsageError)?);
-        }
         Ok(ReportConfig {
             pids: self.pids.clone(),
             tids: self.tids.clone(),
             comms: self.comms.clone(),
             cpus: self.cpus.clone(),
-            time: self.time.clone(),
-            flow_filters,
+            time: checked_time(&self.time)?,
+            flow_filters: flow_filters(&self.flow, &self.port)?,
             ..Default::default()
         })
     }
@@ -890,6 +873,26 @@ pub struct ScriptArgs {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// `--flow CIDR[:PORT]` and `--port N`, as one list of flow filters.
+fn flow_filters(flow: &[String], port: &[u16]) -> Result<Vec<crate::flow::FlowFilter>, UsageError> {
+    let mut v = Vec::new();
+    for f in flow {
+        v.extend(crate::flow::FlowFilter::parse(f).map_err(UsageError)?);
+    }
+    for p in port {
+        v.extend(crate::flow::FlowFilter::parse(&format!(":{p}")).map_err(UsageError)?);
+    }
+    Ok(v)
+}
+
+/// `--time`, its syntax checked now (the span needs the trace).
+fn checked_time(time: &Option<String>) -> Result<Option<String>, UsageError> {
+    if let Some(t) = time {
+        crate::analyze::report::time_ranges(t, 0, 1_000_000_000).map_err(UsageError)?;
+    }
+    Ok(time.clone())
+}
 
 impl RecordArgs {
     pub fn to_config(&self, command_line: Vec<String>) -> Result<RecordConfig, UsageError> {
@@ -1123,14 +1126,7 @@ impl ReportArgs {
             tids: self.tids.clone(),
             dsos: self.dsos.clone(),
             symbols: self.symbols.clone(),
-            time: match &self.time {
-                // The syntax is checked now; the span needs the trace.
-                Some(t) => {
-                    crate::analyze::report::time_ranges(t, 0, 1_000_000_000).map_err(UsageError)?;
-                    Some(t.clone())
-                }
-                None => None,
-            },
+            time: checked_time(&self.time)?,
             relative: self.percentage == Percentage::Relative,
             show_samples: self.show_samples || columns.samples,
             columns,
@@ -1158,16 +1154,7 @@ impl ReportArgs {
             },
             max_stack: self.max_stack,
             sort_starts_with_sym: names.first().is_some_and(|n| n == "sym" || n == "symbol"),
-            flow_filters: {
-                let mut v = Vec::new();
-                for f in &self.flow {
-                    v.extend(crate::flow::FlowFilter::parse(f).map_err(UsageError)?);
-                }
-                for p in &self.port {
-                    v.extend(crate::flow::FlowFilter::parse(&format!(":{p}")).map_err(UsageError)?);
-                }
-                v
-            },
+            flow_filters: flow_filters(&self.flow, &self.port)?,
         })
     }
 }
