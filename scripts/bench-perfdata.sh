@@ -25,12 +25,7 @@ cargo build --release --locked -q
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
 MSEN=./target/release/msen
-python3 - "$D/big.c" <<'PY'
-import sys
-with open(sys.argv[1], "w") as f:
-    for i in range(3000):
-        f.write(f"int f{i}(int x){{ int s=0; for(int j=0;j<x;j++) s+=j*{i}^(s>>3); return s; }}\n")
-PY
+. scripts/lib/realistic-load.sh
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timeit() {
@@ -40,12 +35,9 @@ timeit() {
 }
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 
-( while :; do gcc -O2 -c "$D/big.c" -o /dev/null; done ) & L1=$!
-( while :; do python3 -c 'import json; d=[{"a":i,"b":str(i)} for i in range(300000)]; json.loads(json.dumps(d))'; done ) & L2=$!
-( while :; do for i in $(seq 100); do echo $i | sort | wc -l >/dev/null; done; done ) & L3=$!
+realistic_load_start "$D"
 perf record -q -a -g -o "$D/big.data" -- sleep "$SECS" >/dev/null 2>&1
-kill $L1 $L2 $L3 2>/dev/null; wait 2>/dev/null || true
-pkill -f "$D/big.c" 2>/dev/null || true
+realistic_load_stop
 n=$(perf report -i "$D/big.data" --stats 2>/dev/null | awk '/SAMPLE events:/ {print $3; exit}')
 echo "bench: perf.data of $n samples ($(stat -c %s "$D/big.data") bytes) from gcc + python + a shell pipeline, $REPS reps, $(nproc) CPUs, $(perf --version)"
 
