@@ -173,6 +173,14 @@ fn srcline_without_debug_info_matches_perf() {
     let ours = rows(&stdout(&run(&["report", "--no-children", "--sort", "srcline", "-i", data.to_str().unwrap()])));
     assert!(theirs.iter().any(|r| r.contains("??:0")), "{theirs:?}");
     assert_eq!(ours, theirs);
+    // [vdso] code is never given to addr2line: perf prints function+offset.
+    let clock = build_program("clock", d.path());
+    let data = d.path().join("c.data");
+    record_with_perf(&["-F", "2000", "-o", data.to_str().unwrap(), "--", clock.to_str().unwrap(), "0.5"], &data);
+    let theirs = rows(&perf_out(&["report", "--stdio", "--no-children", "--sort", "srcline", "-i", data.to_str().unwrap()]));
+    let ours = rows(&stdout(&run(&["report", "--no-children", "--sort", "srcline", "-i", data.to_str().unwrap()])));
+    assert!(theirs.iter().any(|r| r.contains("clock_gettime")), "{theirs:?}");
+    assert_eq!(ours, theirs);
 }
 
 /// The top rows of a table report, as (overhead[, children], dso, sym).

@@ -774,13 +774,20 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     }
     let resolved = resolved;
     // Without line information perf 6.1 prints a kernel address as
-    // `function+offset` (decimal) and a user address as `??:0`.
-    let srcline = |i: usize| match dwarf.get(i).and_then(|f| f.first()) {
-        Some(f) => f.srcline(),
-        None => match (&resolved[i].sym, resolved[i].sym_off) {
-            (Ok(name), Some(off)) if resolved[i].kernel => format!("{name}+{off}"),
+    // `function+offset` (decimal) and a user address as `??:0`. perf never
+    // asks addr2line about a DSO named in brackets ([vdso], [vsyscall]):
+    // those are always `function+offset`.
+    let srcline = |i: usize| {
+        let r = &resolved[i];
+        let bracketed = !r.kernel && r.dso.starts_with('[');
+        let name_off = || match (&r.sym, r.sym_off) {
+            (Ok(name), Some(off)) if r.kernel || bracketed => format!("{name}+{off}"),
             _ => "??:0".to_string(),
-        },
+        };
+        match dwarf.get(i).and_then(|f| f.first()) {
+            Some(f) if !bracketed => f.srcline(),
+            _ => name_off(),
+        }
     };
     // The inlined functions at an address, outermost first (not the physical one).
     let inlined = |i: usize| -> Vec<String> {

@@ -50,8 +50,8 @@ pub struct Resolved {
     pub rel: u64,
     /// DSO and virtual address in its ELF file, when it has one (for DWARF).
     pub elf_addr: Option<(u32, u64)>,
-    /// The address's offset in its function, for kernel symbols (perf's
-    /// srcline without line information: `name+offset`).
+    /// The address's offset in its function (perf's srcline without line
+    /// information: `name+offset`).
     pub sym_off: Option<u64>,
     /// Where the symbol starts (in the ELF file, or the kernel): a symbol's
     /// identity, as perf tells apart two functions with one name.
@@ -517,6 +517,7 @@ impl Resolver {
         let name = dso.map_or("[unknown]".to_string(), |d| d.short_name().to_string());
         let mut elf_addr = None;
         let mut sym_start = None;
+        let mut sym_off = None;
         // perf prints the file-relative address of unresolved user code.
         let rel = hit.file_offset;
         let sym = match self.symbols(hit.dso) {
@@ -526,6 +527,7 @@ impl Resolver {
                     match es.lookup(va) {
                         Some(s) => {
                             sym_start = Some(s.start);
+                            sym_off = va.checked_sub(s.start);
                             Ok(s.display_name())
                         }
                         None => Err(Unresolved::OutsideFunctions),
@@ -542,7 +544,7 @@ impl Resolver {
                 return r;
             }
         }
-        Resolved { dso: name, sym, kernel: false, rel, elf_addr, sym_off: None, sym_start }
+        Resolved { dso: name, sym, kernel: false, rel, elf_addr, sym_off, sym_start }
     }
 
     /// Is `addr` kernel text: inside a kernel mapping, or at or above the
