@@ -73,6 +73,7 @@ fn metadata(pd: &PerfData<'_>, source: &str) -> Metadata {
     let nr = f.nr_cpus_avail.unwrap_or(0).min(MAX_CPUS);
     Metadata {
         msen_version: env!("CARGO_PKG_VERSION").to_string(),
+        capture_id: crate::trace::meta::content_capture_id(&pd.records),
         hostname: f.hostname.clone().unwrap_or_default(),
         kernel_release: f.osrelease.clone().unwrap_or_default(),
         arch: f.arch.clone().unwrap_or_default(),

@@ -441,8 +441,107 @@ fn diff(args: &msen::cli::DiffArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `msen export`: perf.data, and profiles for pprof, Firefox and speedscope.
+/// `export --clickhouse`: every input, a few at a time, one summary.
+fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
+    use msen::export::clickhouse as ch;
+    let url = args.clickhouse.clone().unwrap_or_default();
+    let opts = ch::Options {
+        url,
+        database: args.database.clone(),
+        create_tables: args.create_tables,
+        password_file: args.password_file.clone(),
+        max_rows: args.batch_rows,
+        retries: args.retries,
+        timeout: std::time::Duration::from_secs(300),
+        progress: true,
+    };
+    let mut inputs = vec![args.input.path()];
+    inputs.extend(args.more.iter().cloned());
+    // Every input opens before anything is sent: a typo fails the run, not its middle.
+    for p in &inputs {
+        if !p.exists() {
+            anyhow::bail!("{}: no such file; nothing was exported", p.display());
+        }
+    }
+    let client = ch::Client::connect(&opts)?;
+    client.prepare_tables(opts.create_tables)?;
+    let pb = msen::output::progress(opts.progress, inputs.len() as u64, "exporting captures");
+    let started = std::time::Instant::now();
+    use rayon::prelude::*;
+    let reports: Vec<anyhow::Result<ch::CaptureReport>> = inputs
+        .par_iter()
+        .map(|p| {
+            let l = Loaded::open(p, &args.input.load_options())?;
+            let r = ch::export_capture(&client, &l, p, &opts, &|_| {})?;
+            pb.inc(1);
+            Ok(r)
+        })
+        .collect();
+    pb.finish_and_clear();
+    let mut sums: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut failed = 0;
+    for (p, r) in inputs.iter().zip(&reports) {
+        match r {
+            Ok(r) if r.skipped => {
+                eprintln!("[ msen export: {} (capture {}) is already in ClickHouse; nothing sent ]", p.display(), r.capture_id)
+            }
+            Ok(r) => {
+                let sent: Vec<String> = r.sent.iter().filter(|(_, n)| *n > 0).map(|(t, n)| format!("{t} {n}")).collect();
+                eprintln!(
+                    "[ msen export: {} (capture {}): {} samples, {} stacks; sent {} ]",
+                    p.display(),
+                    r.capture_id,
+                    r.counts.samples,
+                    r.counts.stacks,
+                    if sent.is_empty() { "nothing (already there)".to_string() } else { sent.join(", ") }
+                );
+                for (t, n) in &r.sent {
+                    *sums.entry(t).or_default() += n;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("msen: {}: {e:#}; run the same export again to send the rest (nothing is sent twice)", p.display());
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rows: u64 = sums.values().sum();
+    eprintln!(
+        "[ msen export: {} of {} captures into ClickHouse {} (database {}) in {secs:.1} s: {} rows ({}) ]",
+        inputs.len() - failed,
+        inputs.len(),
+        client.version,
+        args.database,
+        rows,
+        sums.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ")
+    );
+    eprintln!("[ fleet queries: {} ]", queries_dir());
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} captures were not exported completely", inputs.len());
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Where the shipped fleet SQL is: beside the binary's share directory when
+/// installed, else the source tree's.
+fn queries_dir() -> String {
+    let installed = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.join("share/msen/clickhouse/queries")));
+    match installed.filter(|p| p.is_dir()) {
+        Some(p) => p.display().to_string(),
+        None => concat!(env!("CARGO_MANIFEST_DIR"), "/formats/clickhouse/queries").to_string(),
+    }
+}
+
 fn export(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
     let cfg = args.filter_config()?;
+    if let Some(v) = &args.clickhouse_ddl {
+        print!("{}", msen::export::table::ddl_file(v == "modern"));
+        return Ok(Outcome::Ok);
+    }
+    if args.clickhouse.is_some() {
+        return export_clickhouse(args);
+    }
     let path = args.input.path();
     let l = Loaded::open(&path, &args.input.load_options())?;
     // Each output is complete before it replaces anything.

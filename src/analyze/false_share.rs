@@ -52,18 +52,18 @@ pub struct FalseShareConfig {
 }
 
 /// A sample's class, line and line-relative address.
-type LineHit = (Class, LineKey, u64);
+pub(crate) type LineHit = (Class, LineKey, u64);
 
 /// Identity of a cache line (C2C.md section 3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct LineKey {
-    kernel: bool,
+pub(crate) struct LineKey {
+    pub kernel: bool,
     /// Data DSO (None: no mapping).
-    dso: Option<u32>,
+    pub dso: Option<u32>,
     /// pid for private anonymous user memory, else None.
-    pid: Option<u32>,
+    pub pid: Option<u32>,
     /// Map-relative address rounded down to the line.
-    line: u64,
+    pub line: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,53 +146,63 @@ fn phys_node(l: &Loaded, pa: u64) -> Option<u32> {
     l.trace.meta.memory_nodes.iter().find(|r| pa >= r.start && pa < r.end).map(|r| r.node)
 }
 
+/// Where one sample falls: its counters, and (unless it is not a memory
+/// access perf counts) its class, line and line-relative address. `None`
+/// for samples of events without a data source.
+pub(crate) fn classify_sample(
+    l: &Loaded,
+    mem_events: &[bool],
+    line_size: u64,
+    ev: u16,
+    cpumode: u16,
+    s: &crate::perf::record::Sample<'_>,
+) -> Option<(C2cStats, Option<LineHit>)> {
+    if !mem_events.get(ev as usize).copied().unwrap_or(false) {
+        return None;
+    }
+    let d = DataSrc(s.data_src.unwrap_or(0));
+    let daddr = s.addr.unwrap_or(0);
+    let pid = s.pid.unwrap_or(u32::MAX);
+    let epoch = l.timeline.epoch_at(pid, s.time.unwrap_or(0));
+    let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL);
+    // As perf: both addresses resolve in the maps of the sample's
+    // cpumode (a user address sampled in kernel mode has no map).
+    let dmap = if daddr == 0 || kernel { None } else { l.timeline.find_map(pid, epoch, daddr) };
+    let kernel_data = kernel && l.resolver.is_kernel_addr(daddr);
+    let imap_ok = match s.ip {
+        Some(ip) if kernel => l.resolver.is_kernel_addr(ip),
+        Some(ip) => l.timeline.find_map(pid, epoch, ip).is_some(),
+        None => false,
+    };
+    let mapped = (dmap.is_some() || kernel_data) && imap_ok;
+    let mut one = C2cStats::default();
+    let class = one.add_sample(d, daddr, mapped);
+    if matches!(class, Class::Other) {
+        return Some((one, None));
+    }
+    // Line identity: data mapping, pid for private anonymous memory.
+    let (dso, rel, private_anon) = match dmap {
+        Some(h) => {
+            let anon = l.timeline.dsos.get(h.dso as usize).is_some_and(|x| x.is_anonymous() || x.path.starts_with('['));
+            (Some(h.dso), h.file_offset, anon)
+        }
+        None => (None, daddr, false),
+    };
+    let key = LineKey {
+        kernel: kernel_data,
+        dso,
+        pid: if private_anon && !kernel_data { Some(pid) } else { None },
+        line: rel / line_size * line_size,
+    };
+    Some((one, Some((class, key, rel))))
+}
+
 pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, TraceError> {
     let line_size = cfg.line_size.unwrap_or(l.trace.meta.cache_line_size).max(1) as u64;
     let cpu_node: HashMap<u32, u32> = l.trace.meta.cpu_nodes.iter().map(|c| (c.cpu, c.node)).collect();
     let mem_events: Vec<bool> = l.events.list.iter().map(|e| e.attr.sample_type & sample::DATA_SRC != 0).collect();
     let blocks = l.sample_blocks();
-    // Where one sample falls: its counters, and (unless it is not a memory
-    // access perf counts) its class, line and line-relative address.
-    let classify = |ev: u16, cpumode: u16, s: &crate::perf::record::Sample<'_>| -> Option<(C2cStats, Option<LineHit>)> {
-        if !mem_events.get(ev as usize).copied().unwrap_or(false) {
-            return None;
-        }
-        let d = DataSrc(s.data_src.unwrap_or(0));
-        let daddr = s.addr.unwrap_or(0);
-        let pid = s.pid.unwrap_or(u32::MAX);
-        let epoch = l.timeline.epoch_at(pid, s.time.unwrap_or(0));
-        let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL);
-        // As perf: both addresses resolve in the maps of the sample's
-        // cpumode (a user address sampled in kernel mode has no map).
-        let dmap = if daddr == 0 || kernel { None } else { l.timeline.find_map(pid, epoch, daddr) };
-        let kernel_data = kernel && l.resolver.is_kernel_addr(daddr);
-        let imap_ok = match s.ip {
-            Some(ip) if kernel => l.resolver.is_kernel_addr(ip),
-            Some(ip) => l.timeline.find_map(pid, epoch, ip).is_some(),
-            None => false,
-        };
-        let mapped = (dmap.is_some() || kernel_data) && imap_ok;
-        let mut one = C2cStats::default();
-        let class = one.add_sample(d, daddr, mapped);
-        if matches!(class, Class::Other) {
-            return Some((one, None));
-        }
-        // Line identity: data mapping, pid for private anonymous memory.
-        let (dso, rel, private_anon) = match dmap {
-            Some(h) => {
-                let anon = l.timeline.dsos.get(h.dso as usize).is_some_and(|x| x.is_anonymous() || x.path.starts_with('['));
-                (Some(h.dso), h.file_offset, anon)
-            }
-            None => (None, daddr, false),
-        };
-        let key = LineKey {
-            kernel: kernel_data,
-            dso,
-            pid: if private_anon && !kernel_data { Some(pid) } else { None },
-            line: rel / line_size * line_size,
-        };
-        Some((one, Some((class, key, rel))))
-    };
+    let classify = |ev: u16, cpumode: u16, s: &crate::perf::record::Sample<'_>| classify_sample(l, &mem_events, line_size, ev, cpumode, s);
 
     // A sample's detail in its line: offsets, nodes, threads, physical
     // addresses, flows, latencies.

@@ -117,9 +117,36 @@ const PAGE: u8 = 2;
 const PROC: u8 = 3;
 const FLOW: u8 = 4;
 
+/// A load's memory access by msen numa's rule: `None` when the load was
+/// not served by DRAM or another node's cache, else whether it was remote
+/// (by the nodes of the CPU and of the physical address when both are
+/// known and it was not a remote cache, else by the data source).
+pub fn memory_access(d: DataSrc, cnode: Option<u32>, mnode: Option<u32>) -> Option<bool> {
+    if d.mem_op() & op::LOAD == 0 {
+        return None;
+    }
+    let lv = d.mem_lvl();
+    let remote_flag = d.mem_remote() != 0;
+    let rem_dram = lv & (lvl::REM_RAM1 | lvl::REM_RAM2) != 0;
+    let rem_cache = lv & (lvl::REM_CCE1 | lvl::REM_CCE2) != 0;
+    let loc_dram = lv & lvl::LOC_RAM != 0 || (d.mem_lvl_num() == 0xd && !remote_flag);
+    if !(loc_dram || rem_dram || rem_cache || remote_flag) {
+        return None;
+    }
+    Some(match (cnode, mnode) {
+        (Some(c), Some(m)) if !rem_cache => c != m,
+        _ => rem_dram || rem_cache || remote_flag,
+    })
+}
+
+/// The NUMA node of a physical address in the trace's memory topology.
+pub fn mem_node_of(l: &Loaded, pa: u64) -> Option<u32> {
+    l.trace.meta.memory_nodes.iter().find(|r| pa >= r.start && pa < r.end).map(|r| r.node)
+}
+
 pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
     let cpu_node: HashMap<u32, u32> = l.trace.meta.cpu_nodes.iter().map(|c| (c.cpu, c.node)).collect();
-    let mem_node = |pa: u64| l.trace.meta.memory_nodes.iter().find(|r| pa >= r.start && pa < r.end).map(|r| r.node);
+    let mem_node = |pa: u64| mem_node_of(l, pa);
     let page = l.trace.meta.page_size.max(4096) as u64;
     let mem_events: Vec<bool> = l.events.list.iter().map(|e| e.attr.sample_type & sample::DATA_SRC != 0).collect();
     let parts: Vec<Part> = l
@@ -159,15 +186,7 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                 }
                 let cnode = s.cpu.and_then(|c| cpu_node.get(&c).copied());
                 let mnode = s.phys_addr.filter(|&a| a != 0).and_then(mem_node);
-                // Memory accesses only: DRAM or another node's cache.
-                let memory = loc_dram || rem_dram || rem_cache || remote_flag;
-                if !memory {
-                    return;
-                }
-                let remote = match (cnode, mnode) {
-                    (Some(c), Some(m)) if !rem_cache => c != m,
-                    _ => rem_dram || rem_cache || remote_flag,
-                };
+                let Some(remote) = memory_access(d, cnode, mnode) else { return };
                 if let (Some(c), Some(m)) = (cnode, mnode) {
                     *p.matrix.entry((c, m)).or_default() += 1;
                 }

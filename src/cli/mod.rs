@@ -762,10 +762,42 @@ pub enum FlowsFormat {
     msen export --pprof app.pb.gz -i app.msen             go tool pprof -top app.pb.gz; Pyroscope, Parca
     msen export --firefox app.json.gz --comm server       open in profiler.firefox.com
     msen export --speedscope app.json --time 50%-100%     open in speedscope.app
-    msen export --pprof web.pb.gz --port 443              the samples of one service's flows")]
+    msen export --pprof web.pb.gz --port 443              the samples of one service's flows
+    msen export --clickhouse http://ch:8123 --create-tables a.msen b.msen perf.data
+                                                          fleet tables; a re-run sends only what is missing
+    CLICKHOUSE_PASSWORD=... msen export --clickhouse https://ch.example:8443 --database perf host*.msen
+    msen export --clickhouse-ddl modern                   print the CREATE TABLE statements
+
+ClickHouse: credentials come from CLICKHOUSE_USER / CLICKHOUSE_PASSWORD or --password-file, never
+from the command line. Queries that answer report, false-share and numa over many captures are in
+formats/clickhouse/queries/.")]
 pub struct ExportArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// More traces (msen traces or perf.data), for --clickhouse.
+    #[arg(value_name = "MORE", requires = "clickhouse")]
+    pub more: Vec<PathBuf>,
+    /// Upload into ClickHouse at this URL (http://HOST:8123 or https://...), exactly once per capture.
+    #[arg(long, value_name = "URL")]
+    pub clickhouse: Option<String>,
+    /// The ClickHouse database of the tables.
+    #[arg(long, value_name = "NAME", default_value = "default", requires = "clickhouse")]
+    pub database: String,
+    /// Create the tables that are missing (the DDL for the server's version).
+    #[arg(long = "create-tables", requires = "clickhouse")]
+    pub create_tables: bool,
+    /// Read the ClickHouse password from the first line of this file.
+    #[arg(long = "password-file", value_name = "FILE", requires = "clickhouse")]
+    pub password_file: Option<PathBuf>,
+    /// Samples per INSERT, at most 1000000 (one INSERT is one block: atomic).
+    #[arg(long = "batch-rows", value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), requires = "clickhouse")]
+    pub batch_rows: u64,
+    /// Retries of a failed request (the server restarting, a reset connection) before giving up.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "clickhouse")]
+    pub retries: u32,
+    /// Print the ClickHouse DDL for old (before 23.x) or modern servers, and exit.
+    #[arg(long = "clickhouse-ddl", value_name = "VARIANT", value_parser = ["old", "modern"])]
+    pub clickhouse_ddl: Option<String>,
     /// Write a file-mode perf.data that perf, hotspot and samply open.
     #[arg(long = "perf-data", value_name = "OUT")]
     pub perf_data: Option<PathBuf>,
@@ -811,8 +843,17 @@ impl ExportArgs {
             && self.time.is_none()
             && self.flow.is_empty()
             && self.port.is_empty());
-        if self.perf_data.is_none() && self.pprof.is_none() && self.firefox.is_none() && self.speedscope.is_none() {
-            return Err(UsageError("export needs an output: --perf-data, --pprof, --firefox or --speedscope".into()));
+        if self.perf_data.is_none()
+            && self.pprof.is_none()
+            && self.firefox.is_none()
+            && self.speedscope.is_none()
+            && self.clickhouse.is_none()
+            && self.clickhouse_ddl.is_none()
+        {
+            return Err(UsageError("export needs an output: --perf-data, --pprof, --firefox, --speedscope or --clickhouse".into()));
+        }
+        if filtered && self.clickhouse.is_some() {
+            return Err(UsageError("--clickhouse exports whole captures (filter in SQL); export profiles separately".into()));
         }
         if filtered && self.perf_data.is_some() {
             return Err(UsageError(

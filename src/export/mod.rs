@@ -1,9 +1,13 @@
 //! Getting data out of msen: perf.data (for perf, hotspot, samply, and for
 //! checking msen against stock perf), and profiles for the viewers people
-//! already use: pprof, the Firefox Profiler, speedscope. ClickHouse and
-//! Parquet come with their issue.
+//! already use: pprof, the Firefox Profiler, speedscope; and ClickHouse
+//! tables for fleets (table: the one table model; rows: a capture as rows;
+//! clickhouse: the exactly-once HTTP exporter). Parquet comes with its issue.
 
+pub mod clickhouse;
 pub mod firefox;
 pub mod perf_data;
 pub mod pprof;
+pub mod rows;
 pub mod speedscope;
+pub mod table;

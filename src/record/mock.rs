@@ -300,6 +300,8 @@ pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, comma
     let samples = generate(scenario, rounds, seed);
     let meta = Metadata {
         msen_version: env!("CARGO_PKG_VERSION").to_string(),
+        // Generated traces are reproducible: the id follows the inputs.
+        capture_id: crate::trace::meta::content_capture_id(format!("mock {scenario:?} {rounds} {seed}").as_bytes()),
         hostname: "mock-2s".into(),
         kernel_release: "synthetic".into(),
         arch: "x86_64".into(),

@@ -682,6 +682,7 @@ fn run(
 
     let mut meta = Metadata {
         msen_version: env!("CARGO_PKG_VERSION").to_string(),
+        capture_id: crate::trace::meta::new_capture_id(),
         events: descs,
         command_line: cfg.command_line.clone(),
         workload: cfg.workload.clone().unwrap_or_default(),

@@ -119,6 +119,8 @@ pub struct DataSymbol {
     /// The object's or mapping's name without the offset.
     pub object: String,
     pub offset: u64,
+    /// The type of a registered data object ('' otherwise).
+    pub type_name: String,
 }
 
 /// A file in perf's build-id cache (`~/.debug/.build-id/ab/cdef.../elf`).
@@ -308,6 +310,7 @@ impl Resolver {
                             text: format!("{}+0x{:x}", s.display_name(), va - s.start),
                             object: s.display_name(),
                             offset: va - s.start,
+                            type_name: String::new(),
                         });
                     }
                 }
@@ -319,7 +322,12 @@ impl Resolver {
     pub fn data_symbol(&self, map: Option<(MapHit, u64, u64)>, addr: u64) -> Option<DataSymbol> {
         let i = self.data_objects.partition_point(|o| o.start <= addr);
         if let Some(o) = self.data_objects[..i].last().filter(|o| addr < o.end) {
-            return Some(DataSymbol { text: format!("{}+0x{:x}", o.name, addr - o.start), object: o.name.clone(), offset: addr - o.start });
+            return Some(DataSymbol {
+                text: format!("{}+0x{:x}", o.name, addr - o.start),
+                object: o.name.clone(),
+                offset: addr - o.start,
+                type_name: o.type_name.clone(),
+            });
         }
         let (hit, map_start, _map_end) = map?;
         let dso = self.dsos.get(hit.dso as usize)?;
@@ -330,12 +338,18 @@ impl Resolver {
                         text: format!("{}+0x{:x}", s.display_name(), va - s.start),
                         object: s.display_name(),
                         offset: va - s.start,
+                        type_name: String::new(),
                     });
                 }
             }
         }
         let name = if dso.is_anonymous() { "[anon]".to_string() } else { dso.path.clone() };
-        Some(DataSymbol { text: format!("{name}+0x{:x}", addr - map_start), object: name, offset: addr - map_start })
+        Some(DataSymbol {
+            text: format!("{name}+0x{:x}", addr - map_start),
+            object: name,
+            offset: addr - map_start,
+            type_name: String::new(),
+        })
     }
 
     /// The binary of `dso` on this machine (under --symfs), when it is the

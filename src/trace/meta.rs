@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 pub struct Metadata {
     /// Version of msen that wrote the trace.
     pub msen_version: String,
+    /// The capture's identity (a UUID): made at record time, derived from
+    /// the content at import (one perf.data imported twice is one capture).
+    /// Exports key every row by it, so a re-run adds nothing twice. Empty in
+    /// traces from before 0.1 minors that had it: see `capture_id_of`.
+    pub capture_id: String,
     pub hostname: String,
     pub kernel_release: String,
     pub arch: String,
@@ -143,6 +148,18 @@ pub struct FlowTable {
     pub flows: Vec<FlowInfo>,
     /// In-kernel counters: tags written, samples dropped by filter, ...
     pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+/// A fresh capture id (a random UUID), for a new recording.
+pub fn new_capture_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A capture id derived from content (a version-8 UUID over its XXH3-128):
+/// the same bytes give the same id on every machine and every run.
+pub fn content_capture_id(bytes: &[u8]) -> String {
+    let h = xxhash_rust::xxh3::xxh3_128(bytes);
+    uuid::Builder::from_custom_bytes(h.to_be_bytes()).into_uuid().to_string()
 }
 
 impl Metadata {

@@ -1,0 +1,626 @@
+//! `msen export --clickhouse URL`: captures into ClickHouse over HTTP(S),
+//! RowBinary with explicit column lists, exactly once.
+//!
+//! Exactly-once without server-side deduplication (18.16 has no
+//! insert_deduplication_token, and non-replicated MergeTree none at all):
+//! - every row carries its capture id and its trace block; one INSERT holds
+//!   whole blocks of one capture, and one capture is one partition, so an
+//!   INSERT is one part: after any failure a block is all there or absent;
+//! - before sending, and again before every retry, the exporter asks which
+//!   blocks of the capture the table holds (one GROUP BY over the primary
+//!   key's prefix) and sends only the missing ones; a block found partly
+//!   there (rows from another tool or a hand-made insert) is deleted and sent
+//!   again;
+//! - ms_captures is written last: its row means the capture is complete, so
+//!   a re-run over thousands of captures skips the done ones with one query
+//!   each.
+
+use super::rows::{CaptureCounts, RowBuilder};
+use super::table::{self, Table};
+use crate::analyze::loaded::Loaded;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Duration;
+
+/// Samples per INSERT at most (ClickHouse's max_insert_block_size is
+/// 1,048,576: a request up to it is one block, one part).
+pub const MAX_ROWS: u64 = 1_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach ClickHouse at {url}: {reason}; is the server running and the URL right (http://HOST:8123)?")]
+    Connect { url: String, reason: String },
+    #[error("ClickHouse at {url} refused the credentials (HTTP {status}): {message}; set CLICKHOUSE_USER and CLICKHOUSE_PASSWORD, or --password-file")]
+    Auth { url: String, status: u16, message: String },
+    #[error("ClickHouse answered HTTP {status} to {what}: {message}")]
+    Server { status: u16, what: String, message: String },
+    #[error("{0}")]
+    Schema(String),
+    #[error("{0}")]
+    Trace(#[from] crate::trace::TraceError),
+}
+
+impl ChError {
+    /// Worth another try: the server or the network may come back.
+    fn transient(&self) -> bool {
+        match self {
+            ChError::Connect { .. } => true,
+            // 5xx other than a query the server rejects for good.
+            ChError::Server { status, message, .. } => *status >= 500 && !permanent_code(message),
+            _ => false,
+        }
+    }
+}
+
+/// Server errors that no retry fixes (syntax, unknown table/column, types).
+fn permanent_code(message: &str) -> bool {
+    // Code: 62 syntax, 47 unknown identifier, 60 unknown table, 16 no such
+    // column, 53 type mismatch, 27/33/117 parse errors of the data.
+    let code = message.trim_start().strip_prefix("Code: ").and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok());
+    matches!(code, Some(16 | 27 | 33 | 47 | 53 | 60 | 62 | 117))
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub url: String,
+    pub database: String,
+    pub create_tables: bool,
+    pub password_file: Option<std::path::PathBuf>,
+    pub max_rows: u64,
+    pub retries: u32,
+    pub timeout: Duration,
+    pub progress: bool,
+}
+
+/// One server: its address, credentials and version, asked once.
+pub struct Client {
+    agent: ureq::Agent,
+    /// scheme://host:port/ (no path, no credentials).
+    base: String,
+    auth: Option<String>,
+    gzip: bool,
+    database: String,
+    pub version: String,
+    pub modern: bool,
+    retries: u32,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the credentials.
+        f.debug_struct("Client").field("base", &self.base).field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+fn sql_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('\'');
+    for ch in s.chars() {
+        match ch {
+            '\'' => o.push_str("\\'"),
+            '\\' => o.push_str("\\\\"),
+            c => o.push(c),
+        }
+    }
+    o.push('\'');
+    o
+}
+
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+}
+
+impl Client {
+    pub fn connect(opts: &Options) -> Result<Client, ChError> {
+        let usage = |m: &str| ChError::Usage(format!("--clickhouse {}: {m}", redact(&opts.url)));
+        let (scheme, rest) = opts.url.split_once("://").ok_or_else(|| usage("give a URL such as http://localhost:8123"))?;
+        if scheme != "http" && scheme != "https" {
+            return Err(usage("the scheme must be http or https"));
+        }
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if authority.contains('@') {
+            return Err(usage(
+                "credentials in the URL would show in the process list; set CLICKHOUSE_USER and CLICKHOUSE_PASSWORD, or --password-file",
+            ));
+        }
+        if authority.is_empty() {
+            return Err(usage("the URL names no host"));
+        }
+        let host = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+                if p.parse::<u16>().is_err() && !authority.ends_with(']') {
+                    return Err(usage("the port is not a number"));
+                }
+                h
+            }
+            _ => authority,
+        };
+        let user = std::env::var("CLICKHOUSE_USER").ok().filter(|u| !u.is_empty());
+        let password = match &opts.password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| ChError::Usage(format!("--password-file {}: {e}", p.display())))?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            None => std::env::var("CLICKHOUSE_PASSWORD").ok(),
+        };
+        let auth = match (&user, &password) {
+            (None, None) => None,
+            (u, p) => {
+                use base64::Engine;
+                let pair = format!("{}:{}", u.as_deref().unwrap_or("default"), p.as_deref().unwrap_or(""));
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+            }
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(opts.timeout))
+            .build()
+            .into();
+        let mut c = Client {
+            agent,
+            base: format!("{scheme}://{authority}/"),
+            auth,
+            gzip: !is_loopback(host),
+            database: opts.database.clone(),
+            version: String::new(),
+            modern: false,
+            retries: opts.retries,
+        };
+        c.version = c.with_retries("SELECT version()", || c.query("SELECT version()"))?.trim().to_string();
+        let major: u32 = c.version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        c.modern = major >= 23;
+        Ok(c)
+    }
+
+    fn url(&self) -> String {
+        self.base.clone()
+    }
+
+    /// POST a request; the body is SQL, or data after `query` in the URL.
+    fn post(&self, query: Option<&str>, settings: &[(&str, String)], body: &[u8], what: &str) -> Result<String, ChError> {
+        let mut req = self.agent.post(self.url()).query("database", &self.database);
+        if let Some(q) = query {
+            req = req.query("query", q);
+        }
+        for (k, v) in settings {
+            req = req.query(*k, v);
+        }
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let compressed;
+        let body = if self.gzip && body.len() > 4096 {
+            let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+            e.write_all(body).map_err(|e| ChError::Usage(e.to_string()))?;
+            compressed = e.finish().map_err(|e| ChError::Usage(e.to_string()))?;
+            req = req.header("Content-Encoding", "gzip");
+            &compressed[..]
+        } else {
+            body
+        };
+        let mut resp = match req.send(body) {
+            Ok(r) => r,
+            Err(e) => return Err(ChError::Connect { url: self.base.clone(), reason: e.to_string() }),
+        };
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| ChError::Connect { url: self.base.clone(), reason: e.to_string() })?;
+        if (200..300).contains(&status) {
+            return Ok(text);
+        }
+        let message = text.trim().chars().take(600).collect::<String>();
+        // 18.16 answers a bad password with 500 and Code 193; newer with 516 and 401/403.
+        if status == 401 || status == 403 || message.contains("Code: 193") || message.contains("Code: 516") || message.contains("Code: 192")
+        {
+            return Err(ChError::Auth { url: self.base.clone(), status, message });
+        }
+        Err(ChError::Server { status, what: what.to_string(), message })
+    }
+
+    pub fn query(&self, sql: &str) -> Result<String, ChError> {
+        let what: String = sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
+        self.post(None, &[], sql.as_bytes(), &what)
+    }
+
+    /// INSERT rows (RowBinary, in the table's column order) as one block.
+    pub fn insert(&self, t: &Table, rows: u64, body: &[u8]) -> Result<(), ChError> {
+        let q = format!("INSERT INTO {} ({}) FORMAT RowBinary", t.name, t.column_list());
+        // One request is one block, so one part, whatever its size.
+        let block = (rows + 1).max(1_048_576).to_string();
+        self.post(Some(&q), &[("max_insert_block_size", block)], body, &format!("INSERT INTO {}", t.name)).map(|_| ())
+    }
+
+    /// Run `f` until it succeeds, a permanent error, or the retries are spent.
+    pub fn with_retries<T>(&self, what: &str, mut f: impl FnMut() -> Result<T, ChError>) -> Result<T, ChError> {
+        let mut delay = Duration::from_millis(250);
+        let mut attempt = 0;
+        loop {
+            match f() {
+                Ok(v) => return Ok(v),
+                Err(e) if e.transient() && attempt < self.retries => {
+                    attempt += 1;
+                    eprintln!("msen: {what}: {e}; retrying in {:.1} s ({attempt}/{})", delay.as_secs_f64(), self.retries);
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Check (and with `create`, make) the tables: each of msen's columns
+    /// must exist with the type msen writes (either variant's).
+    pub fn prepare_tables(&self, create: bool) -> Result<(), ChError> {
+        let names: Vec<String> = table::ALL.iter().map(|t| sql_str(t.name)).collect();
+        let sql = format!(
+            "SELECT table, name, type FROM system.columns WHERE database = {} AND table IN ({}) FORMAT TabSeparated",
+            sql_str(&self.database),
+            names.join(", ")
+        );
+        let text = self.with_retries("reading the tables' columns", || self.query(&sql))?;
+        let mut have: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for line in text.lines() {
+            let mut f = line.splitn(3, '\t');
+            if let (Some(t), Some(n), Some(ty)) = (f.next(), f.next(), f.next()) {
+                have.entry(t.to_string()).or_default().insert(n.to_string(), ty.to_string());
+            }
+        }
+        for t in table::ALL {
+            match have.get(t.name) {
+                None if create => {
+                    let ddl = t.ddl(self.modern, &format!("{}.", self.database));
+                    self.with_retries(&format!("creating {}", t.name), || self.query(&ddl))?;
+                }
+                None => {
+                    return Err(ChError::Schema(format!(
+                        "table {}.{} does not exist on the server; add --create-tables, or create it from formats/clickhouse/tables-{}.sql",
+                        self.database,
+                        t.name,
+                        if self.modern { "modern" } else { "old" }
+                    )))
+                }
+                Some(cols) => {
+                    for c in t.columns {
+                        let Some(found) = cols.get(c.name) else {
+                            return Err(ChError::Schema(format!(
+                                "{}.{} has no column {} ({}); msen {} writes it: ALTER TABLE {} ADD COLUMN {} {}",
+                                self.database,
+                                t.name,
+                                c.name,
+                                c.ty.old_sql(),
+                                env!("CARGO_PKG_VERSION"),
+                                t.name,
+                                c.name,
+                                if self.modern { c.ty.modern_sql() } else { c.ty.old_sql() }
+                            )));
+                        };
+                        if found != c.ty.old_sql() && found != c.ty.modern_sql() && !same_layout(found, c.ty) {
+                            return Err(ChError::Schema(format!(
+                                "{}.{}.{} is {found} on the server, but msen writes {} there; fix the column's type (formats/clickhouse/tables-*.sql) or export into another --database",
+                                self.database,
+                                t.name,
+                                c.name,
+                                c.ty.old_sql()
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Types whose RowBinary layout equals what msen writes (a user's own DDL
+/// may say LowCardinality where msen says String, or DateTime64(9, 'UTC')).
+fn same_layout(found: &str, ty: table::Type) -> bool {
+    let inner = found.strip_prefix("LowCardinality(").and_then(|r| r.strip_suffix(')')).unwrap_or(found);
+    match ty {
+        table::Type::Name | table::Type::Text => inner == "String",
+        table::Type::Time => found.starts_with("DateTime64(9"),
+        table::Type::ArrayName => found == "Array(String)" || found == "Array(LowCardinality(String))",
+        _ => false,
+    }
+}
+
+/// A URL with any credentials in it masked, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(a)) if a > s => format!("{}://***@{}", &url[..s], &url[a + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// What one capture's export did.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureReport {
+    pub path: String,
+    pub capture_id: String,
+    /// Already complete on the server: nothing sent.
+    pub skipped: bool,
+    /// Rows sent now, per table.
+    pub sent: Vec<(&'static str, u64)>,
+    /// Rows the capture has in all, per table.
+    pub counts: CaptureCounts,
+    pub bytes: u64,
+}
+
+/// The capture's id: the one in its metadata, or (older traces, perf.data
+/// opened in place) one derived from the file's content.
+pub fn capture_id_of(l: &Loaded, path: &std::path::Path) -> std::io::Result<String> {
+    if !l.trace.meta.capture_id.is_empty() {
+        return Ok(l.trace.meta.capture_id.clone());
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(uuid::Builder::from_custom_bytes(h.digest128().to_be_bytes()).into_uuid().to_string())
+}
+
+/// Rows per trace block of a capture already in `t`.
+fn present_blocks(c: &Client, t: &Table, id: &str, only: Option<&[u32]>) -> Result<HashMap<u32, u64>, ChError> {
+    let mut sql = format!("SELECT trace_block, count() FROM {} WHERE capture_id = {}", t.name, sql_str(id));
+    if let Some(list) = only {
+        let _ = write!(sql, " AND trace_block IN ({})", list.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+    }
+    sql.push_str(" GROUP BY trace_block FORMAT TabSeparated");
+    let text = c.with_retries(&format!("reading {}", t.name), || c.query(&sql))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (b, n) = l.split_once('\t')?;
+            Some((b.parse().ok()?, n.parse().ok()?))
+        })
+        .collect())
+}
+
+fn count_rows(c: &Client, t: &Table, id: &str) -> Result<u64, ChError> {
+    let sql = format!("SELECT count() FROM {} WHERE capture_id = {} FORMAT TabSeparated", t.name, sql_str(id));
+    let text = c.with_retries(&format!("reading {}", t.name), || c.query(&sql))?;
+    Ok(text.trim().parse().unwrap_or(0))
+}
+
+/// Delete a capture's rows (all, or of some blocks) and wait until the
+/// mutation is done, so what follows sees the table without them.
+fn delete_rows(c: &Client, t: &Table, id: &str, blocks: Option<&[u32]>) -> Result<(), ChError> {
+    let mut cond = format!("capture_id = {}", sql_str(id));
+    if let Some(list) = blocks {
+        let _ = write!(cond, " AND trace_block IN ({})", list.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+    }
+    let sql = format!("ALTER TABLE {} DELETE WHERE {cond}", t.name);
+    c.with_retries(&format!("repairing {}", t.name), || c.query(&sql))?;
+    let wait = format!(
+        "SELECT count() FROM system.mutations WHERE database = {} AND table = {} AND is_done = 0 FORMAT TabSeparated",
+        sql_str(&c.database),
+        sql_str(t.name)
+    );
+    for _ in 0..600 {
+        if c.with_retries("waiting for a delete", || c.query(&wait))?.trim() == "0" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(ChError::Schema(format!("the delete of partial rows in {} did not finish within 60 s; run the export again later", t.name)))
+}
+
+/// Insert the blocks of `rows` the table lacks; on a failure that may
+/// have landed, ask again which are there before resending.
+fn insert_blocks(
+    c: &Client,
+    t: &Table,
+    id: &str,
+    rows: &[(u32, &super::table::RowBinary)],
+    present: &HashMap<u32, u64>,
+) -> Result<u64, ChError> {
+    let mut missing: Vec<(u32, &super::table::RowBinary)> = Vec::new();
+    let mut partial: Vec<u32> = Vec::new();
+    for &(b, r) in rows {
+        match present.get(&b).copied().unwrap_or(0) {
+            0 if r.rows > 0 => missing.push((b, r)),
+            0 => {}
+            n if n == r.rows => {}
+            _ => {
+                partial.push(b);
+                missing.push((b, r));
+            }
+        }
+    }
+    if !partial.is_empty() {
+        eprintln!("msen: {}: blocks {partial:?} of capture {id} are partly there; deleting them before sending them again", t.name);
+        delete_rows(c, t, id, Some(&partial))?;
+    }
+    let mut sent = 0;
+    let mut attempt = 0;
+    while !missing.is_empty() {
+        let n: u64 = missing.iter().map(|(_, r)| r.rows).sum();
+        let mut body = Vec::with_capacity(missing.iter().map(|(_, r)| r.buf.len()).sum());
+        for (_, r) in &missing {
+            body.extend_from_slice(&r.buf);
+        }
+        match c.insert(t, n, &body) {
+            Ok(()) => {
+                sent += n;
+                break;
+            }
+            Err(e) if e.transient() && attempt < c.retries => {
+                attempt += 1;
+                let delay = Duration::from_millis(250 << attempt.min(5));
+                eprintln!(
+                    "msen: INSERT INTO {}: {e}; checking what landed, retrying in {:.1} s ({attempt}/{})",
+                    t.name,
+                    delay.as_secs_f64(),
+                    c.retries
+                );
+                std::thread::sleep(delay);
+                let blocks: Vec<u32> = missing.iter().map(|(b, _)| *b).collect();
+                let now = present_blocks(c, t, id, Some(&blocks))?;
+                let mut again = Vec::new();
+                for (b, r) in missing {
+                    match now.get(&b).copied().unwrap_or(0) {
+                        0 => again.push((b, r)),
+                        n if n == r.rows => {}
+                        _ => {
+                            delete_rows(c, t, id, Some(&[b]))?;
+                            again.push((b, r));
+                        }
+                    }
+                }
+                missing = again;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// Insert a capture-level table (flows, objects, the capture row): whole,
+/// or not at all when already there.
+fn insert_whole(c: &Client, t: &Table, id: &str, rows: &super::table::RowBinary) -> Result<u64, ChError> {
+    let have = count_rows(c, t, id)?;
+    if have == rows.rows {
+        return Ok(0);
+    }
+    if have != 0 {
+        delete_rows(c, t, id, None)?;
+    }
+    if rows.rows == 0 {
+        return Ok(0);
+    }
+    let mut attempt = 0;
+    loop {
+        match c.insert(t, rows.rows, &rows.buf) {
+            Ok(()) => return Ok(rows.rows),
+            Err(e) if e.transient() && attempt < c.retries => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(250 << attempt.min(5)));
+                let now = count_rows(c, t, id)?;
+                if now == rows.rows {
+                    return Ok(rows.rows);
+                }
+                if now != 0 {
+                    delete_rows(c, t, id, None)?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Export one capture. `progress` is told the samples of each batch done.
+pub fn export_capture(
+    c: &Client,
+    l: &Loaded,
+    path: &std::path::Path,
+    opts: &Options,
+    progress: &dyn Fn(u64),
+) -> Result<CaptureReport, ChError> {
+    let id = capture_id_of(l, path).map_err(|e| ChError::Usage(format!("{}: {e}", path.display())))?;
+    let mut rep = CaptureReport { path: path.display().to_string(), capture_id: id.clone(), ..Default::default() };
+    if count_rows(c, &table::CAPTURES, &id)? > 0 {
+        rep.skipped = true;
+        return Ok(rep);
+    }
+    let mut b = RowBuilder::new(l, id.clone());
+    let mut present_samples = present_blocks(c, &table::SAMPLES, &id, None)?;
+    let mut present_rollup = present_blocks(c, &table::ROLLUP, &id, None)?;
+    let stacks_sql = format!("SELECT stack_id FROM {} WHERE capture_id = {} FORMAT TabSeparated", table::STACKS.name, sql_str(&id));
+    let mut stacks_there: HashSet<u64> =
+        c.with_retries("reading ms_stack_traces", || c.query(&stacks_sql))?.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let (mut sent_samples, mut sent_rollup, mut sent_stacks) = (0u64, 0u64, 0u64);
+    let mut counts = CaptureCounts::default();
+    for plan in b.plan(opts.max_rows) {
+        let batch = b.batch(&plan)?;
+        // Stacks first: a sample's stack is there before the sample.
+        let new: Vec<&(u64, Vec<u8>)> = batch.stacks.iter().filter(|(id, _)| !stacks_there.contains(id)).collect();
+        counts.stacks += batch.stacks.len() as u64;
+        for chunk in new.chunks(opts.max_rows as usize) {
+            let mut rows = table::RowBinary::new(&table::STACKS);
+            for (_, bytes) in chunk {
+                rows.buf.extend_from_slice(bytes);
+            }
+            rows.rows = chunk.len() as u64;
+            // Stacks have no blocks: resend after a failure only those still absent.
+            let mut attempt = 0;
+            loop {
+                match c.insert(&table::STACKS, rows.rows, &rows.buf) {
+                    Ok(()) => break,
+                    Err(e) if e.transient() && attempt < c.retries => {
+                        attempt += 1;
+                        std::thread::sleep(Duration::from_millis(250 << attempt.min(5)));
+                        stacks_there = c
+                            .with_retries("reading ms_stack_traces", || c.query(&stacks_sql))?
+                            .lines()
+                            .filter_map(|l| l.trim().parse().ok())
+                            .collect();
+                        let still: Vec<&&(u64, Vec<u8>)> = chunk.iter().filter(|(id, _)| !stacks_there.contains(id)).collect();
+                        if still.is_empty() {
+                            break;
+                        }
+                        if still.len() != chunk.len() {
+                            // Part of the chunk landed as its own part? Cannot be (one INSERT is one
+                            // part), but send exactly what is missing either way.
+                            rows = table::RowBinary::new(&table::STACKS);
+                            for (_, bytes) in &still {
+                                rows.buf.extend_from_slice(bytes);
+                            }
+                            rows.rows = still.len() as u64;
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            sent_stacks += rows.rows;
+            stacks_there.extend(chunk.iter().map(|(id, _)| *id));
+        }
+        let rollups: Vec<(u32, &table::RowBinary)> = batch.blocks.iter().map(|r| (r.block, &r.rollup)).collect();
+        sent_rollup += insert_blocks(c, &table::ROLLUP, &id, &rollups, &present_rollup)?;
+        let samples: Vec<(u32, &table::RowBinary)> = batch.blocks.iter().map(|r| (r.block, &r.samples)).collect();
+        sent_samples += insert_blocks(c, &table::SAMPLES, &id, &samples, &present_samples)?;
+        for r in &batch.blocks {
+            counts.samples += r.samples.rows;
+            counts.rollups += r.rollup.rows;
+            rep.bytes += (r.samples.buf.len() + r.rollup.buf.len()) as u64;
+            present_samples.insert(r.block, r.samples.rows);
+            present_rollup.insert(r.block, r.rollup.rows);
+        }
+        progress(batch.blocks.iter().map(|r| r.samples.rows).sum());
+    }
+    let flows = b.flows();
+    let objects = b.objects();
+    counts.flows = flows.rows;
+    counts.objects = objects.rows;
+    let sent_flows = insert_whole(c, &table::FLOWS, &id, &flows)?;
+    let sent_objects = insert_whole(c, &table::OBJECTS, &id, &objects)?;
+    let cap = b.capture(&counts, &rep.path);
+    let sent_cap = insert_whole(c, &table::CAPTURES, &id, &cap)?;
+    rep.counts = counts;
+    rep.sent = vec![
+        (table::SAMPLES.name, sent_samples),
+        (table::STACKS.name, sent_stacks),
+        (table::ROLLUP.name, sent_rollup),
+        (table::FLOWS.name, sent_flows),
+        (table::OBJECTS.name, sent_objects),
+        (table::CAPTURES.name, sent_cap),
+    ];
+    Ok(rep)
+}

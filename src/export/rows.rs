@@ -1,0 +1,510 @@
+//! A capture as the rows of the export tables (src/export/table.rs), built
+//! a batch of trace blocks at a time so memory stays bounded by the batch,
+//! not the capture. Blocks decode in parallel; each distinct address is
+//! resolved once per export (a cache shared by every batch); rows come out
+//! in block order, so the bytes of a batch are the same at any thread count
+//! and on every run (what exactly-once resume relies on).
+
+use super::table::{self, RowBinary};
+use crate::analyze::datasrc::{lvl, op, snoop, DataSrc};
+use crate::analyze::loaded::Loaded;
+use crate::analyze::report::{frames, unresolved_frame_name};
+use crate::perf::attr::sample;
+use crate::perf::record::misc;
+use crate::trace::reader::BlockRef;
+use crate::trace::TraceError;
+use rayon::prelude::*;
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
+
+/// What every row of a capture repeats.
+#[derive(Debug, Clone)]
+pub struct CaptureKey {
+    pub capture_id: String,
+    pub host: String,
+    pub date: u16,
+}
+
+impl CaptureKey {
+    fn put(&self, w: &mut RowBinary) {
+        w.str(&self.capture_id).str(&self.host).date(self.date);
+    }
+}
+
+/// A resolved address: the names report's Symbol and Shared Object show.
+#[derive(Debug, Clone)]
+struct FrameName {
+    symbol: String,
+    dso: String,
+    build_id: String,
+}
+
+type AddrKey = (u32, u16, bool, u64);
+
+/// One decoded sample, before names.
+struct Raw {
+    time: u64,
+    cpu: u32,
+    pid: u32,
+    tid: u32,
+    comm: u32,
+    event: u16,
+    period: u64,
+    ip: u64,
+    kernel: bool,
+    epoch: u16,
+    chain: Option<Box<[u64]>>,
+    flow: u64,
+    addr: u64,
+    data_src: u64,
+    weight: u64,
+    phys: u64,
+    /// The data object (name, type) and the mapping or file it is in.
+    data_object: Option<(String, String)>,
+    line: Option<(String, u32, u64, u32)>,
+    c2c: [u8; 5],
+    numa: Option<bool>,
+    cpu_node: Option<u32>,
+    mem_node: Option<u32>,
+}
+
+/// The rows of one trace block.
+#[derive(Debug)]
+pub struct BlockRows {
+    pub block: u32,
+    pub samples: RowBinary,
+    pub rollup: RowBinary,
+}
+
+/// The rows of a batch of blocks: per block samples and rollups, and the
+/// stacks first referenced in this batch (by this export run).
+#[derive(Debug)]
+pub struct Batch {
+    pub blocks: Vec<BlockRows>,
+    pub stacks: Vec<(u64, Vec<u8>)>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct ObjectAcc {
+    start: u64,
+    end: u64,
+    samples: u64,
+    loads: u64,
+    stores: u64,
+}
+
+/// Builds a capture's rows batch by batch, remembering names, stacks,
+/// flows and data objects across batches.
+pub struct RowBuilder<'a> {
+    l: &'a Loaded,
+    pub key: CaptureKey,
+    start_unix_ns: u64,
+    start_clock_ns: u64,
+    line_size: u64,
+    mem_events: Vec<bool>,
+    cpu_node: HashMap<u32, u32>,
+    names: HashMap<AddrKey, u32>,
+    frames: Vec<FrameName>,
+    stacks_seen: HashMap<u64, ()>,
+    flow_samples: BTreeMap<u64, u64>,
+    objects: BTreeMap<(u32, String, String), ObjectAcc>,
+    pub samples: u64,
+}
+
+impl std::fmt::Debug for RowBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowBuilder").field("key", &self.key).field("samples", &self.samples).finish_non_exhaustive()
+    }
+}
+
+impl<'a> RowBuilder<'a> {
+    pub fn new(l: &'a Loaded, capture_id: String) -> RowBuilder<'a> {
+        let m = &l.trace.meta;
+        let start_unix_ns = m.start_unix_ns;
+        RowBuilder {
+            l,
+            key: CaptureKey { capture_id, host: m.hostname.clone(), date: table::days(start_unix_ns) },
+            start_unix_ns,
+            start_clock_ns: m.start_clock_ns,
+            line_size: m.cache_line_size.max(1) as u64,
+            mem_events: l.events.list.iter().map(|e| e.attr.sample_type & sample::DATA_SRC != 0).collect(),
+            cpu_node: m.cpu_nodes.iter().map(|c| (c.cpu, c.node)).collect(),
+            names: HashMap::default(),
+            frames: Vec::new(),
+            stacks_seen: HashMap::default(),
+            flow_samples: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            samples: 0,
+        }
+    }
+
+    /// Wall-clock Unix ns of a trace-clock time (the trace's own clock when
+    /// it recorded no start, as imported perf.data without a clock map).
+    pub fn unix_ns(&self, t: u64) -> u64 {
+        if self.start_unix_ns == 0 {
+            return t;
+        }
+        self.start_unix_ns.saturating_add(t.saturating_sub(self.start_clock_ns))
+    }
+
+    /// Batches of consecutive blocks, each holding at most `max_rows`
+    /// samples (a block's record count bounds its samples) or one block.
+    pub fn plan(&self, max_rows: u64) -> Vec<Vec<(u32, BlockRef)>> {
+        let mut out: Vec<Vec<(u32, BlockRef)>> = Vec::new();
+        let mut rows = 0u64;
+        for (i, b) in self.l.sample_blocks().into_iter().enumerate() {
+            let n = b.header.record_count as u64;
+            match out.last_mut() {
+                Some(cur) if rows + n <= max_rows => {
+                    cur.push((i as u32, b));
+                    rows += n;
+                }
+                _ => {
+                    out.push(vec![(i as u32, b)]);
+                    rows = n;
+                }
+            }
+        }
+        out
+    }
+
+    fn decode(&self, b: &BlockRef) -> Result<Vec<Raw>, TraceError> {
+        let l = self.l;
+        let mut out = Vec::new();
+        let mut st = Default::default();
+        let mut unwinder = l.unwinder();
+        let mut buf = Vec::new();
+        l.for_each_sample_flow(b, &mut st, |ev, cpumode, s, flow| {
+            let pid = s.pid.unwrap_or(u32::MAX);
+            let tid = s.tid.unwrap_or(u32::MAX);
+            let time = s.time.unwrap_or(0);
+            let epoch = l.timeline.epoch_at(pid, time);
+            let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
+            let chain = l.chain_into(ev, s, &mut unwinder, &mut buf).then(|| buf.clone().into_boxed_slice());
+            let mem = self.mem_events.get(ev as usize).copied().unwrap_or(false);
+            let d = DataSrc(s.data_src.unwrap_or(0));
+            let addr = s.addr.unwrap_or(0);
+            let cpu_node = s.cpu.and_then(|c| self.cpu_node.get(&c).copied());
+            let mem_node = s.phys_addr.filter(|&a| a != 0).and_then(|pa| crate::analyze::numa::mem_node_of(l, pa));
+            let mut c2c = [0u8; 5];
+            let mut line = None;
+            let mut data_object = None;
+            if mem {
+                if let Some((one, hit)) = crate::analyze::false_share::classify_sample(l, &self.mem_events, self.line_size, ev, cpumode, s)
+                {
+                    let sat = |v: u64| v.min(255) as u8;
+                    c2c = [sat(one.lcl_hitm), sat(one.rmt_hitm), sat(one.tot_hitm), sat(one.tot_recs()), sat(one.stores())];
+                    if let Some((_, k, rel)) = hit {
+                        let object =
+                            k.dso.and_then(|x| l.timeline.dsos.get(x as usize)).map_or_else(|| "[X]".to_string(), |x| x.path.clone());
+                        line = Some((object, k.pid.unwrap_or(u32::MAX), k.line, (rel % self.line_size) as u32));
+                    }
+                }
+                if addr != 0 && !kernel {
+                    let hit = l.timeline.find_map(pid, epoch, addr);
+                    let below = l.timeline.file_map_below(pid, epoch, addr);
+                    data_object =
+                        l.resolver.data_symbol_with_bss(hit.map(|h| (h, h.map_start, 0)), below, addr).map(|ds| (ds.object, ds.type_name));
+                }
+            }
+            out.push(Raw {
+                time,
+                cpu: s.cpu.unwrap_or(u32::MAX),
+                pid,
+                tid,
+                comm: l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX),
+                event: ev,
+                period: s.period.unwrap_or(l.events.list[ev as usize].default_period),
+                ip: s.ip.unwrap_or(0),
+                kernel,
+                epoch,
+                chain,
+                flow: flow.map_or(0, |f| f.id),
+                addr,
+                data_src: s.data_src.unwrap_or(0),
+                weight: s.weight.unwrap_or(0),
+                phys: s.phys_addr.unwrap_or(0),
+                data_object,
+                line,
+                c2c,
+                numa: if mem { crate::analyze::numa::memory_access(d, cpu_node, mem_node) } else { None },
+                cpu_node,
+                mem_node,
+            });
+        })?;
+        Ok(out)
+    }
+
+    fn name_of(&self, k: AddrKey) -> FrameName {
+        let l = self.l;
+        let (pid, epoch, kernel, ip) = k;
+        let r = if kernel { l.resolver.kernel(ip) } else { l.resolver.user(l.timeline.find_map(pid, epoch, ip), ip) };
+        let path = if kernel {
+            "[kernel.kallsyms]".to_string()
+        } else {
+            l.timeline.map_entry(pid, epoch, ip).and_then(|m| l.timeline.dsos.get(m.dso as usize)).map_or(r.dso.clone(), |d| d.path.clone())
+        };
+        let build_id = if kernel {
+            l.trace.end.as_ref().and_then(|e| e.build_ids.iter().find(|b| b.path == "[kernel.kallsyms]")).map(|b| b.build_id.clone())
+        } else {
+            l.resolver.recorded_build_id(&path).map(str::to_string)
+        };
+        FrameName {
+            symbol: r.sym.clone().unwrap_or_else(|_| unresolved_frame_name(r.rel)),
+            dso: r.dso,
+            build_id: build_id.unwrap_or_default(),
+        }
+    }
+
+    /// Decode and encode one batch.
+    pub fn batch(&mut self, blocks: &[(u32, BlockRef)]) -> Result<Batch, TraceError> {
+        let raws: Vec<Vec<Raw>> = blocks.par_iter().map(|(_, b)| self.decode(b)).collect::<Result<_, _>>()?;
+        // Names for the addresses this batch adds, resolved in parallel.
+        let mut new: Vec<AddrKey> = Vec::new();
+        for r in raws.iter().flatten() {
+            let own = (r.pid, r.epoch, r.kernel, r.ip);
+            if !self.names.contains_key(&own) {
+                new.push(own);
+            }
+            if let Some(c) = &r.chain {
+                for (kernel, ip) in frames(c, r.kernel) {
+                    let k = (r.pid, r.epoch, kernel, ip);
+                    if !self.names.contains_key(&k) {
+                        new.push(k);
+                    }
+                }
+            }
+        }
+        new.par_sort_unstable();
+        new.dedup();
+        let named: Vec<FrameName> = new.par_iter().map(|&k| self.name_of(k)).collect();
+        for (k, n) in new.into_iter().zip(named) {
+            self.names.insert(k, self.frames.len() as u32);
+            self.frames.push(n);
+        }
+
+        let this = &*self;
+        type Encoded = (BlockRows, Vec<(u64, Vec<u8>)>, BTreeMap<u64, u64>, BTreeMap<(u32, String, String), ObjectAcc>);
+        let encoded: Vec<Encoded> = blocks.par_iter().zip(raws).map(|((bi, _), rs)| this.encode_block(*bi, rs)).collect();
+        let mut out = Batch { blocks: Vec::with_capacity(encoded.len()), stacks: Vec::new() };
+        for (rows, st, flows, objects) in encoded {
+            self.samples += rows.samples.rows;
+            for (id, bytes) in st {
+                if self.stacks_seen.insert(id, ()).is_none() {
+                    out.stacks.push((id, bytes));
+                }
+            }
+            for (f, n) in flows {
+                *self.flow_samples.entry(f).or_default() += n;
+            }
+            for (k, v) in objects {
+                let e = self.objects.entry(k).or_insert(ObjectAcc { start: u64::MAX, ..Default::default() });
+                e.start = e.start.min(v.start);
+                e.end = e.end.max(v.end);
+                e.samples += v.samples;
+                e.loads += v.loads;
+                e.stores += v.stores;
+            }
+            out.blocks.push(rows);
+        }
+        Ok(out)
+    }
+
+    fn encode_block(
+        &self,
+        block: u32,
+        rs: Vec<Raw>,
+    ) -> (BlockRows, Vec<(u64, Vec<u8>)>, BTreeMap<u64, u64>, BTreeMap<(u32, String, String), ObjectAcc>) {
+        let l = self.l;
+        let mut w = RowBinary::new(&table::SAMPLES);
+        let mut stacks: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut seen: HashMap<u64, ()> = HashMap::default();
+        let mut flows: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut objects: BTreeMap<(u32, String, String), ObjectAcc> = BTreeMap::new();
+        // (window, flow, frame, event) -> samples, period, l1, llc, local, remote, hitm
+        let mut rollup: BTreeMap<(u64, u64, u32, u16), [u64; 7]> = BTreeMap::new();
+        let none = u32::MAX;
+        let mut ids: Vec<u32> = Vec::new();
+        for r in rs {
+            let own = self.names[&(r.pid, r.epoch, r.kernel, r.ip)];
+            let f = &self.frames[own as usize];
+            let stack_id = match &r.chain {
+                Some(c) => {
+                    ids.clear();
+                    ids.extend(frames(c, r.kernel).map(|(kernel, ip)| self.names[&(r.pid, r.epoch, kernel, ip)]));
+                    if ids.is_empty() {
+                        0
+                    } else {
+                        let id = self.stack_id(c, r.kernel, &ids);
+                        if seen.insert(id, ()).is_none() && !self.stacks_seen.contains_key(&id) {
+                            stacks.push((id, self.stack_row(id, c, r.kernel, &ids)));
+                        }
+                        id
+                    }
+                }
+                None => 0,
+            };
+            let d = DataSrc(r.data_src);
+            let has_dsrc = self.mem_events.get(r.event as usize).copied().unwrap_or(false);
+            let comm_owned;
+            let comm = if r.comm == none {
+                comm_owned = format!(":{}", r.tid as i32);
+                comm_owned.as_str()
+            } else {
+                l.timeline.comm_name(r.comm)
+            };
+            let time = self.unix_ns(r.time);
+            self.key.put(&mut w);
+            w.u32(block).time(time).u32(r.cpu).u32(r.pid).u32(r.tid).str(comm).str(&l.events.list[r.event as usize].name);
+            w.u64(r.period).u64(r.ip).u8(r.kernel as u8).str(&f.symbol).str(&f.dso).u64(stack_id).u64(r.flow);
+            w.u64(r.addr).u64(r.data_src);
+            if has_dsrc {
+                w.str(d.op_text()).str(&d.lvl_text()).str(&d.snoop_text()).str(&d.tlb_text()).u8((d.lock_text() == "Yes") as u8);
+            } else {
+                w.str("").str("").str("").str("").u8(0);
+            }
+            w.u64(r.weight).u64(r.phys).str(r.data_object.as_ref().map_or("", |o| o.0.as_str()));
+            match &r.line {
+                Some((object, pid, line, off)) => w.str(object).u32(*pid).u64(*line).u32(*off),
+                None => w.str("").u32(none).u64(0).u32(0),
+            };
+            for v in r.c2c {
+                w.u8(v);
+            }
+            w.str(match r.numa {
+                Some(true) => "remote",
+                Some(false) => "local",
+                None => "",
+            });
+            w.u32(r.cpu_node.unwrap_or(none)).u32(r.mem_node.unwrap_or(none)).str("");
+            w.end_row();
+
+            *flows.entry(r.flow).or_default() += 1;
+            if let Some((name, type_name)) = &r.data_object {
+                let e =
+                    objects.entry((r.pid, name.clone(), type_name.clone())).or_insert(ObjectAcc { start: u64::MAX, ..Default::default() });
+                e.start = e.start.min(r.addr);
+                e.end = e.end.max(r.addr.saturating_add(1));
+                e.samples += 1;
+                e.loads += (d.mem_op() & op::LOAD != 0) as u64;
+                e.stores += (d.mem_op() & op::STORE != 0) as u64;
+            }
+            let window = time / 1_000_000_000 * 1_000_000_000;
+            let e = rollup.entry((window, r.flow, own, r.event)).or_default();
+            e[0] += 1;
+            e[1] = e[1].saturating_add(r.period);
+            if has_dsrc && d.mem_op() & op::LOAD != 0 {
+                let lv = d.mem_lvl();
+                if lv & lvl::HIT != 0 && lv & (lvl::L1 | lvl::LFB) != 0 {
+                    e[2] += 1;
+                }
+                if lv & lvl::HIT != 0 && lv & (lvl::L2 | lvl::L3) != 0 {
+                    e[3] += 1;
+                }
+                match r.numa {
+                    Some(false) => e[4] += 1,
+                    Some(true) => e[5] += 1,
+                    None => {}
+                }
+                if d.mem_snoop() & snoop::HITM != 0 {
+                    e[6] += 1;
+                }
+            }
+        }
+        let mut ru = RowBinary::new(&table::ROLLUP);
+        for ((window, flow, frame, event), v) in rollup {
+            let f = &self.frames[frame as usize];
+            self.key.put(&mut ru);
+            ru.u32(block).time(window).u64(flow).str(&f.symbol).str(&f.dso).str(&l.events.list[event as usize].name);
+            for x in v {
+                ru.u64(x);
+            }
+            ru.end_row();
+        }
+        (BlockRows { block, samples: w, rollup: ru }, stacks, flows, objects)
+    }
+
+    /// A stack's id: XXH3 over its frames' kinds, addresses and names, so
+    /// the same resolved chain has the same id in every run.
+    fn stack_id(&self, chain: &[u64], kernel: bool, ids: &[u32]) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for ((k, ip), id) in frames(chain, kernel).zip(ids) {
+            let f = &self.frames[*id as usize];
+            h.update(&[k as u8]);
+            h.update(&ip.to_le_bytes());
+            h.update(f.symbol.as_bytes());
+            h.update(&[0]);
+            h.update(f.dso.as_bytes());
+            h.update(&[0]);
+        }
+        // 0 means "no stack" in ms_raw_samples.
+        h.digest().max(1)
+    }
+
+    fn stack_row(&self, id: u64, chain: &[u64], kernel: bool, ids: &[u32]) -> Vec<u8> {
+        let mut w = RowBinary::new(&table::STACKS);
+        let ips: Vec<u64> = frames(chain, kernel).map(|(_, ip)| ip).collect();
+        let fr: Vec<&FrameName> = ids.iter().map(|i| &self.frames[*i as usize]).collect();
+        self.key.put(&mut w);
+        w.u64(id).u16(ids.len().min(u16::MAX as usize) as u16).u64s(&ips);
+        w.strs(fr.iter().map(|f| f.symbol.as_str())).strs(fr.iter().map(|f| f.dso.as_str())).strs(fr.iter().map(|f| f.build_id.as_str()));
+        w.end_row();
+        w.buf
+    }
+
+    /// ms_flows rows: every flow of the capture's flow table, with the
+    /// samples this export tagged with it.
+    pub fn flows(&self) -> RowBinary {
+        let mut w = RowBinary::new(&table::FLOWS);
+        let mut list: Vec<&crate::trace::meta::FlowInfo> = self.l.flows.by_id.values().collect();
+        list.sort_by_key(|f| f.id);
+        for f in list {
+            self.key.put(&mut w);
+            w.u64(f.id).str(&f.proto).u8(f.family).str(&f.local).u16(f.local_port).str(&f.remote).u16(f.remote_port);
+            w.str(&f.direction).u32(f.netns).u32(f.ifindex).str(&f.text()).time(self.unix_ns(f.first_ns)).time(self.unix_ns(f.last_ns));
+            w.u64(f.rx_bytes).u64(f.tx_bytes).u64(f.retransmits).u32(f.srtt_us).u64(self.flow_samples.get(&f.id).copied().unwrap_or(0));
+            w.end_row();
+        }
+        w
+    }
+
+    /// ms_data_objects rows: the data objects memory samples touched.
+    pub fn objects(&self) -> RowBinary {
+        let mut w = RowBinary::new(&table::OBJECTS);
+        for ((pid, object, type_name), a) in &self.objects {
+            self.key.put(&mut w);
+            w.u32(*pid).str(object).str(type_name);
+            w.u64(a.start).u64(a.end).u64(a.samples).u64(a.loads).u64(a.stores);
+            w.end_row();
+        }
+        w
+    }
+
+    /// The ms_captures row, written after everything else.
+    pub fn capture(&self, counts: &CaptureCounts, trace_path: &str) -> RowBinary {
+        let l = self.l;
+        let m = &l.trace.meta;
+        let mut w = RowBinary::new(&table::CAPTURES);
+        let span = l.sample_time_span().unwrap_or((0, 0));
+        let nodes = m.cpu_nodes.iter().map(|c| c.node).collect::<std::collections::BTreeSet<_>>().len().max(1);
+        self.key.put(&mut w);
+        w.time(if m.start_unix_ns > 0 { m.start_unix_ns } else { self.unix_ns(span.0) }).u64(span.1.saturating_sub(span.0));
+        w.str(&m.kernel_release).str(&m.arch).str(&m.cpu_vendor).str(&m.cpu_model).u32(m.nr_cpus).u32(nodes as u32);
+        w.u32(m.cache_line_size).strs(l.events.list.iter().map(|e| e.name.as_str())).u8(m.software_only as u8);
+        w.str(m.source_format.as_deref().unwrap_or("msen")).str(env!("CARGO_PKG_VERSION"));
+        w.u64(counts.samples).u64(counts.stacks).u64(counts.rollups).u64(counts.flows).u64(counts.objects);
+        w.u64(l.lost_events.iter().map(|(_, n)| *n).sum()).u64(0).str(&m.command_line.join(" ")).str(trace_path);
+        w.end_row();
+        w
+    }
+}
+
+/// Rows of a capture per table, as the ms_captures row records them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureCounts {
+    pub samples: u64,
+    pub stacks: u64,
+    pub rollups: u64,
+    pub flows: u64,
+    pub objects: u64,
+}
