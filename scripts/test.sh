@@ -7,5 +7,7 @@ cd "$(dirname "$0")/.."
 # The readers the export tests check profiles with (go tool pprof,
 # speedscope in headless Chromium); as another user they skip.
 if [ "$(id -u)" -eq 0 ]; then bash scripts/setup-viewers.sh; fi
+# The ClickHouse engines the export tests load into (clickhouse-server 18.16, chdb).
+bash scripts/setup-clickhouse.sh
 cargo build --locked --all-targets
 cargo test --locked -- --test-threads="$(nproc)"

@@ -449,6 +449,7 @@ fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
         url,
         database: args.database.clone(),
         create_tables: args.create_tables,
+        ttl_days: args.ttl_days,
         password_file: args.password_file.clone(),
         max_rows: args.batch_rows,
         retries: args.retries,
@@ -464,7 +465,7 @@ fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
         }
     }
     let client = ch::Client::connect(&opts)?;
-    client.prepare_tables(opts.create_tables)?;
+    client.prepare_tables(opts.create_tables, opts.ttl_days)?;
     let pb = msen::output::progress(opts.progress, inputs.len() as u64, "exporting captures");
     let started = std::time::Instant::now();
     use rayon::prelude::*;

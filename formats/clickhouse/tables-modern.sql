@@ -1,4 +1,4 @@
--- msen's ClickHouse tables for 23.x and newer (DateTime64(9), LowCardinality, codecs, a 90-day TTL).
+-- msen's ClickHouse tables for 23.x and newer (DateTime64(9), LowCardinality, codecs; a TTL on request).
 -- Generated from src/export/table.rs; `msen export --clickhouse URL --create-tables` runs it.
 
 -- ms_stack_traces: one row per distinct call chain of a capture.
@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS ms_stack_traces
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(capture_date)
 ORDER BY (capture_id, stack_id)
-TTL capture_date + INTERVAL 90 DAY
+-- TTL capture_date + INTERVAL 90 DAY  (msen export --create-tables --ttl-days 90)
 ;
 
 -- ms_flows: the flow table of a capture: 5-tuple, namespace, counters.
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS ms_flows
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(capture_date)
 ORDER BY (capture_id, flow_id)
-TTL capture_date + INTERVAL 90 DAY
+-- TTL capture_date + INTERVAL 90 DAY  (msen export --create-tables --ttl-days 90)
 ;
 
 -- ms_data_objects: data objects the memory samples touched: address range, type and access counts.
@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS ms_data_objects
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(capture_date)
 ORDER BY (capture_id, pid, object)
-TTL capture_date + INTERVAL 90 DAY
+-- TTL capture_date + INTERVAL 90 DAY  (msen export --create-tables --ttl-days 90)
 ;
 
 -- ms_flow_rollup: per second, flow, function and event: samples, period and memory-level counts (additive: sum over rows).
@@ -101,7 +101,7 @@ CREATE TABLE IF NOT EXISTS ms_flow_rollup
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(capture_date)
 ORDER BY (host, flow_id, symbol, window_start)
-TTL capture_date + INTERVAL 90 DAY
+-- TTL capture_date + INTERVAL 90 DAY  (msen export --create-tables --ttl-days 90)
 ;
 
 -- ms_raw_samples: one row per sample, symbolized, with flow and decoded memory fields.
@@ -156,7 +156,7 @@ CREATE TABLE IF NOT EXISTS ms_raw_samples
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(capture_date)
 ORDER BY (host, capture_id, trace_block, time)
-TTL capture_date + INTERVAL 90 DAY
+-- TTL capture_date + INTERVAL 90 DAY  (msen export --create-tables --ttl-days 90)
 ;
 
 -- ms_captures: one row per exported capture, written last: its presence means every other table holds the whole capture.
@@ -193,6 +193,6 @@ CREATE TABLE IF NOT EXISTS ms_captures
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(capture_date)
 ORDER BY (host, capture_id)
-TTL capture_date + INTERVAL 90 DAY
+-- TTL capture_date + INTERVAL 90 DAY  (msen export --create-tables --ttl-days 90)
 ;
 

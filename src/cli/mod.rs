@@ -786,6 +786,9 @@ pub struct ExportArgs {
     /// Create the tables that are missing (the DDL for the server's version).
     #[arg(long = "create-tables", requires = "clickhouse")]
     pub create_tables: bool,
+    /// With --create-tables on a 23.x+ server: drop a capture's rows this many days after it was taken.
+    #[arg(long = "ttl-days", value_name = "DAYS", requires = "create_tables")]
+    pub ttl_days: Option<u32>,
     /// Read the ClickHouse password from the first line of this file.
     #[arg(long = "password-file", value_name = "FILE", requires = "clickhouse")]
     pub password_file: Option<PathBuf>,

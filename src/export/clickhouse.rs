@@ -68,6 +68,8 @@ pub struct Options {
     pub url: String,
     pub database: String,
     pub create_tables: bool,
+    /// With create_tables on a modern server: a TTL of this many days.
+    pub ttl_days: Option<u32>,
     pub password_file: Option<std::path::PathBuf>,
     pub max_rows: u64,
     pub retries: u32,
@@ -187,6 +189,11 @@ impl Client {
 
     /// POST a request; the body is SQL, or data after `query` in the URL.
     fn post(&self, query: Option<&str>, settings: &[(&str, String)], body: &[u8], what: &str) -> Result<String, ChError> {
+        self.post_parts(query, settings, &[body], what)
+    }
+
+    /// POST a body made of `parts`, sent one after another (no copy into one buffer).
+    fn post_parts(&self, query: Option<&str>, settings: &[(&str, String)], parts: &[&[u8]], what: &str) -> Result<String, ChError> {
         let mut req = self.agent.post(self.url()).query("database", &self.database);
         if let Some(q) = query {
             req = req.query("query", q);
@@ -197,17 +204,27 @@ impl Client {
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
         }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         let compressed;
-        let body = if self.gzip && body.len() > 4096 {
-            let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
-            e.write_all(body).map_err(|e| ChError::Usage(e.to_string()))?;
-            compressed = e.finish().map_err(|e| ChError::Usage(e.to_string()))?;
+        let parts: &[&[u8]] = if self.gzip && len > 4096 {
+            let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(len / 4), flate2::Compression::fast());
+            for p in parts {
+                e.write_all(p).map_err(|e| ChError::Usage(e.to_string()))?;
+            }
+            compressed = [e.finish().map_err(|e| ChError::Usage(e.to_string()))?];
             req = req.header("Content-Encoding", "gzip");
-            &compressed[..]
+            &[&compressed[0][..]]
         } else {
-            body
+            parts
         };
-        let mut resp = match req.send(body) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut reader = Parts { parts, at: 0, off: 0 };
+        let sent = if parts.len() == 1 {
+            req.send(parts[0])
+        } else {
+            req.header("Content-Length", len.to_string()).send(ureq::SendBody::from_reader(&mut reader))
+        };
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => return Err(ChError::Connect { url: self.base.clone(), reason: e.to_string() }),
         };
@@ -237,10 +254,15 @@ impl Client {
 
     /// INSERT rows (RowBinary, in the table's column order) as one block.
     pub fn insert(&self, t: &Table, rows: u64, body: &[u8]) -> Result<(), ChError> {
+        self.insert_parts(t, rows, &[body])
+    }
+
+    /// INSERT rows given in pieces (whole rows each), as one block.
+    pub fn insert_parts(&self, t: &Table, rows: u64, parts: &[&[u8]]) -> Result<(), ChError> {
         let q = format!("INSERT INTO {} ({}) FORMAT RowBinary", t.name, t.column_list());
         // One request is one block, so one part, whatever its size.
         let block = (rows + 1).max(1_048_576).to_string();
-        self.post(Some(&q), &[("max_insert_block_size", block)], body, &format!("INSERT INTO {}", t.name)).map(|_| ())
+        self.post_parts(Some(&q), &[("max_insert_block_size", block)], parts, &format!("INSERT INTO {}", t.name)).map(|_| ())
     }
 
     /// Run `f` until it succeeds, a permanent error, or the retries are spent.
@@ -263,7 +285,7 @@ impl Client {
 
     /// Check (and with `create`, make) the tables: each of msen's columns
     /// must exist with the type msen writes (either variant's).
-    pub fn prepare_tables(&self, create: bool) -> Result<(), ChError> {
+    pub fn prepare_tables(&self, create: bool, ttl_days: Option<u32>) -> Result<(), ChError> {
         let names: Vec<String> = table::ALL.iter().map(|t| sql_str(t.name)).collect();
         let sql = format!(
             "SELECT table, name, type FROM system.columns WHERE database = {} AND table IN ({}) FORMAT TabSeparated",
@@ -281,7 +303,7 @@ impl Client {
         for t in table::ALL {
             match have.get(t.name) {
                 None if create => {
-                    let ddl = t.ddl(self.modern, &format!("{}.", self.database));
+                    let ddl = t.ddl(self.modern, &format!("{}.", self.database), ttl_days);
                     self.with_retries(&format!("creating {}", t.name), || self.query(&ddl))?;
                 }
                 None => {
@@ -321,6 +343,29 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// A reader over byte slices, one after another.
+struct Parts<'a> {
+    parts: &'a [&'a [u8]],
+    at: usize,
+    off: usize,
+}
+
+impl std::io::Read for Parts<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some(p) = self.parts.get(self.at) {
+            if self.off < p.len() {
+                let n = (p.len() - self.off).min(buf.len());
+                buf[..n].copy_from_slice(&p[self.off..self.off + n]);
+                self.off += n;
+                return Ok(n);
+            }
+            self.at += 1;
+            self.off = 0;
+        }
+        Ok(0)
     }
 }
 
@@ -453,11 +498,8 @@ fn insert_blocks(
     let mut attempt = 0;
     while !missing.is_empty() {
         let n: u64 = missing.iter().map(|(_, r)| r.rows).sum();
-        let mut body = Vec::with_capacity(missing.iter().map(|(_, r)| r.buf.len()).sum());
-        for (_, r) in &missing {
-            body.extend_from_slice(&r.buf);
-        }
-        match c.insert(t, n, &body) {
+        let parts: Vec<&[u8]> = missing.iter().map(|(_, r)| &r.buf[..]).collect();
+        match c.insert_parts(t, n, &parts) {
             Ok(()) => {
                 sent += n;
                 break;

@@ -84,6 +84,9 @@ pub struct Batch {
     pub stacks: Vec<(u64, Vec<u8>)>,
 }
 
+/// One block's rows, the stacks it referenced first, samples per flow, data objects.
+type Encoded = (BlockRows, Vec<(u64, Vec<u8>)>, BTreeMap<u64, u64>, BTreeMap<(u32, String, String), ObjectAcc>);
+
 #[derive(Default, Clone, Copy)]
 struct ObjectAcc {
     start: u64,
@@ -200,7 +203,7 @@ impl<'a> RowBuilder<'a> {
                         line = Some((object, k.pid.unwrap_or(u32::MAX), k.line, (rel % self.line_size) as u32));
                     }
                 }
-                if addr != 0 && !kernel {
+                if addr != 0 {
                     let hit = l.timeline.find_map(pid, epoch, addr);
                     let below = l.timeline.file_map_below(pid, epoch, addr);
                     data_object =
@@ -284,7 +287,6 @@ impl<'a> RowBuilder<'a> {
         }
 
         let this = &*self;
-        type Encoded = (BlockRows, Vec<(u64, Vec<u8>)>, BTreeMap<u64, u64>, BTreeMap<(u32, String, String), ObjectAcc>);
         let encoded: Vec<Encoded> = blocks.par_iter().zip(raws).map(|((bi, _), rs)| this.encode_block(*bi, rs)).collect();
         let mut out = Batch { blocks: Vec::with_capacity(encoded.len()), stacks: Vec::new() };
         for (rows, st, flows, objects) in encoded {
@@ -310,11 +312,7 @@ impl<'a> RowBuilder<'a> {
         Ok(out)
     }
 
-    fn encode_block(
-        &self,
-        block: u32,
-        rs: Vec<Raw>,
-    ) -> (BlockRows, Vec<(u64, Vec<u8>)>, BTreeMap<u64, u64>, BTreeMap<(u32, String, String), ObjectAcc>) {
+    fn encode_block(&self, block: u32, rs: Vec<Raw>) -> Encoded {
         let l = self.l;
         let mut w = RowBinary::new(&table::SAMPLES);
         let mut stacks: Vec<(u64, Vec<u8>)> = Vec::new();

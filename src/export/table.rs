@@ -322,7 +322,10 @@ impl Table {
     }
 
     /// CREATE TABLE for an old (plain types) or a modern server.
-    pub fn ddl(&self, modern: bool, database: &str) -> String {
+    /// `ttl_days`: drop a capture's rows that many days after its start
+    /// (modern servers). Off unless asked: a TTL on the capture's date would
+    /// silently delete old captures the moment they are loaded.
+    pub fn ddl(&self, modern: bool, database: &str, ttl_days: Option<u32>) -> String {
         let mut s = String::new();
         s.push_str(&format!("-- {}: {}.\n", self.name, self.doc));
         for line in wrap(self.why, 100) {
@@ -338,8 +341,10 @@ impl Table {
         }
         s.push_str(")\nENGINE = MergeTree\n");
         s.push_str(&format!("PARTITION BY {}\nORDER BY {}\n", self.partition_by, self.order_by));
-        if modern {
-            s.push_str("TTL capture_date + INTERVAL 90 DAY\n");
+        match (modern, ttl_days) {
+            (true, Some(d)) => s.push_str(&format!("TTL capture_date + INTERVAL {d} DAY\n")),
+            (true, None) => s.push_str("-- TTL capture_date + INTERVAL 90 DAY  (msen export --create-tables --ttl-days 90)\n"),
+            _ => {}
         }
         s.push_str(";\n");
         s
@@ -349,32 +354,32 @@ impl Table {
 /// The whole DDL file of a variant.
 pub fn ddl_file(modern: bool) -> String {
     let mut s = String::from(if modern {
-        "-- msen's ClickHouse tables for 23.x and newer (DateTime64(9), LowCardinality, codecs, a 90-day TTL).\n\
+        "-- msen's ClickHouse tables for 23.x and newer (DateTime64(9), LowCardinality, codecs; a TTL on request).\n\
          -- Generated from src/export/table.rs; `msen export --clickhouse URL --create-tables` runs it.\n\n"
     } else {
         "-- msen's ClickHouse tables for old servers (before 23.x: plain types, no codecs or TTL; 18.16 reads it).\n\
          -- Generated from src/export/table.rs; `msen export --clickhouse URL --create-tables` runs it.\n\n"
     });
     for t in ALL {
-        s.push_str(&t.ddl(modern, ""));
+        s.push_str(&t.ddl(modern, "", None));
         s.push('\n');
     }
     s
 }
 
 fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut out = vec![String::new()];
+    let mut out: Vec<String> = Vec::new();
+    let mut cur = String::new();
     for w in text.split_whitespace() {
-        let cur = out.last_mut().expect("out starts non-empty");
         if !cur.is_empty() && cur.len() + 1 + w.len() > width {
-            out.push(w.to_string());
-        } else {
-            if !cur.is_empty() {
-                cur.push(' ');
-            }
-            cur.push_str(w);
+            out.push(std::mem::take(&mut cur));
         }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(w);
     }
+    out.push(cur);
     out
 }
 
