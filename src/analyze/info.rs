@@ -189,6 +189,7 @@ pub fn to_json(l: &Loaded, i: &Info) -> Value {
         "unsplittable_records": i.unsplittable,
         "flows": flows,
     });
+    v["capture_id"] = json!(m.capture_id);
     // The first and last sample times (trace clock, ns).
     v["time_range_ns"] = json!([i.first_time, i.last_time]);
     v
@@ -226,6 +227,10 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
             ),
         );
     }
+    line(
+        "capture id",
+        if m.capture_id.is_empty() { "none recorded (exports derive one from the file's content)".into() } else { m.capture_id.clone() },
+    );
     line("hostname", m.hostname.clone());
     line("os release", m.kernel_release.clone());
     line("arch", m.arch.clone());
