@@ -473,7 +473,7 @@ fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
         .par_iter()
         .map(|p| {
             let l = Loaded::open(p, &args.input.load_options())?;
-            let r = ch::export_capture(&client, &l, p, &opts, &|_| {})?;
+            let r = ch::export_capture(&client, &l, p, &opts)?;
             pb.inc(1);
             Ok(r)
         })

@@ -419,7 +419,7 @@ pub fn capture_id_of(l: &Loaded, path: &std::path::Path) -> std::io::Result<Stri
         }
         h.update(&buf[..n]);
     }
-    Ok(uuid::Builder::from_custom_bytes(h.digest128().to_be_bytes()).into_uuid().to_string())
+    Ok(crate::trace::meta::capture_id_from_hash(h.digest128()))
 }
 
 /// Rows per trace block of a capture already in `t`.
@@ -568,14 +568,8 @@ fn insert_whole(c: &Client, t: &Table, id: &str, rows: &super::table::RowBinary)
     }
 }
 
-/// Export one capture. `progress` is told the samples of each batch done.
-pub fn export_capture(
-    c: &Client,
-    l: &Loaded,
-    path: &std::path::Path,
-    opts: &Options,
-    progress: &dyn Fn(u64),
-) -> Result<CaptureReport, ChError> {
+/// Export one capture.
+pub fn export_capture(c: &Client, l: &Loaded, path: &std::path::Path, opts: &Options) -> Result<CaptureReport, ChError> {
     let id = capture_id_of(l, path).map_err(|e| ChError::Usage(format!("{}: {e}", path.display())))?;
     let mut rep = CaptureReport { path: path.display().to_string(), capture_id: id.clone(), ..Default::default() };
     if count_rows(c, &table::CAPTURES, &id)? > 0 {
@@ -645,7 +639,6 @@ pub fn export_capture(
             present_samples.insert(r.block, r.samples.rows);
             present_rollup.insert(r.block, r.rollup.rows);
         }
-        progress(batch.blocks.iter().map(|r| r.samples.rows).sum());
     }
     let flows = b.flows();
     let objects = b.objects();

@@ -158,7 +158,11 @@ pub fn new_capture_id() -> String {
 /// A capture id derived from content (a version-8 UUID over its XXH3-128):
 /// the same bytes give the same id on every machine and every run.
 pub fn content_capture_id(bytes: &[u8]) -> String {
-    let h = xxhash_rust::xxh3::xxh3_128(bytes);
+    capture_id_from_hash(xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+/// The capture id of content whose XXH3-128 is `h` (for content hashed in pieces).
+pub fn capture_id_from_hash(h: u128) -> String {
     uuid::Builder::from_custom_bytes(h.to_be_bytes()).into_uuid().to_string()
 }
 
