@@ -113,9 +113,17 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 if !args.quiet {
                     eprintln!("[ msen record --mock {name}: {n} synthetic samples written to {} ]", args.output.display());
                 }
+                if args.ch.clickhouse.is_some() {
+                    let opts = args.ch.options();
+                    let c = msen::export::clickhouse::Client::connect(&opts)?;
+                    c.prepare_tables(opts.create_tables, opts.ttl_days)?;
+                    let l = Loaded::open(&args.output, &Default::default())?;
+                    let r = msen::export::clickhouse::export_capture(&c, &l, &args.output, &opts)?;
+                    print_capture_report(&r);
+                }
                 return Ok(Outcome::Ok);
             }
-            let cfg = args.to_config(std::env::args().collect())?;
+            let mut cfg = args.to_config(std::env::args().collect())?;
             if args.print_attrs {
                 let list: Vec<serde_json::Value> =
                     msen::record::planned_attrs(&cfg).iter().map(|(n, a)| msen::record::attrs::to_json(n, a)).collect();
@@ -123,6 +131,18 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 return Ok(Outcome::Ok);
             }
             let verbose = cfg.verbose;
+            // --clickhouse: a follower sends the trace's blocks as they are flushed.
+            let follower = match &args.ch.clickhouse {
+                Some(_) => {
+                    let opts = args.ch.options();
+                    let client = msen::export::follow::preflight(&opts)?;
+                    let published = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                    cfg.flushed = Some(published.clone());
+                    let f = msen::export::follow::start(opts, Default::default(), client, cfg.output.clone(), published, cfg.flush_interval)?;
+                    Some(f)
+                }
+                None => None,
+            };
             let s = msen::record::record(&cfg)?;
             if verbose {
                 for n in &s.notes {
@@ -137,6 +157,22 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     s.path.display(),
                     s.bytes as f64 / 1e6
                 );
+            }
+            if let Some(f) = follower {
+                let url = args.ch.clickhouse.clone().unwrap_or_default();
+                match f.finish(&s.path) {
+                    Ok((r, rounds)) => {
+                        if verbose {
+                            print_capture_report(&r);
+                            eprintln!("[ msen record: {rounds} sends to ClickHouse while recording ]");
+                        }
+                    }
+                    Err(e) => anyhow::bail!(
+                        "{e}; the trace {} is complete: run `msen export --clickhouse {url} {}` when the server is back (nothing is sent twice)",
+                        s.path.display(),
+                        s.path.display()
+                    ),
+                }
             }
             match s.workload_exit.filter(|&c| c != 0) {
                 Some(code) => {
@@ -444,18 +480,7 @@ fn diff(args: &msen::cli::DiffArgs) -> anyhow::Result<Outcome> {
 /// `export --clickhouse`: every input, a few at a time, one summary.
 fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
     use msen::export::clickhouse as ch;
-    let url = args.clickhouse.clone().unwrap_or_default();
-    let opts = ch::Options {
-        url,
-        database: args.database.clone(),
-        create_tables: args.create_tables,
-        ttl_days: args.ttl_days,
-        password_file: args.password_file.clone(),
-        max_rows: args.batch_rows,
-        retries: args.retries,
-        timeout: std::time::Duration::from_secs(300),
-        progress: true,
-    };
+    let opts = args.ch.options();
     let mut inputs = vec![args.input.path()];
     inputs.extend(args.more.iter().cloned());
     // Every input opens before anything is sent: a typo fails the run, not its middle.
@@ -483,19 +508,8 @@ fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
     let mut failed = 0;
     for (p, r) in inputs.iter().zip(&reports) {
         match r {
-            Ok(r) if r.skipped => {
-                eprintln!("[ msen export: {} (capture {}) is already in ClickHouse; nothing sent ]", p.display(), r.capture_id)
-            }
             Ok(r) => {
-                let sent: Vec<String> = r.sent.iter().filter(|(_, n)| *n > 0).map(|(t, n)| format!("{t} {n}")).collect();
-                eprintln!(
-                    "[ msen export: {} (capture {}): {} samples, {} stacks; sent {} ]",
-                    p.display(),
-                    r.capture_id,
-                    r.counts.samples,
-                    r.counts.stacks,
-                    if sent.is_empty() { "nothing (already there)".to_string() } else { sent.join(", ") }
-                );
+                print_capture_report(r);
                 for (t, n) in &r.sent {
                     *sums.entry(t).or_default() += n;
                 }
@@ -513,7 +527,7 @@ fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
         inputs.len() - failed,
         inputs.len(),
         client.version,
-        args.database,
+        args.ch.database,
         rows,
         sums.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ")
     );
@@ -522,6 +536,23 @@ fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("{failed} of {} captures were not exported completely", inputs.len());
     }
     Ok(Outcome::Ok)
+}
+
+/// One capture's line of an export's summary.
+fn print_capture_report(r: &msen::export::clickhouse::CaptureReport) {
+    if r.skipped {
+        eprintln!("[ msen export: {} (capture {}) is already in ClickHouse; nothing sent ]", r.path, r.capture_id);
+        return;
+    }
+    let sent: Vec<String> = r.sent.iter().filter(|(_, n)| *n > 0).map(|(t, n)| format!("{t} {n}")).collect();
+    eprintln!(
+        "[ msen export: {} (capture {}): {} samples, {} stacks; sent {} ]",
+        r.path,
+        r.capture_id,
+        r.counts.samples,
+        r.counts.stacks,
+        if sent.is_empty() { "nothing (already there)".to_string() } else { sent.join(", ") }
+    );
 }
 
 /// Where the shipped fleet SQL is: beside the binary's share directory when
@@ -540,7 +571,7 @@ fn export(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
         print!("{}", msen::export::table::ddl_file(v == "modern"));
         return Ok(Outcome::Ok);
     }
-    if args.clickhouse.is_some() {
+    if args.ch.clickhouse.is_some() {
         return export_clickhouse(args);
     }
     let path = args.input.path();

@@ -87,10 +87,7 @@ pub struct Stacks {
 impl Stacks {
     /// Wall-clock Unix nanoseconds of a trace-clock time.
     pub fn unix_ns(&self, t: u64) -> u64 {
-        if self.start_unix_ns == 0 {
-            return t;
-        }
-        self.start_unix_ns.saturating_add(t.saturating_sub(self.start_clock_ns))
+        crate::trace::meta::wall_clock_ns(self.start_unix_ns, self.start_clock_ns, t)
     }
 
     /// The unit of an event's period: CPU clocks count nanoseconds.

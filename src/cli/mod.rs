@@ -227,6 +227,12 @@ pub struct RecordArgs {
     /// Output trace file (`-`: stream to stdout). An existing file is kept as FILE.old.
     #[arg(short = 'o', long = "output", default_value = "msen.data")]
     pub output: PathBuf,
+    /// Write buffered samples to the trace (and, with --clickhouse, send
+    /// them) at this interval; a crash loses at most one interval.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub flush: f64,
+    #[command(flatten)]
+    pub ch: ClickHouseArgs,
     /// Data pages per CPU ring buffer (a power of two).
     #[arg(short = 'm', long = "mmap-pages", default_value_t = 256)]
     pub mmap_pages: usize,
@@ -249,6 +255,49 @@ pub struct RecordArgs {
     /// The command to run and record (`--` before it is optional).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// Where and how captures go into ClickHouse (`export --clickhouse`,
+/// `record --clickhouse`).
+#[derive(Debug, Args, Clone)]
+pub struct ClickHouseArgs {
+    /// Upload into ClickHouse at this URL (http://HOST:8123 or https://...), exactly once per capture.
+    #[arg(long, value_name = "URL")]
+    pub clickhouse: Option<String>,
+    /// The ClickHouse database of the tables.
+    #[arg(long, value_name = "NAME", default_value = "default", requires = "clickhouse")]
+    pub database: String,
+    /// Create the tables that are missing (the DDL for the server's version).
+    #[arg(long = "create-tables", requires = "clickhouse")]
+    pub create_tables: bool,
+    /// With --create-tables on a 23.x+ server: drop a capture's rows this many days after it was taken.
+    #[arg(long = "ttl-days", value_name = "DAYS", requires = "create_tables")]
+    pub ttl_days: Option<u32>,
+    /// Read the ClickHouse password from the first line of this file.
+    #[arg(long = "password-file", value_name = "FILE", requires = "clickhouse")]
+    pub password_file: Option<PathBuf>,
+    /// Samples per INSERT, at most 1000000 (one INSERT is one block: atomic).
+    #[arg(long = "batch-rows", value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), requires = "clickhouse")]
+    pub batch_rows: u64,
+    /// Retries of a failed request (the server restarting, a reset connection) before giving up.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "clickhouse")]
+    pub retries: u32,
+}
+
+impl ClickHouseArgs {
+    pub fn options(&self) -> crate::export::clickhouse::Options {
+        crate::export::clickhouse::Options {
+            url: self.clickhouse.clone().unwrap_or_default(),
+            database: self.database.clone(),
+            create_tables: self.create_tables,
+            ttl_days: self.ttl_days,
+            password_file: self.password_file.clone(),
+            max_rows: self.batch_rows,
+            retries: self.retries,
+            timeout: Duration::from_secs(300),
+            progress: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -777,27 +826,8 @@ pub struct ExportArgs {
     /// More traces (msen traces or perf.data), for --clickhouse.
     #[arg(value_name = "MORE", requires = "clickhouse")]
     pub more: Vec<PathBuf>,
-    /// Upload into ClickHouse at this URL (http://HOST:8123 or https://...), exactly once per capture.
-    #[arg(long, value_name = "URL")]
-    pub clickhouse: Option<String>,
-    /// The ClickHouse database of the tables.
-    #[arg(long, value_name = "NAME", default_value = "default", requires = "clickhouse")]
-    pub database: String,
-    /// Create the tables that are missing (the DDL for the server's version).
-    #[arg(long = "create-tables", requires = "clickhouse")]
-    pub create_tables: bool,
-    /// With --create-tables on a 23.x+ server: drop a capture's rows this many days after it was taken.
-    #[arg(long = "ttl-days", value_name = "DAYS", requires = "create_tables")]
-    pub ttl_days: Option<u32>,
-    /// Read the ClickHouse password from the first line of this file.
-    #[arg(long = "password-file", value_name = "FILE", requires = "clickhouse")]
-    pub password_file: Option<PathBuf>,
-    /// Samples per INSERT, at most 1000000 (one INSERT is one block: atomic).
-    #[arg(long = "batch-rows", value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), requires = "clickhouse")]
-    pub batch_rows: u64,
-    /// Retries of a failed request (the server restarting, a reset connection) before giving up.
-    #[arg(long, value_name = "N", default_value_t = 5, requires = "clickhouse")]
-    pub retries: u32,
+    #[command(flatten)]
+    pub ch: ClickHouseArgs,
     /// Print the ClickHouse DDL for old (before 23.x) or modern servers, and exit.
     #[arg(long = "clickhouse-ddl", value_name = "VARIANT", value_parser = ["old", "modern"])]
     pub clickhouse_ddl: Option<String>,
@@ -850,12 +880,12 @@ impl ExportArgs {
             && self.pprof.is_none()
             && self.firefox.is_none()
             && self.speedscope.is_none()
-            && self.clickhouse.is_none()
+            && self.ch.clickhouse.is_none()
             && self.clickhouse_ddl.is_none()
         {
             return Err(UsageError("export needs an output: --perf-data, --pprof, --firefox, --speedscope or --clickhouse".into()));
         }
-        if filtered && self.clickhouse.is_some() {
+        if filtered && self.ch.clickhouse.is_some() {
             return Err(UsageError("--clickhouse exports whole captures (filter in SQL); export profiles separately".into()));
         }
         if filtered && self.perf_data.is_some() {
@@ -1049,7 +1079,17 @@ impl RecordArgs {
         if !(1..=22).contains(&self.level) {
             return Err(UsageError(format!("--compression-level must be 1..=22, not {}", self.level)));
         }
+        if !(self.flush >= 0.01 && self.flush <= 3600.0) {
+            return Err(UsageError(format!("--flush must be 0.01..=3600 seconds, not {}", self.flush)));
+        }
+        if self.ch.clickhouse.is_some() && self.output.as_os_str() == "-" {
+            return Err(UsageError(
+                "--clickhouse follows the trace file as it is written; give -o FILE (not -o -)".into(),
+            ));
+        }
         Ok(RecordConfig {
+            flush_interval: Duration::from_secs_f64(self.flush),
+            flushed: None,
             target,
             workload,
             cpus,

@@ -15,7 +15,7 @@
 //!   a re-run over thousands of captures skips the done ones with one query
 //!   each.
 
-use super::rows::{CaptureCounts, RowBuilder};
+use super::rows::{CaptureAcc, CaptureCounts, RowBuilder};
 use super::table::{self, Table};
 use crate::analyze::loaded::Loaded;
 use std::collections::{HashMap, HashSet};
@@ -45,7 +45,7 @@ pub enum ChError {
 
 impl ChError {
     /// Worth another try: the server or the network may come back.
-    fn transient(&self) -> bool {
+    pub fn transient(&self) -> bool {
         match self {
             ChError::Connect { .. } => true,
             // 5xx other than a query the server rejects for good.
@@ -78,6 +78,7 @@ pub struct Options {
 }
 
 /// One server: its address, credentials and version, asked once.
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     /// scheme://host:port/ (no path, no credentials).
@@ -117,7 +118,8 @@ fn is_loopback(host: &str) -> bool {
 }
 
 impl Client {
-    pub fn connect(opts: &Options) -> Result<Client, ChError> {
+    /// A client for `opts.url` with its credentials; nothing is sent yet.
+    pub fn new(opts: &Options) -> Result<Client, ChError> {
         let usage = |m: &str| ChError::Usage(format!("--clickhouse {}: {m}", redact(&opts.url)));
         let (scheme, rest) = opts.url.split_once("://").ok_or_else(|| usage("give a URL such as http://localhost:8123"))?;
         if scheme != "http" && scheme != "https" {
@@ -167,7 +169,7 @@ impl Client {
             .timeout_global(Some(opts.timeout))
             .build()
             .into();
-        let mut c = Client {
+        Ok(Client {
             agent,
             base: format!("{scheme}://{authority}/"),
             auth,
@@ -176,11 +178,27 @@ impl Client {
             version: String::new(),
             modern: false,
             retries: opts.retries,
-        };
-        c.version = c.with_retries("SELECT version()", || c.query("SELECT version()"))?.trim().to_string();
-        let major: u32 = c.version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-        c.modern = major >= 23;
+        })
+    }
+
+    /// Check the URL and credentials, then ask the server's version.
+    pub fn connect(opts: &Options) -> Result<Client, ChError> {
+        let mut c = Client::new(opts)?;
+        c.ask_version()?;
         Ok(c)
+    }
+
+    /// Ask the server's version (which DDL variant it takes).
+    pub fn ask_version(&mut self) -> Result<(), ChError> {
+        self.version = self.with_retries("SELECT version()", || self.query("SELECT version()"))?.trim().to_string();
+        let major: u32 = self.version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        self.modern = major >= 23;
+        Ok(())
+    }
+
+    /// The same server, with another number of retries per request.
+    pub fn with_retry_limit(&self, retries: u32) -> Client {
+        Client { retries, ..self.clone() }
     }
 
     fn url(&self) -> String {
@@ -468,16 +486,88 @@ fn delete_rows(c: &Client, t: &Table, id: &str, blocks: Option<&[u32]>) -> Resul
     Err(ChError::Schema(format!("the delete of partial rows in {} did not finish within 60 s; run the export again later", t.name)))
 }
 
-/// Insert the blocks of `rows` the table lacks; on a failure that may
-/// have landed, ask again which are there before resending.
+/// A piece of rows to send: whole rows of one table.
+trait Piece: Copy {
+    fn rows(&self) -> u64;
+    fn bytes(&self) -> &[u8];
+}
+
+impl Piece for (u32, &table::RowBinary) {
+    fn rows(&self) -> u64 {
+        self.1.rows
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.1.buf
+    }
+}
+
+impl Piece for &table::RowBinary {
+    fn rows(&self) -> u64 {
+        self.rows
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// A stack row (stack_id, encoded row).
+impl Piece for &(u64, Vec<u8>) {
+    fn rows(&self) -> u64 {
+        1
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.1
+    }
+}
+
+/// Send `pending` (pieces absent from `t`) as one INSERT. After a failure
+/// that may have landed, wait, ask `still_missing` which pieces are not
+/// there (it repairs partial ones) and send those: the one retry rule of
+/// every table. Returns the rows now there that were absent.
+fn send_until_there<P: Piece>(
+    c: &Client,
+    t: &Table,
+    mut pending: Vec<P>,
+    mut still_missing: impl FnMut(Vec<P>) -> Result<Vec<P>, ChError>,
+) -> Result<u64, ChError> {
+    let total: u64 = pending.iter().map(Piece::rows).sum();
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        let n: u64 = pending.iter().map(Piece::rows).sum();
+        let sent = {
+            let parts: Vec<&[u8]> = pending.iter().map(Piece::bytes).collect();
+            c.insert_parts(t, n, &parts)
+        };
+        match sent {
+            Ok(()) => break,
+            Err(e) if e.transient() && attempt < c.retries => {
+                attempt += 1;
+                let delay = Duration::from_millis(250 << attempt.min(5));
+                eprintln!(
+                    "msen: INSERT INTO {}: {e}; checking what landed, retrying in {:.1} s ({attempt}/{})",
+                    t.name,
+                    delay.as_secs_f64(),
+                    c.retries
+                );
+                std::thread::sleep(delay);
+                pending = still_missing(pending)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+/// Insert the blocks of `rows` the table lacks (per `present`); a block
+/// found partly there is deleted first.
 fn insert_blocks(
     c: &Client,
     t: &Table,
     id: &str,
-    rows: &[(u32, &super::table::RowBinary)],
+    rows: &[(u32, &table::RowBinary)],
     present: &HashMap<u32, u64>,
 ) -> Result<u64, ChError> {
-    let mut missing: Vec<(u32, &super::table::RowBinary)> = Vec::new();
+    let mut missing: Vec<(u32, &table::RowBinary)> = Vec::new();
     let mut partial: Vec<u32> = Vec::new();
     for &(b, r) in rows {
         match present.get(&b).copied().unwrap_or(0) {
@@ -494,168 +584,175 @@ fn insert_blocks(
         eprintln!("msen: {}: blocks {partial:?} of capture {id} are partly there; deleting them before sending them again", t.name);
         delete_rows(c, t, id, Some(&partial))?;
     }
-    let mut sent = 0;
-    let mut attempt = 0;
-    while !missing.is_empty() {
-        let n: u64 = missing.iter().map(|(_, r)| r.rows).sum();
-        let parts: Vec<&[u8]> = missing.iter().map(|(_, r)| &r.buf[..]).collect();
-        match c.insert_parts(t, n, &parts) {
-            Ok(()) => {
-                sent += n;
-                break;
-            }
-            Err(e) if e.transient() && attempt < c.retries => {
-                attempt += 1;
-                let delay = Duration::from_millis(250 << attempt.min(5));
-                eprintln!(
-                    "msen: INSERT INTO {}: {e}; checking what landed, retrying in {:.1} s ({attempt}/{})",
-                    t.name,
-                    delay.as_secs_f64(),
-                    c.retries
-                );
-                std::thread::sleep(delay);
-                let blocks: Vec<u32> = missing.iter().map(|(b, _)| *b).collect();
-                let now = present_blocks(c, t, id, Some(&blocks))?;
-                let mut again = Vec::new();
-                for (b, r) in missing {
-                    match now.get(&b).copied().unwrap_or(0) {
-                        0 => again.push((b, r)),
-                        n if n == r.rows => {}
-                        _ => {
-                            delete_rows(c, t, id, Some(&[b]))?;
-                            again.push((b, r));
-                        }
-                    }
+    send_until_there(c, t, missing, |missing| {
+        let blocks: Vec<u32> = missing.iter().map(|(b, _)| *b).collect();
+        let now = present_blocks(c, t, id, Some(&blocks))?;
+        let mut again = Vec::new();
+        for (b, r) in missing {
+            match now.get(&b).copied().unwrap_or(0) {
+                0 => again.push((b, r)),
+                n if n == r.rows => {}
+                _ => {
+                    delete_rows(c, t, id, Some(&[b]))?;
+                    again.push((b, r));
                 }
-                missing = again;
             }
-            Err(e) => return Err(e),
         }
-    }
-    Ok(sent)
+        Ok(again)
+    })
 }
 
 /// Insert a capture-level table (flows, objects, the capture row): whole,
 /// or not at all when already there.
-fn insert_whole(c: &Client, t: &Table, id: &str, rows: &super::table::RowBinary) -> Result<u64, ChError> {
-    let have = count_rows(c, t, id)?;
-    if have == rows.rows {
-        return Ok(0);
-    }
-    if have != 0 {
-        delete_rows(c, t, id, None)?;
-    }
-    if rows.rows == 0 {
-        return Ok(0);
-    }
-    let mut attempt = 0;
-    loop {
-        match c.insert(t, rows.rows, &rows.buf) {
-            Ok(()) => return Ok(rows.rows),
-            Err(e) if e.transient() && attempt < c.retries => {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(250 << attempt.min(5)));
-                let now = count_rows(c, t, id)?;
-                if now == rows.rows {
-                    return Ok(rows.rows);
-                }
-                if now != 0 {
-                    delete_rows(c, t, id, None)?;
-                }
-            }
-            Err(e) => return Err(e),
+fn insert_whole(c: &Client, t: &Table, id: &str, rows: &table::RowBinary) -> Result<u64, ChError> {
+    let whole = |c: &Client| -> Result<bool, ChError> {
+        let have = count_rows(c, t, id)?;
+        if have != 0 && have != rows.rows {
+            delete_rows(c, t, id, None)?;
         }
+        Ok(have == rows.rows)
+    };
+    if whole(c)? || rows.rows == 0 {
+        return Ok(0);
+    }
+    send_until_there(c, t, vec![rows], |p| Ok(if whole(c)? { Vec::new() } else { p }))
+}
+
+fn stacks_of(c: &Client, id: &str) -> Result<HashSet<u64>, ChError> {
+    let sql = format!("SELECT stack_id FROM {} WHERE capture_id = {} FORMAT TabSeparated", table::STACKS.name, sql_str(id));
+    Ok(c.with_retries("reading ms_stack_traces", || c.query(&sql))?.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// One capture's export, which may span several readings of its trace:
+/// `msen export` reads it once; `record --clickhouse` reads the growing
+/// file again at every flush and sends the blocks that were added.
+#[derive(Debug)]
+pub struct CaptureExport {
+    pub capture_id: String,
+    present_samples: HashMap<u32, u64>,
+    present_rollup: HashMap<u32, u64>,
+    stacks_there: HashSet<u64>,
+    acc: CaptureAcc,
+    /// Sample blocks [0, done) are on the server.
+    done: u32,
+    /// A send failed: what is there must be asked again before going on.
+    stale: bool,
+    counts: CaptureCounts,
+    sent: [u64; 3],
+    bytes: u64,
+}
+
+impl CaptureExport {
+    /// Start (or resume) exporting capture `id`; None when the server
+    /// already holds it complete.
+    pub fn begin(c: &Client, id: String) -> Result<Option<CaptureExport>, ChError> {
+        if count_rows(c, &table::CAPTURES, &id)? > 0 {
+            return Ok(None);
+        }
+        Ok(Some(CaptureExport {
+            present_samples: present_blocks(c, &table::SAMPLES, &id, None)?,
+            present_rollup: present_blocks(c, &table::ROLLUP, &id, None)?,
+            stacks_there: stacks_of(c, &id)?,
+            capture_id: id,
+            acc: CaptureAcc::default(),
+            done: 0,
+            stale: false,
+            counts: CaptureCounts::default(),
+            sent: [0; 3],
+            bytes: 0,
+        }))
+    }
+
+    /// Sample blocks known to be on the server.
+    pub fn blocks_done(&self) -> u32 {
+        self.done
+    }
+
+    /// Send `l`'s sample blocks from the first not yet sent on.
+    pub fn send_blocks(&mut self, c: &Client, l: &Loaded, max_rows: u64) -> Result<(), ChError> {
+        if self.stale {
+            self.present_samples = present_blocks(c, &table::SAMPLES, &self.capture_id, None)?;
+            self.present_rollup = present_blocks(c, &table::ROLLUP, &self.capture_id, None)?;
+            self.stacks_there = stacks_of(c, &self.capture_id)?;
+            self.stale = false;
+        }
+        let mut b = RowBuilder::resume(l, self.capture_id.clone(), std::mem::take(&mut self.acc));
+        let r = self.send_with(c, &mut b, max_rows);
+        self.acc = b.into_acc();
+        if r.is_err() {
+            self.stale = true;
+        }
+        r
+    }
+
+    fn send_with(&mut self, c: &Client, b: &mut RowBuilder<'_>, max_rows: u64) -> Result<(), ChError> {
+        let id = self.capture_id.clone();
+        for plan in b.plan(max_rows, self.done) {
+            let batch = b.batch(&plan)?;
+            // Stacks first: a sample's stack is there before the sample.
+            let new: Vec<&(u64, Vec<u8>)> = batch.stacks.iter().filter(|(s, _)| !self.stacks_there.contains(s)).collect();
+            for chunk in new.chunks(max_rows.max(1) as usize) {
+                self.sent[1] += send_until_there(c, &table::STACKS, chunk.to_vec(), |pending| {
+                    let there = stacks_of(c, &id)?;
+                    Ok(pending.into_iter().filter(|(s, _)| !there.contains(s)).collect())
+                })?;
+                self.stacks_there.extend(chunk.iter().map(|(s, _)| *s));
+            }
+            let rollups: Vec<(u32, &table::RowBinary)> = batch.blocks.iter().map(|r| (r.block, &r.rollup)).collect();
+            self.sent[2] += insert_blocks(c, &table::ROLLUP, &id, &rollups, &self.present_rollup)?;
+            let samples: Vec<(u32, &table::RowBinary)> = batch.blocks.iter().map(|r| (r.block, &r.samples)).collect();
+            self.sent[0] += insert_blocks(c, &table::SAMPLES, &id, &samples, &self.present_samples)?;
+            for r in &batch.blocks {
+                self.counts.samples += r.samples.rows;
+                self.counts.rollups += r.rollup.rows;
+                self.bytes += (r.samples.buf.len() + r.rollup.buf.len()) as u64;
+                self.present_samples.insert(r.block, r.samples.rows);
+                self.present_rollup.insert(r.block, r.rollup.rows);
+                self.done = self.done.max(r.block + 1);
+            }
+            self.counts.stacks += batch.stacks.len() as u64;
+            b.commit(batch);
+        }
+        Ok(())
+    }
+
+    /// Send what is left of `l` (the complete trace), then its flows, data
+    /// objects and last the ms_captures row that marks it complete.
+    pub fn finish(mut self, c: &Client, l: &Loaded, path: &std::path::Path, max_rows: u64) -> Result<CaptureReport, ChError> {
+        self.send_blocks(c, l, max_rows)?;
+        let id = self.capture_id.clone();
+        let b = RowBuilder::resume(l, id.clone(), std::mem::take(&mut self.acc));
+        let (flows, objects) = (b.flows(), b.objects());
+        let mut counts = self.counts;
+        counts.flows = flows.rows;
+        counts.objects = objects.rows;
+        let sent_flows = insert_whole(c, &table::FLOWS, &id, &flows)?;
+        let sent_objects = insert_whole(c, &table::OBJECTS, &id, &objects)?;
+        let path_text = path.display().to_string();
+        let sent_cap = insert_whole(c, &table::CAPTURES, &id, &b.capture(&counts, &path_text))?;
+        Ok(CaptureReport {
+            path: path_text,
+            capture_id: id,
+            skipped: false,
+            sent: vec![
+                (table::SAMPLES.name, self.sent[0]),
+                (table::STACKS.name, self.sent[1]),
+                (table::ROLLUP.name, self.sent[2]),
+                (table::FLOWS.name, sent_flows),
+                (table::OBJECTS.name, sent_objects),
+                (table::CAPTURES.name, sent_cap),
+            ],
+            counts,
+            bytes: self.bytes,
+        })
     }
 }
 
-/// Export one capture.
+/// Export one capture whole.
 pub fn export_capture(c: &Client, l: &Loaded, path: &std::path::Path, opts: &Options) -> Result<CaptureReport, ChError> {
     let id = capture_id_of(l, path).map_err(|e| ChError::Usage(format!("{}: {e}", path.display())))?;
-    let mut rep = CaptureReport { path: path.display().to_string(), capture_id: id.clone(), ..Default::default() };
-    if count_rows(c, &table::CAPTURES, &id)? > 0 {
-        rep.skipped = true;
-        return Ok(rep);
+    match CaptureExport::begin(c, id.clone())? {
+        None => Ok(CaptureReport { path: path.display().to_string(), capture_id: id, skipped: true, ..Default::default() }),
+        Some(x) => x.finish(c, l, path, opts.max_rows),
     }
-    let mut b = RowBuilder::new(l, id.clone());
-    let mut present_samples = present_blocks(c, &table::SAMPLES, &id, None)?;
-    let mut present_rollup = present_blocks(c, &table::ROLLUP, &id, None)?;
-    let stacks_sql = format!("SELECT stack_id FROM {} WHERE capture_id = {} FORMAT TabSeparated", table::STACKS.name, sql_str(&id));
-    let mut stacks_there: HashSet<u64> =
-        c.with_retries("reading ms_stack_traces", || c.query(&stacks_sql))?.lines().filter_map(|l| l.trim().parse().ok()).collect();
-    let (mut sent_samples, mut sent_rollup, mut sent_stacks) = (0u64, 0u64, 0u64);
-    let mut counts = CaptureCounts::default();
-    for plan in b.plan(opts.max_rows) {
-        let batch = b.batch(&plan)?;
-        // Stacks first: a sample's stack is there before the sample.
-        let new: Vec<&(u64, Vec<u8>)> = batch.stacks.iter().filter(|(id, _)| !stacks_there.contains(id)).collect();
-        counts.stacks += batch.stacks.len() as u64;
-        for chunk in new.chunks(opts.max_rows as usize) {
-            let mut rows = table::RowBinary::new(&table::STACKS);
-            for (_, bytes) in chunk {
-                rows.buf.extend_from_slice(bytes);
-            }
-            rows.rows = chunk.len() as u64;
-            // Stacks have no blocks: resend after a failure only those still absent.
-            let mut attempt = 0;
-            loop {
-                match c.insert(&table::STACKS, rows.rows, &rows.buf) {
-                    Ok(()) => break,
-                    Err(e) if e.transient() && attempt < c.retries => {
-                        attempt += 1;
-                        std::thread::sleep(Duration::from_millis(250 << attempt.min(5)));
-                        stacks_there = c
-                            .with_retries("reading ms_stack_traces", || c.query(&stacks_sql))?
-                            .lines()
-                            .filter_map(|l| l.trim().parse().ok())
-                            .collect();
-                        let still: Vec<&&(u64, Vec<u8>)> = chunk.iter().filter(|(id, _)| !stacks_there.contains(id)).collect();
-                        if still.is_empty() {
-                            break;
-                        }
-                        if still.len() != chunk.len() {
-                            // Part of the chunk landed as its own part? Cannot be (one INSERT is one
-                            // part), but send exactly what is missing either way.
-                            rows = table::RowBinary::new(&table::STACKS);
-                            for (_, bytes) in &still {
-                                rows.buf.extend_from_slice(bytes);
-                            }
-                            rows.rows = still.len() as u64;
-                        }
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            sent_stacks += rows.rows;
-            stacks_there.extend(chunk.iter().map(|(id, _)| *id));
-        }
-        let rollups: Vec<(u32, &table::RowBinary)> = batch.blocks.iter().map(|r| (r.block, &r.rollup)).collect();
-        sent_rollup += insert_blocks(c, &table::ROLLUP, &id, &rollups, &present_rollup)?;
-        let samples: Vec<(u32, &table::RowBinary)> = batch.blocks.iter().map(|r| (r.block, &r.samples)).collect();
-        sent_samples += insert_blocks(c, &table::SAMPLES, &id, &samples, &present_samples)?;
-        for r in &batch.blocks {
-            counts.samples += r.samples.rows;
-            counts.rollups += r.rollup.rows;
-            rep.bytes += (r.samples.buf.len() + r.rollup.buf.len()) as u64;
-            present_samples.insert(r.block, r.samples.rows);
-            present_rollup.insert(r.block, r.rollup.rows);
-        }
-    }
-    let flows = b.flows();
-    let objects = b.objects();
-    counts.flows = flows.rows;
-    counts.objects = objects.rows;
-    let sent_flows = insert_whole(c, &table::FLOWS, &id, &flows)?;
-    let sent_objects = insert_whole(c, &table::OBJECTS, &id, &objects)?;
-    let cap = b.capture(&counts, &rep.path);
-    let sent_cap = insert_whole(c, &table::CAPTURES, &id, &cap)?;
-    rep.counts = counts;
-    rep.sent = vec![
-        (table::SAMPLES.name, sent_samples),
-        (table::STACKS.name, sent_stacks),
-        (table::ROLLUP.name, sent_rollup),
-        (table::FLOWS.name, sent_flows),
-        (table::OBJECTS.name, sent_objects),
-        (table::CAPTURES.name, sent_cap),
-    ];
-    Ok(rep)
 }

@@ -2,10 +2,12 @@
 //! checking msen against stock perf), and profiles for the viewers people
 //! already use: pprof, the Firefox Profiler, speedscope; and ClickHouse
 //! tables for fleets (table: the one table model; rows: a capture as rows;
-//! clickhouse: the exactly-once HTTP exporter). Parquet comes with its issue.
+//! clickhouse: the exactly-once HTTP exporter; follow: the same, from a
+//! capture while it is written). Parquet comes with its issue.
 
 pub mod clickhouse;
 pub mod firefox;
+pub mod follow;
 pub mod perf_data;
 pub mod pprof;
 pub mod rows;

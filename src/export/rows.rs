@@ -76,18 +76,21 @@ pub struct BlockRows {
     pub rollup: RowBinary,
 }
 
-/// The rows of a batch of blocks: per block samples and rollups, and the
-/// stacks first referenced in this batch (by this export run).
+/// The rows of a batch of blocks: per block samples and rollups, the
+/// stacks first referenced in this batch, and what the batch adds to the
+/// capture's accumulators (merged by `commit`, once it is on the server).
 #[derive(Debug)]
 pub struct Batch {
     pub blocks: Vec<BlockRows>,
     pub stacks: Vec<(u64, Vec<u8>)>,
+    flow_samples: BTreeMap<u64, u64>,
+    objects: BTreeMap<(u32, String, String), ObjectAcc>,
 }
 
 /// One block's rows, the stacks it referenced first, samples per flow, data objects.
 type Encoded = (BlockRows, Vec<(u64, Vec<u8>)>, BTreeMap<u64, u64>, BTreeMap<(u32, String, String), ObjectAcc>);
 
-#[derive(Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 struct ObjectAcc {
     start: u64,
     end: u64,
@@ -96,8 +99,20 @@ struct ObjectAcc {
     stores: u64,
 }
 
-/// Builds a capture's rows batch by batch, remembering names, stacks,
-/// flows and data objects across batches.
+/// What a capture's export accumulates over all its blocks: the stacks
+/// sent, samples per flow, data objects. It outlives one `Loaded`, so a
+/// capture followed while it is written (`record --clickhouse`) keeps it
+/// from one reading of the growing trace to the next.
+#[derive(Debug, Default)]
+pub struct CaptureAcc {
+    stacks_seen: HashMap<u64, ()>,
+    flow_samples: BTreeMap<u64, u64>,
+    objects: BTreeMap<(u32, String, String), ObjectAcc>,
+    pub samples: u64,
+}
+
+/// Builds a capture's rows batch by batch, remembering names across
+/// batches (names belong to one `Loaded`: its timeline and resolver).
 pub struct RowBuilder<'a> {
     l: &'a Loaded,
     pub key: CaptureKey,
@@ -108,20 +123,22 @@ pub struct RowBuilder<'a> {
     cpu_node: HashMap<u32, u32>,
     names: HashMap<AddrKey, u32>,
     frames: Vec<FrameName>,
-    stacks_seen: HashMap<u64, ()>,
-    flow_samples: BTreeMap<u64, u64>,
-    objects: BTreeMap<(u32, String, String), ObjectAcc>,
-    pub samples: u64,
+    acc: CaptureAcc,
 }
 
 impl std::fmt::Debug for RowBuilder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RowBuilder").field("key", &self.key).field("samples", &self.samples).finish_non_exhaustive()
+        f.debug_struct("RowBuilder").field("key", &self.key).field("samples", &self.acc.samples).finish_non_exhaustive()
     }
 }
 
 impl<'a> RowBuilder<'a> {
     pub fn new(l: &'a Loaded, capture_id: String) -> RowBuilder<'a> {
+        Self::resume(l, capture_id, CaptureAcc::default())
+    }
+
+    /// Go on with a capture whose earlier blocks `acc` has seen.
+    pub fn resume(l: &'a Loaded, capture_id: String, acc: CaptureAcc) -> RowBuilder<'a> {
         let m = &l.trace.meta;
         let start_unix_ns = m.start_unix_ns;
         RowBuilder {
@@ -134,28 +151,28 @@ impl<'a> RowBuilder<'a> {
             cpu_node: m.cpu_nodes.iter().map(|c| (c.cpu, c.node)).collect(),
             names: HashMap::default(),
             frames: Vec::new(),
-            stacks_seen: HashMap::default(),
-            flow_samples: BTreeMap::new(),
-            objects: BTreeMap::new(),
-            samples: 0,
+            acc,
         }
+    }
+
+    /// The accumulators, to resume with on a later reading of the trace.
+    pub fn into_acc(self) -> CaptureAcc {
+        self.acc
     }
 
     /// Wall-clock Unix ns of a trace-clock time (the trace's own clock when
     /// it recorded no start, as imported perf.data without a clock map).
     pub fn unix_ns(&self, t: u64) -> u64 {
-        if self.start_unix_ns == 0 {
-            return t;
-        }
-        self.start_unix_ns.saturating_add(t.saturating_sub(self.start_clock_ns))
+        crate::trace::meta::wall_clock_ns(self.start_unix_ns, self.start_clock_ns, t)
     }
 
-    /// Batches of consecutive blocks, each holding at most `max_rows`
-    /// samples (a block's record count bounds its samples) or one block.
-    pub fn plan(&self, max_rows: u64) -> Vec<Vec<(u32, BlockRef)>> {
+    /// Batches of consecutive blocks from sample block `from` on, each
+    /// holding at most `max_rows` samples (a block's record count bounds
+    /// its samples) or one block.
+    pub fn plan(&self, max_rows: u64, from: u32) -> Vec<Vec<(u32, BlockRef)>> {
         let mut out: Vec<Vec<(u32, BlockRef)>> = Vec::new();
         let mut rows = 0u64;
-        for (i, b) in self.l.sample_blocks().into_iter().enumerate() {
+        for (i, b) in self.l.sample_blocks().into_iter().enumerate().skip(from as usize) {
             let n = b.header.record_count as u64;
             match out.last_mut() {
                 Some(cur) if rows + n <= max_rows => {
@@ -288,28 +305,38 @@ impl<'a> RowBuilder<'a> {
 
         let this = &*self;
         let encoded: Vec<Encoded> = blocks.par_iter().zip(raws).map(|((bi, _), rs)| this.encode_block(*bi, rs)).collect();
-        let mut out = Batch { blocks: Vec::with_capacity(encoded.len()), stacks: Vec::new() };
+        let mut out =
+            Batch { blocks: Vec::with_capacity(encoded.len()), stacks: Vec::new(), flow_samples: BTreeMap::new(), objects: BTreeMap::new() };
+        let mut first: HashMap<u64, ()> = HashMap::default();
         for (rows, st, flows, objects) in encoded {
-            self.samples += rows.samples.rows;
             for (id, bytes) in st {
-                if self.stacks_seen.insert(id, ()).is_none() {
+                if !self.acc.stacks_seen.contains_key(&id) && first.insert(id, ()).is_none() {
                     out.stacks.push((id, bytes));
                 }
             }
             for (f, n) in flows {
-                *self.flow_samples.entry(f).or_default() += n;
+                *out.flow_samples.entry(f).or_default() += n;
             }
-            for (k, v) in objects {
-                let e = self.objects.entry(k).or_insert(ObjectAcc { start: u64::MAX, ..Default::default() });
-                e.start = e.start.min(v.start);
-                e.end = e.end.max(v.end);
-                e.samples += v.samples;
-                e.loads += v.loads;
-                e.stores += v.stores;
-            }
+            merge_objects(&mut out.objects, objects);
             out.blocks.push(rows);
         }
         Ok(out)
+    }
+
+    /// Account a batch that is now on the server: its stacks are not sent
+    /// again, its flows and objects count. A batch that failed is not
+    /// committed, so building it again gives the same rows.
+    pub fn commit(&mut self, batch: Batch) {
+        for b in &batch.blocks {
+            self.acc.samples += b.samples.rows;
+        }
+        for (id, _) in &batch.stacks {
+            self.acc.stacks_seen.insert(*id, ());
+        }
+        for (f, n) in batch.flow_samples {
+            *self.acc.flow_samples.entry(f).or_default() += n;
+        }
+        merge_objects(&mut self.acc.objects, batch.objects);
     }
 
     fn encode_block(&self, block: u32, rs: Vec<Raw>) -> Encoded {
@@ -319,8 +346,9 @@ impl<'a> RowBuilder<'a> {
         let mut seen: HashMap<u64, ()> = HashMap::default();
         let mut flows: BTreeMap<u64, u64> = BTreeMap::new();
         let mut objects: BTreeMap<(u32, String, String), ObjectAcc> = BTreeMap::new();
-        // (window, flow, frame, event) -> samples, period, l1, llc, local, remote, hitm
-        let mut rollup: BTreeMap<(u64, u64, u32, u16), [u64; 7]> = BTreeMap::new();
+        // (window, flow, symbol, dso, event) -> samples, period, l1, llc, local, remote, hitm:
+        // one row per function, however many of its addresses were sampled.
+        let mut rollup: BTreeMap<(u64, u64, &str, &str, u16), [u64; 7]> = BTreeMap::new();
         let none = u32::MAX;
         let mut ids: Vec<u32> = Vec::new();
         for r in rs {
@@ -334,7 +362,7 @@ impl<'a> RowBuilder<'a> {
                         0
                     } else {
                         let id = self.stack_id(c, r.kernel, &ids);
-                        if seen.insert(id, ()).is_none() && !self.stacks_seen.contains_key(&id) {
+                        if seen.insert(id, ()).is_none() && !self.acc.stacks_seen.contains_key(&id) {
                             stacks.push((id, self.stack_row(id, c, r.kernel, &ids)));
                         }
                         id
@@ -388,7 +416,7 @@ impl<'a> RowBuilder<'a> {
                 e.stores += (d.mem_op() & op::STORE != 0) as u64;
             }
             let window = time / 1_000_000_000 * 1_000_000_000;
-            let e = rollup.entry((window, r.flow, own, r.event)).or_default();
+            let e = rollup.entry((window, r.flow, f.symbol.as_str(), f.dso.as_str(), r.event)).or_default();
             e[0] += 1;
             e[1] = e[1].saturating_add(r.period);
             if has_dsrc && d.mem_op() & op::LOAD != 0 {
@@ -410,10 +438,9 @@ impl<'a> RowBuilder<'a> {
             }
         }
         let mut ru = RowBinary::new(&table::ROLLUP);
-        for ((window, flow, frame, event), v) in rollup {
-            let f = &self.frames[frame as usize];
+        for ((window, flow, symbol, dso, event), v) in rollup {
             self.key.put(&mut ru);
-            ru.u32(block).time(window).u64(flow).str(&f.symbol).str(&f.dso).str(&l.events.list[event as usize].name);
+            ru.u32(block).time(window).u64(flow).str(symbol).str(dso).str(&l.events.list[event as usize].name);
             for x in v {
                 ru.u64(x);
             }
@@ -460,7 +487,7 @@ impl<'a> RowBuilder<'a> {
             self.key.put(&mut w);
             w.u64(f.id).str(&f.proto).u8(f.family).str(&f.local).u16(f.local_port).str(&f.remote).u16(f.remote_port);
             w.str(&f.direction).u32(f.netns).u32(f.ifindex).str(&f.text()).time(self.unix_ns(f.first_ns)).time(self.unix_ns(f.last_ns));
-            w.u64(f.rx_bytes).u64(f.tx_bytes).u64(f.retransmits).u32(f.srtt_us).u64(self.flow_samples.get(&f.id).copied().unwrap_or(0));
+            w.u64(f.rx_bytes).u64(f.tx_bytes).u64(f.retransmits).u32(f.srtt_us).u64(self.acc.flow_samples.get(&f.id).copied().unwrap_or(0));
             w.end_row();
         }
         w
@@ -469,7 +496,7 @@ impl<'a> RowBuilder<'a> {
     /// ms_data_objects rows: the data objects memory samples touched.
     pub fn objects(&self) -> RowBinary {
         let mut w = RowBinary::new(&table::OBJECTS);
-        for ((pid, object, type_name), a) in &self.objects {
+        for ((pid, object, type_name), a) in &self.acc.objects {
             self.key.put(&mut w);
             w.u32(*pid).str(object).str(type_name);
             w.u64(a.start).u64(a.end).u64(a.samples).u64(a.loads).u64(a.stores);
@@ -494,6 +521,17 @@ impl<'a> RowBuilder<'a> {
         w.u64(l.lost_events.iter().map(|(_, n)| *n).sum()).u64(0).str(&m.command_line.join(" ")).str(trace_path);
         w.end_row();
         w
+    }
+}
+
+fn merge_objects(into: &mut BTreeMap<(u32, String, String), ObjectAcc>, from: BTreeMap<(u32, String, String), ObjectAcc>) {
+    for (k, v) in from {
+        let e = into.entry(k).or_insert(ObjectAcc { start: u64::MAX, ..Default::default() });
+        e.start = e.start.min(v.start);
+        e.end = e.end.max(v.end);
+        e.samples += v.samples;
+        e.loads += v.loads;
+        e.stores += v.stores;
     }
 }
 

@@ -68,6 +68,12 @@ pub struct RecordConfig {
     pub flow_config: crate::flow::FlowConfig,
     /// What the trace carries to be named without the binaries.
     pub embed: Embed,
+    /// How often buffered records are written out (`--flush`).
+    pub flush_interval: Duration,
+    /// Set to the trace's length after every flush: everything before it
+    /// is complete blocks, sidebands included, for a reader following the
+    /// file while it grows (`record --clickhouse`).
+    pub flushed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Symbols stored in the trace at the end of a capture.
@@ -775,8 +781,11 @@ fn run(
                 chunker.push(ri, ring.cpu, &scratch, &mut writer).map_err(write_err)?;
             }
         }
-        if last_flush.elapsed() >= Duration::from_secs(1) {
+        if last_flush.elapsed() >= cfg.flush_interval {
             chunker.flush_all(&mut writer).map_err(write_err)?;
+            if let Some(f) = &cfg.flushed {
+                f.store(writer.position(), Ordering::Release);
+            }
             last_flush = Instant::now();
         }
         if STOP.load(Ordering::SeqCst) {

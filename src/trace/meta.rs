@@ -166,6 +166,16 @@ pub fn capture_id_from_hash(h: u128) -> String {
     uuid::Builder::from_custom_bytes(h.to_be_bytes()).into_uuid().to_string()
 }
 
+/// Wall-clock Unix ns of an event-clock time, through the start times a
+/// capture records (the time itself when it recorded none, as imported
+/// perf.data without a clock map).
+pub fn wall_clock_ns(start_unix_ns: u64, start_clock_ns: u64, t: u64) -> u64 {
+    if start_unix_ns == 0 {
+        return t;
+    }
+    start_unix_ns.saturating_add(t.saturating_sub(start_clock_ns))
+}
+
 impl Metadata {
     pub fn endian(&self) -> Endian {
         if self.byte_order == "big" {
