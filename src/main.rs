@@ -138,7 +138,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     let client = msen::export::follow::preflight(&opts)?;
                     let published = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
                     cfg.flushed = Some(published.clone());
-                    let f = msen::export::follow::start(opts, Default::default(), client, cfg.output.clone(), published, cfg.flush_interval)?;
+                    let f =
+                        msen::export::follow::start(opts, Default::default(), client, cfg.output.clone(), published, cfg.flush_interval)?;
                     Some(f)
                 }
                 None => None,

@@ -495,3 +495,115 @@ fn bad_servers_and_inputs_get_clear_errors() {
     // Filters are for profiles.
     fails(&run(&["export", "--clickhouse", &s.url(), "--pid", "1", t]), "filter in SQL");
 }
+
+fn rows_in(s: &Server, db: &str) -> u64 {
+    s.try_query(&format!("SELECT count() FROM {db}.ms_raw_samples")).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// `record --clickhouse` on a busy loop for `secs`, in the background.
+#[allow(clippy::zombie_processes)]
+fn record_streaming(s: &Server, db: &str, trace: &Path, secs: u32, extra: &[&str]) -> std::process::Child {
+    msen()
+        .args(["record", "--clickhouse", &s.url(), "--database", db, "--create-tables", "--flush", "0.3", "--no-flows", "-g", "-F", "499"])
+        .args(["--duration", &secs.to_string(), "-o"])
+        .arg(trace)
+        .args(extra)
+        .args(["--", "sh", "-c", "while :; do :; done"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until the capture's rows grow past `n` while it still runs.
+fn wait_rows_above(s: &Server, db: &str, n: u64, child: &mut std::process::Child) -> u64 {
+    let t0 = Instant::now();
+    loop {
+        let have = rows_in(s, db);
+        if have > n {
+            return have;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the capture ended before its rows reached ClickHouse");
+        assert!(t0.elapsed() < Duration::from_secs(20), "no rows arrived while recording");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn record_streams_while_capturing_and_catches_up_after_outages() {
+    if !require_root("record_streams_while_capturing_and_catches_up_after_outages") {
+        return;
+    }
+    let dir = tmpdir();
+    let mut s = Server::start();
+    for db in ["live", "late", "end", "fresh"] {
+        s.query(&format!("CREATE DATABASE {db}"));
+    }
+    // The same trace exported afterwards, into a database of its own: what every streamed capture must equal.
+    let reference = |s: &Server, trace: &Path| -> (String, Vec<(String, String)>) {
+        s.query("DROP DATABASE fresh");
+        s.query("CREATE DATABASE fresh");
+        let o = export(&s.url(), &["--database", "fresh", "--create-tables"], &[trace]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let id = capture_id_in(s, "fresh", trace);
+        (id.clone(), fingerprint(s, "fresh", &id))
+    };
+
+    // 1. Rows arrive while the capture runs; the server is killed in the
+    //    middle and comes back; the capture goes on and catches up.
+    let t1 = dir.path().join("live.msen");
+    let mut child = record_streaming(&s, "live", &t1, 9, &[]);
+    let first = wait_rows_above(&s, "live", 0, &mut child);
+    s.kill();
+    // Several flushes' worth: the follower tries, fails and goes on.
+    std::thread::sleep(Duration::from_millis(3000));
+    s.restart();
+    wait_rows_above(&s, "live", first, &mut child);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("still recording") && err.contains("answers again"), "{err}");
+    let (id, want) = reference(&s, &t1);
+    assert!(!want[0].1.starts_with("0\t"), "{want:?}");
+    assert_eq!(fingerprint(&s, "live", &id), want, "streamed with an outage mid-capture");
+
+    // 2. The server is away when the capture starts and comes back during it.
+    s.kill();
+    let t2 = dir.path().join("late.msen");
+    let mut child = record_streaming(&s, "late", &t2, 6, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "record must go on while the server is away");
+    s.restart();
+    wait_rows_above(&s, "late", 0, &mut child);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("recording anyway"), "{}", String::from_utf8_lossy(&o.stderr));
+    let (id, want) = reference(&s, &t2);
+    assert_eq!(fingerprint(&s, "late", &id), want, "server away at the start");
+
+    // 3. The server is away at the end: a complete trace, a clear error
+    //    that says what to run, and that export finishes it exactly once.
+    let t3 = dir.path().join("end.msen");
+    let mut child = record_streaming(&s, "end", &t3, 5, &["--retries", "0"]);
+    wait_rows_above(&s, "end", 0, &mut child);
+    s.kill();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is complete: run `msen export --clickhouse"), "{err}");
+    s.restart();
+    let o = export(&s.url(), &["--database", "end"], &[&t3]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (id, want) = reference(&s, &t3);
+    assert_eq!(fingerprint(&s, "end", &id), want, "server away at the end, then msen export");
+
+    // Bad input fails before anything is recorded.
+    let o = run(&["record", "--clickhouse", &s.url(), "-o", "-", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not -o -"), "{}", stderr(&o));
+    let t4 = dir.path().join("never.msen");
+    let o =
+        msen().args(["record", "--clickhouse", &s.url(), "--database", "nosuchdb", "-o"]).arg(&t4).args(["--", "true"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!t4.exists(), "nothing is recorded when the tables are wrong");
+}

@@ -21,6 +21,9 @@ pub struct LoadOptions {
     pub symfs: Option<PathBuf>,
     /// Kernel symbols from this file instead of the trace's.
     pub kallsyms: Option<PathBuf>,
+    /// Kernel symbols parsed already, instead of the trace's (a reader that
+    /// loads a growing trace again and again parses this host's once).
+    pub kernel_symbols: Option<std::sync::Arc<Kallsyms>>,
     /// An extra perf-PID.map of JIT symbols.
     pub jit_map: Option<PathBuf>,
     /// Registered data objects: `ADDRESS SIZE NAME [TYPE]` per line.
@@ -217,7 +220,9 @@ impl Loaded {
         }
         timeline.finish();
         let mut kallsyms = Kallsyms::default();
-        if let Some(path) = &opts.kallsyms {
+        if let Some(k) = &opts.kernel_symbols {
+            kallsyms = (**k).clone();
+        } else if let Some(path) = &opts.kallsyms {
             let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), err: source })?;
             kallsyms = Kallsyms::parse(&text);
         } else if let Some(b) = trace.blocks_of(BlockKind::KALLSYMS).next().copied() {

@@ -119,6 +119,7 @@ pub fn manpages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     msen record -b -e cycles -- ./app           LBR branch stacks
     msen record --mem --print-attrs -- ./app    show the perf_event_attrs, open nothing
     msen record -o - -- ./app | msen report -i -
+    msen record -a --clickhouse http://ch:8123 --flush 2 -- sleep 600   rows reach ClickHouse while it records
 
 EXIT STATUS:
     the workload's exit status (128+N when signal N ended it) when msen
@@ -387,6 +388,7 @@ impl InputArgs {
             kallsyms: self.kallsyms.clone(),
             jit_map: self.jit_map.clone(),
             data_objects: self.data_objects.clone(),
+            kernel_symbols: None,
         }
     }
 }
@@ -619,6 +621,7 @@ impl DiffArgs {
             kallsyms: self.kallsyms.clone(),
             jit_map: None,
             data_objects: None,
+            kernel_symbols: None,
         }
     }
 
@@ -1083,9 +1086,7 @@ impl RecordArgs {
             return Err(UsageError(format!("--flush must be 0.01..=3600 seconds, not {}", self.flush)));
         }
         if self.ch.clickhouse.is_some() && self.output.as_os_str() == "-" {
-            return Err(UsageError(
-                "--clickhouse follows the trace file as it is written; give -o FILE (not -o -)".into(),
-            ));
+            return Err(UsageError("--clickhouse follows the trace file as it is written; give -o FILE (not -o -)".into()));
         }
         Ok(RecordConfig {
             flush_interval: Duration::from_secs_f64(self.flush),

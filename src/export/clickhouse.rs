@@ -560,13 +560,7 @@ fn send_until_there<P: Piece>(
 
 /// Insert the blocks of `rows` the table lacks (per `present`); a block
 /// found partly there is deleted first.
-fn insert_blocks(
-    c: &Client,
-    t: &Table,
-    id: &str,
-    rows: &[(u32, &table::RowBinary)],
-    present: &HashMap<u32, u64>,
-) -> Result<u64, ChError> {
+fn insert_blocks(c: &Client, t: &Table, id: &str, rows: &[(u32, &table::RowBinary)], present: &HashMap<u32, u64>) -> Result<u64, ChError> {
     let mut missing: Vec<(u32, &table::RowBinary)> = Vec::new();
     let mut partial: Vec<u32> = Vec::new();
     for &(b, r) in rows {

@@ -72,6 +72,13 @@ pub fn start(
     published: Arc<AtomicU64>,
     interval: Duration,
 ) -> Result<Follower, ChError> {
+    let final_load = load.clone();
+    // The trace's kernel symbols are written at its end; until then they are this host's.
+    let mut load = load;
+    if load.kallsyms.is_none() {
+        let text = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        load.kernel_symbols = Some(Arc::new(crate::symbolize::kallsyms::Kallsyms::parse(&text)));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     // One low-priority worker: the follower must not compete with the workload.
     let pool = rayon::ThreadPoolBuilder::new()
@@ -81,7 +88,7 @@ pub fn start(
         .build()
         .map_err(|e| ChError::Usage(format!("cannot start the ClickHouse follower: {e}")))?;
     let st = State { client: client.map(|c| c.with_retry_limit(0)), ..Default::default() };
-    let (o, l, s) = (opts.clone(), load.clone(), stop.clone());
+    let (o, l, s) = (opts.clone(), load, stop.clone());
     let handle = std::thread::Builder::new()
         .name("msen-ch-follow".into())
         .spawn(move || {
@@ -89,7 +96,7 @@ pub fn start(
             pool.install(|| follow(st, &o, &l, &path, &published, interval, &s))
         })
         .map_err(|e| ChError::Usage(format!("cannot start the ClickHouse follower: {e}")))?;
-    Ok(Follower { stop, handle, opts, load })
+    Ok(Follower { stop, handle, opts, load: final_load })
 }
 
 fn lower_priority() {

@@ -305,8 +305,12 @@ impl<'a> RowBuilder<'a> {
 
         let this = &*self;
         let encoded: Vec<Encoded> = blocks.par_iter().zip(raws).map(|((bi, _), rs)| this.encode_block(*bi, rs)).collect();
-        let mut out =
-            Batch { blocks: Vec::with_capacity(encoded.len()), stacks: Vec::new(), flow_samples: BTreeMap::new(), objects: BTreeMap::new() };
+        let mut out = Batch {
+            blocks: Vec::with_capacity(encoded.len()),
+            stacks: Vec::new(),
+            flow_samples: BTreeMap::new(),
+            objects: BTreeMap::new(),
+        };
         let mut first: HashMap<u64, ()> = HashMap::default();
         for (rows, st, flows, objects) in encoded {
             for (id, bytes) in st {
