@@ -607,3 +607,29 @@ fn record_streams_while_capturing_and_catches_up_after_outages() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!t4.exists(), "nothing is recorded when the tables are wrong");
 }
+
+#[test]
+fn a_full_disk_on_the_server_then_a_rerun_leaves_every_row_once() {
+    if !require_root("a_full_disk_on_the_server_then_a_rerun_leaves_every_row_once") {
+        return;
+    }
+    let dir = tmpdir();
+    // 400k samples take about 13 MB in the server; 8 MB fill up mid-export.
+    let s = Server::start_on_tmpfs(8);
+    let trace = mock(dir.path(), "streaming", 100_000);
+    let o = export(&s.url(), &["--create-tables", "--batch-rows", "50000", "--retries", "1"], &[&trace]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("No space left on device") && stderr(&o).contains("run the same export again"), "{}", stderr(&o));
+    let partial: u64 = s.query("SELECT count() FROM ms_raw_samples").trim().parse().unwrap();
+    assert!(partial > 0 && partial < 400_000, "{partial}");
+    s.resize(96);
+    let o = export(&s.url(), &["--batch-rows", "50000"], &[&trace]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    s.query("CREATE DATABASE reference");
+    let o = export(&s.url(), &["--database", "reference", "--create-tables"], &[&trace]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = capture_id_in(&s, "reference", &trace);
+    let want = fingerprint(&s, "reference", &id);
+    assert!(want[0].1.starts_with("400000\t"), "{want:?}");
+    assert_eq!(fingerprint(&s, "default", &id), want, "after the disk filled up");
+}

@@ -24,15 +24,35 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     name: String,
+    /// The directory is a tmpfs mounted for this server (unmounted on drop).
+    tmpfs: bool,
 }
 
 impl Server {
     /// Start a server with users `default` (no password) and `alice`
     /// (password "s3cret"), both limited to loopback.
     pub fn start() -> Server {
-        assert!(have_clickhouse(), "clickhouse-server is missing: run scripts/setup-clickhouse.sh");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), false)
+    }
+
+    /// A server whose whole directory (data, logs) is a tmpfs of `mb`
+    /// megabytes (root): its disk fills up; `resize` frees space.
+    pub fn start_on_tmpfs(mb: u32) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Server { port: 0, dir, child: None, name: String::new() };
+        let st =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mb}M"), "tmpfs"]).arg(dir.path()).status().expect("mount");
+        assert!(st.success(), "mounting a tmpfs for the server's disk");
+        Self::start_in(dir, true)
+    }
+
+    pub fn resize(&self, mb: u32) {
+        let st = Command::new("mount").args(["-o", &format!("remount,size={mb}M")]).arg(self.dir.path()).status().expect("mount");
+        assert!(st.success(), "resizing the server's tmpfs");
+    }
+
+    fn start_in(dir: tempfile::TempDir, tmpfs: bool) -> Server {
+        assert!(have_clickhouse(), "clickhouse-server is missing: run scripts/setup-clickhouse.sh");
+        let mut s = Server { port: 0, dir, child: None, name: String::new(), tmpfs };
         for _ in 0..5 {
             s.port = free_port();
             s.name = format!("msen-test-{}-{}", std::process::id(), s.port);
@@ -148,6 +168,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if self.tmpfs {
+            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        }
     }
 }
 
