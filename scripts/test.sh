@@ -9,5 +9,8 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" -eq 0 ]; then bash scripts/setup-viewers.sh; fi
 # The ClickHouse engines the export tests load into (clickhouse-server 18.16, chdb).
 bash scripts/setup-clickhouse.sh
-cargo build --locked --all-targets
-cargo test --locked -- --test-threads="$(nproc)"
+# pyarrow and DuckDB, which read the Parquet export back.
+bash scripts/setup-pydata.sh
+# With the "polars" feature: msen sql and export --parquet are tested too.
+cargo build --locked --all-targets --features polars
+cargo test --locked --features polars -- --test-threads="$(nproc)"

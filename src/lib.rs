@@ -10,5 +10,8 @@ pub mod import;
 pub mod output;
 pub mod perf;
 pub mod record;
+/// `msen sql` (cargo feature "polars").
+#[cfg(feature = "polars")]
+pub mod sql;
 pub mod symbolize;
 pub mod trace;

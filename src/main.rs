@@ -312,6 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Command::Diff(args) => diff(&args),
+        Command::Sql(args) => sql(&args),
         Command::FalseShare(args) => {
             use msen::analyze::false_share::{false_share, Display, FalseShareConfig};
             use msen::cli::DisplayArg;
@@ -539,6 +540,87 @@ fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+#[cfg(not(feature = "polars"))]
+const NO_POLARS: &str = "this msen was built without polars (the \"polars\" cargo feature: a large build kept out of the default one); \
+rebuild with `cargo build --release --features polars` (or `scripts/setup.sh --with-polars`)";
+
+/// `export --parquet DIR`: every input's tables as Parquet files.
+#[cfg(feature = "polars")]
+fn export_parquet(args: &msen::cli::ExportArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut inputs = vec![args.input.path()];
+    inputs.extend(args.more.iter().cloned());
+    for p in &inputs {
+        if !p.exists() {
+            anyhow::bail!("{}: no such file; nothing was exported", p.display());
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut samples = 0;
+    let mut bytes = 0;
+    for p in &inputs {
+        let l = Loaded::open(p, &args.input.load_options())?;
+        let id = msen::export::clickhouse::capture_id_of(&l, p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        let r = msen::export::parquet::export_capture(&l, p, &id, dir, args.ch.batch_rows)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write Parquet under {}: {e}", p.display(), dir.display()))?;
+        let b: u64 = r.files.iter().map(|f| f.2).sum();
+        eprintln!(
+            "[ msen export: {} (capture {}): {} samples, {} stacks, {} flows, {} data objects -> {} ({:.3} MB) ]",
+            p.display(),
+            r.capture_id,
+            r.counts.samples,
+            r.counts.stacks,
+            r.counts.flows,
+            r.counts.objects,
+            dir.display(),
+            b as f64 / 1e6
+        );
+        samples += r.counts.samples;
+        bytes += b;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "[ msen export: {} captures, {samples} samples in {secs:.2} s ({:.2}M samples/s), {:.1} bytes per sample; read {}/ms_raw_samples/*.parquet ]",
+        inputs.len(),
+        samples as f64 / secs.max(1e-9) / 1e6,
+        bytes as f64 / samples.max(1) as f64,
+        dir.display()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "polars"))]
+fn export_parquet(_: &msen::cli::ExportArgs, _: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::bail!("export --parquet: {NO_POLARS}")
+}
+
+/// `msen sql`: a query over traces, printed as a table, CSV or JSON.
+#[cfg(feature = "polars")]
+fn sql(args: &msen::cli::SqlArgs) -> anyhow::Result<Outcome> {
+    use msen::sql;
+    let df = match sql::run(&args.query, &args.paths(), &args.load_options()) {
+        Ok(df) => df,
+        Err(sql::SqlError::Query { message, caret }) => {
+            let at = caret.map(|c| format!("\n{c}")).unwrap_or_default();
+            anyhow::bail!(
+                "the query failed: {message}{at}\n(`msen sql --help` lists the tables; `msen export --clickhouse-ddl old` every column)"
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let text = match args.format {
+        msen::cli::SqlFormat::Table => sql::render_table(&df)?,
+        msen::cli::SqlFormat::Csv => sql::render_csv(&df)?,
+        msen::cli::SqlFormat::Json => serde_json::to_string_pretty(&sql::render_json(&df)?)? + "\n",
+    };
+    print(&text)?;
+    Ok(Outcome::Ok)
+}
+
+#[cfg(not(feature = "polars"))]
+fn sql(_: &msen::cli::SqlArgs) -> anyhow::Result<Outcome> {
+    anyhow::bail!("sql: {NO_POLARS}")
+}
+
 /// One capture's line of an export's summary.
 fn print_capture_report(r: &msen::export::clickhouse::CaptureReport) {
     if r.skipped {
@@ -572,8 +654,14 @@ fn export(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
         print!("{}", msen::export::table::ddl_file(v == "modern"));
         return Ok(Outcome::Ok);
     }
-    if args.ch.clickhouse.is_some() {
-        return export_clickhouse(args);
+    if args.ch.clickhouse.is_some() || args.parquet.is_some() {
+        if let Some(dir) = &args.parquet {
+            export_parquet(args, dir)?;
+        }
+        if args.ch.clickhouse.is_some() {
+            return export_clickhouse(args);
+        }
+        return Ok(Outcome::Ok);
     }
     let path = args.input.path();
     let l = Loaded::open(&path, &args.input.load_options())?;

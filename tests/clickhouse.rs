@@ -500,32 +500,95 @@ fn rows_in(s: &Server, db: &str) -> u64 {
     s.try_query(&format!("SELECT count() FROM {db}.ms_raw_samples")).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
-/// `record --clickhouse` on a busy loop for `secs`, in the background.
-#[allow(clippy::zombie_processes)]
-fn record_streaming(s: &Server, db: &str, trace: &Path, secs: u32, extra: &[&str]) -> std::process::Child {
-    msen()
-        .args(["record", "--clickhouse", &s.url(), "--database", db, "--create-tables", "--flush", "0.3", "--no-flows", "-g", "-F", "499"])
-        .args(["--duration", &secs.to_string(), "-o"])
-        .arg(trace)
-        .args(extra)
-        .args(["--", "sh", "-c", "while :; do :; done"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// `record --clickhouse` on a busy loop, in the background, its stderr
+/// collected as it comes (the test waits for what msen says).
+struct Recording {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Wait until the capture's rows grow past `n` while it still runs.
-fn wait_rows_above(s: &Server, db: &str, n: u64, child: &mut std::process::Child) -> u64 {
-    let t0 = Instant::now();
-    loop {
-        let have = rows_in(s, db);
-        if have > n {
-            return have;
+impl Recording {
+    fn start(s: &Server, db: &str, trace: &Path, secs: u32, extra: &[&str]) -> Recording {
+        let mut child = msen()
+            .args([
+                "record",
+                "--clickhouse",
+                &s.url(),
+                "--database",
+                db,
+                "--create-tables",
+                "--flush",
+                "0.3",
+                "--no-flows",
+                "-g",
+                "-F",
+                "499",
+            ])
+            .args(["--duration", &secs.to_string(), "-o"])
+            .arg(trace)
+            .args(extra)
+            .args(["--", "sh", "-c", "while :; do :; done"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let l = log.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut err, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                l.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Recording { child, log, reader: Some(reader) }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until msen has said `what` (the capture still running).
+    fn wait_said(&mut self, what: &str) {
+        let t0 = Instant::now();
+        while !self.log().contains(what) {
+            assert!(self.child.try_wait().unwrap().is_none(), "the capture ended before saying {what:?}: {}", self.log());
+            assert!(t0.elapsed() < Duration::from_secs(60), "msen never said {what:?}: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(child.try_wait().unwrap().is_none(), "the capture ended before its rows reached ClickHouse");
-        assert!(t0.elapsed() < Duration::from_secs(20), "no rows arrived while recording");
-        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// Wait until the capture's rows grow past `n` while it still runs.
+    fn wait_rows_above(&mut self, s: &Server, db: &str, n: u64) -> u64 {
+        let t0 = Instant::now();
+        loop {
+            let have = rows_in(s, db);
+            if have > n {
+                return have;
+            }
+            assert!(self.child.try_wait().unwrap().is_none(), "the capture ended before its rows reached ClickHouse: {}", self.log());
+            assert!(t0.elapsed() < Duration::from_secs(60), "no rows arrived while recording: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the capture as a user does (SIGINT); its exit status and what it said.
+    fn interrupt(self) -> (Option<i32>, String) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.finish()
+    }
+
+    fn finish(mut self) -> (Option<i32>, String) {
+        let st = self.child.wait().unwrap();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        (st.code(), self.log())
     }
 }
 
@@ -548,21 +611,21 @@ fn record_streams_while_capturing_and_catches_up_after_outages() {
         let id = capture_id_in(s, "fresh", trace);
         (id.clone(), fingerprint(s, "fresh", &id))
     };
+    // The workload dies of the SIGINT msen passes on: 128 + 2, the workload's status.
+    let stopped = |code: Option<i32>| code == Some(130) || code == Some(0);
 
     // 1. Rows arrive while the capture runs; the server is killed in the
-    //    middle and comes back; the capture goes on and catches up.
+    //    middle; msen says so, goes on, and catches up when it is back.
     let t1 = dir.path().join("live.msen");
-    let mut child = record_streaming(&s, "live", &t1, 9, &[]);
-    let first = wait_rows_above(&s, "live", 0, &mut child);
+    let mut r = Recording::start(&s, "live", &t1, 120, &[]);
+    let first = r.wait_rows_above(&s, "live", 0);
     s.kill();
-    // Several flushes' worth: the follower tries, fails and goes on.
-    std::thread::sleep(Duration::from_millis(3000));
+    r.wait_said("still recording");
     s.restart();
-    wait_rows_above(&s, "live", first, &mut child);
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("still recording") && err.contains("answers again"), "{err}");
+    r.wait_said("answers again");
+    r.wait_rows_above(&s, "live", first);
+    let (code, err) = r.interrupt();
+    assert!(stopped(code), "{code:?}: {err}");
     let (id, want) = reference(&s, &t1);
     assert!(!want[0].1.starts_with("0\t"), "{want:?}");
     assert_eq!(fingerprint(&s, "live", &id), want, "streamed with an outage mid-capture");
@@ -570,26 +633,23 @@ fn record_streams_while_capturing_and_catches_up_after_outages() {
     // 2. The server is away when the capture starts and comes back during it.
     s.kill();
     let t2 = dir.path().join("late.msen");
-    let mut child = record_streaming(&s, "late", &t2, 6, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(child.try_wait().unwrap().is_none(), "record must go on while the server is away");
+    let mut r = Recording::start(&s, "late", &t2, 120, &[]);
+    r.wait_said("recording anyway");
     s.restart();
-    wait_rows_above(&s, "late", 0, &mut child);
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("recording anyway"), "{}", String::from_utf8_lossy(&o.stderr));
+    r.wait_rows_above(&s, "late", 0);
+    let (code, err) = r.interrupt();
+    assert!(stopped(code), "{code:?}: {err}");
     let (id, want) = reference(&s, &t2);
     assert_eq!(fingerprint(&s, "late", &id), want, "server away at the start");
 
     // 3. The server is away at the end: a complete trace, a clear error
     //    that says what to run, and that export finishes it exactly once.
     let t3 = dir.path().join("end.msen");
-    let mut child = record_streaming(&s, "end", &t3, 5, &["--retries", "0"]);
-    wait_rows_above(&s, "end", 0, &mut child);
+    let mut r = Recording::start(&s, "end", &t3, 120, &["--retries", "0"]);
+    r.wait_rows_above(&s, "end", 0);
     s.kill();
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (code, err) = r.interrupt();
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("is complete: run `msen export --clickhouse"), "{err}");
     s.restart();
     let o = export(&s.url(), &["--database", "end"], &[&t3]);

@@ -61,8 +61,10 @@ pub enum Command {
     Flows(FlowsArgs),
     /// Compare two profiles (or two sets of runs): what got slower, whether it is real; exit 1 on a regression.
     Diff(DiffArgs),
-    /// Write a trace in another format (perf.data).
+    /// Write a trace in another format: perf.data, pprof, Firefox, speedscope, ClickHouse, Parquet.
     Export(ExportArgs),
+    /// SQL over the samples, stacks, flows and data objects of traces (polars; several traces at once).
+    Sql(SqlArgs),
     /// Addresses to function, file:line and inline chain (like addr2line -f -i).
     Symbolize(SymbolizeArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
@@ -299,6 +301,61 @@ impl ClickHouseArgs {
             progress: true,
         }
     }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "TABLES (the export tables; every one also has a `capture` column naming its input):
+    samples   (ms_raw_samples)   one row per sample: time, cpu, pid, tid, comm, event, period, ip, symbol,
+                                 dso, stack_id, flow_id, data_addr, mem_op, mem_level, mem_snoop, weight, ...
+    stacks    (ms_stack_traces)  one row per distinct call chain: stack_id, depth, ips, symbols, dsos
+    rollup    (ms_flow_rollup)   per second, flow, function and event: samples, period, memory levels
+    flows     (ms_flows)         the flow table: flow_id, 5-tuple, bytes, retransmits, srtt_us, samples
+    objects   (ms_data_objects)  data objects touched: pid, object, type, address range, loads, stores
+    captures  (ms_captures)      one row per input: host, kernel, CPU, duration, events, counts
+    `msen export --clickhouse-ddl old` documents every column.
+
+EXAMPLES:
+    msen sql \"SELECT symbol, count(*) AS n FROM samples GROUP BY symbol ORDER BY n DESC LIMIT 10\"
+    msen sql \"SELECT capture, count(*) FROM samples GROUP BY capture\" -i a.msen -i b.msen
+    msen sql \"SELECT f.flow, count(*) AS n FROM samples s JOIN flows f USING (capture, flow_id) GROUP BY f.flow\"
+    msen sql \"SELECT mem_level, avg(weight) FROM samples WHERE mem_op = 'LOAD' GROUP BY mem_level\" --format csv
+
+Needs the \"polars\" build (cargo build --release --features polars; scripts/setup.sh --with-polars).")]
+pub struct SqlArgs {
+    /// The query (polars SQL: SELECT, JOIN, GROUP BY, ORDER BY, window functions, ...).
+    #[arg(value_name = "QUERY")]
+    pub query: String,
+    /// Traces to query (msen traces or perf.data; repeatable; default msen.data).
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: SqlFormat,
+    /// Look for binaries under this directory (as perf --symfs).
+    #[arg(long, value_name = "DIR")]
+    pub symfs: Option<PathBuf>,
+    /// Kernel symbols from this kallsyms file instead of the one in the trace.
+    #[arg(long, value_name = "FILE")]
+    pub kallsyms: Option<PathBuf>,
+}
+
+impl SqlArgs {
+    pub fn paths(&self) -> Vec<PathBuf> {
+        if self.inputs.is_empty() {
+            vec![PathBuf::from("msen.data")]
+        } else {
+            self.inputs.clone()
+        }
+    }
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions { symfs: self.symfs.clone(), kallsyms: self.kallsyms.clone(), ..Default::default() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqlFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -819,16 +876,21 @@ pub enum FlowsFormat {
                                                           fleet tables; a re-run sends only what is missing
     CLICKHOUSE_PASSWORD=... msen export --clickhouse https://ch.example:8443 --database perf host*.msen
     msen export --clickhouse-ddl modern                   print the CREATE TABLE statements
+    msen export --parquet tables/ a.msen b.msen           duckdb: SELECT ... FROM 'tables/ms_raw_samples/*.parquet'
 
 ClickHouse: credentials come from CLICKHOUSE_USER / CLICKHOUSE_PASSWORD or --password-file, never
 from the command line. Queries that answer report, false-share and numa over many captures are in
 formats/clickhouse/queries/.")]
+#[command(group = clap::ArgGroup::new("bulk").args(["clickhouse", "parquet"]).multiple(true))]
 pub struct ExportArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// More traces (msen traces or perf.data), for --clickhouse.
-    #[arg(value_name = "MORE", requires = "clickhouse")]
+    /// More traces (msen traces or perf.data), for --clickhouse and --parquet.
+    #[arg(value_name = "MORE", requires = "bulk")]
     pub more: Vec<PathBuf>,
+    /// Write the export tables as Parquet: DIR/<table>/<capture id>.parquet (needs the "polars" build).
+    #[arg(long, value_name = "DIR")]
+    pub parquet: Option<PathBuf>,
     #[command(flatten)]
     pub ch: ClickHouseArgs,
     /// Print the ClickHouse DDL for old (before 23.x) or modern servers, and exit.
@@ -884,12 +946,15 @@ impl ExportArgs {
             && self.firefox.is_none()
             && self.speedscope.is_none()
             && self.ch.clickhouse.is_none()
+            && self.parquet.is_none()
             && self.clickhouse_ddl.is_none()
         {
-            return Err(UsageError("export needs an output: --perf-data, --pprof, --firefox, --speedscope or --clickhouse".into()));
+            return Err(UsageError(
+                "export needs an output: --perf-data, --pprof, --firefox, --speedscope, --clickhouse or --parquet".into(),
+            ));
         }
-        if filtered && self.ch.clickhouse.is_some() {
-            return Err(UsageError("--clickhouse exports whole captures (filter in SQL); export profiles separately".into()));
+        if filtered && (self.ch.clickhouse.is_some() || self.parquet.is_some()) {
+            return Err(UsageError("--clickhouse and --parquet export whole captures (filter in SQL); export profiles separately".into()));
         }
         if filtered && self.perf_data.is_some() {
             return Err(UsageError(

@@ -682,7 +682,7 @@ impl CaptureExport {
     fn send_with(&mut self, c: &Client, b: &mut RowBuilder<'_>, max_rows: u64) -> Result<(), ChError> {
         let id = self.capture_id.clone();
         for plan in b.plan(max_rows, self.done) {
-            let batch = b.batch(&plan)?;
+            let mut batch = b.batch(&plan)?;
             // Stacks first: a sample's stack is there before the sample.
             let new: Vec<&(u64, Vec<u8>)> = batch.stacks.iter().filter(|(s, _)| !self.stacks_there.contains(s)).collect();
             for chunk in new.chunks(max_rows.max(1) as usize) {
@@ -705,7 +705,7 @@ impl CaptureExport {
                 self.done = self.done.max(r.block + 1);
             }
             self.counts.stacks += batch.stacks.len() as u64;
-            b.commit(batch);
+            b.commit(&mut batch);
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! in block order, so the bytes of a batch are the same at any thread count
 //! and on every run (what exactly-once resume relies on).
 
-use super::table::{self, RowBinary};
+use super::table::{self, RowBinary, Sink};
 use crate::analyze::datasrc::{lvl, op, snoop, DataSrc};
 use crate::analyze::loaded::Loaded;
 use crate::analyze::report::{frames, unresolved_frame_name};
@@ -26,8 +26,8 @@ pub struct CaptureKey {
 }
 
 impl CaptureKey {
-    fn put(&self, w: &mut RowBinary) {
-        w.str(&self.capture_id).str(&self.host).date(self.date);
+    fn put<S: Sink>(&self, w: &mut S) {
+        w.name(0, &self.capture_id).name(0, &self.host).date(self.date);
     }
 }
 
@@ -68,11 +68,12 @@ struct Raw {
     mem_node: Option<u32>,
 }
 
-/// The rows of one trace block.
+/// The rows of one trace block: its samples into a sink of the caller's
+/// (RowBinary for ClickHouse, columns for frames), its rollups as RowBinary.
 #[derive(Debug)]
-pub struct BlockRows {
+pub struct BlockRows<S = RowBinary> {
     pub block: u32,
-    pub samples: RowBinary,
+    pub samples: S,
     pub rollup: RowBinary,
 }
 
@@ -80,15 +81,56 @@ pub struct BlockRows {
 /// stacks first referenced in this batch, and what the batch adds to the
 /// capture's accumulators (merged by `commit`, once it is on the server).
 #[derive(Debug)]
-pub struct Batch {
-    pub blocks: Vec<BlockRows>,
+pub struct Batch<S = RowBinary> {
+    pub blocks: Vec<BlockRows<S>>,
     pub stacks: Vec<(u64, Vec<u8>)>,
     flow_samples: BTreeMap<u64, u64>,
     objects: BTreeMap<(u32, String, String), ObjectAcc>,
 }
 
 /// One block's rows, the stacks it referenced first, samples per flow, data objects.
-type Encoded = (BlockRows, Vec<(u64, Vec<u8>)>, BTreeMap<u64, u64>, BTreeMap<(u32, String, String), ObjectAcc>);
+type Encoded<S> = (BlockRows<S>, Vec<(u64, Vec<u8>)>, BTreeMap<u64, u64>, BTreeMap<(u32, String, String), ObjectAcc>);
+
+/// What of a sample the wanted columns need. Skipping the rest is what
+/// makes a query over a few columns fast (`msen sql`); exporters want all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// symbol, dso (names resolved per distinct address) and rollup rows.
+    pub names: bool,
+    /// stack_id and stack rows (call chains unwound).
+    pub chain: bool,
+    /// The memory columns: data_symbol, line_*, c2c_*, numa_access, mem_node.
+    pub memory: bool,
+    pub comm: bool,
+}
+
+impl Needs {
+    pub const ALL: Needs = Needs { names: true, chain: true, memory: true, comm: true };
+
+    /// What sample columns accepted by `wanted` need.
+    pub fn of_sample_columns(wanted: &dyn Fn(&str) -> bool) -> Needs {
+        let any = |cols: &[&str]| cols.iter().any(|c| wanted(c));
+        Needs {
+            names: any(&["symbol", "dso"]),
+            chain: any(&["stack_id"]),
+            memory: any(&[
+                "data_symbol",
+                "line_object",
+                "line_pid",
+                "line_addr",
+                "line_offset",
+                "c2c_lcl_hitm",
+                "c2c_rmt_hitm",
+                "c2c_tot_hitm",
+                "c2c_records",
+                "c2c_stores",
+                "numa_access",
+                "mem_node",
+            ]),
+            comm: any(&["comm"]),
+        }
+    }
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct ObjectAcc {
@@ -124,6 +166,7 @@ pub struct RowBuilder<'a> {
     names: HashMap<AddrKey, u32>,
     frames: Vec<FrameName>,
     acc: CaptureAcc,
+    needs: Needs,
 }
 
 impl std::fmt::Debug for RowBuilder<'_> {
@@ -152,7 +195,15 @@ impl<'a> RowBuilder<'a> {
             names: HashMap::default(),
             frames: Vec::new(),
             acc,
+            needs: Needs::ALL,
         }
+    }
+
+    /// Build only what `needs` says (the other sample columns hold zeros
+    /// and empty strings, and without names no rollup rows are built).
+    pub fn needing(mut self, needs: Needs) -> Self {
+        self.needs = needs;
+        self
     }
 
     /// The accumulators, to resume with on a later reading of the trace.
@@ -200,16 +251,17 @@ impl<'a> RowBuilder<'a> {
             let time = s.time.unwrap_or(0);
             let epoch = l.timeline.epoch_at(pid, time);
             let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
-            let chain = l.chain_into(ev, s, &mut unwinder, &mut buf).then(|| buf.clone().into_boxed_slice());
+            let chain = (self.needs.chain && l.chain_into(ev, s, &mut unwinder, &mut buf)).then(|| buf.clone().into_boxed_slice());
             let mem = self.mem_events.get(ev as usize).copied().unwrap_or(false);
             let d = DataSrc(s.data_src.unwrap_or(0));
             let addr = s.addr.unwrap_or(0);
             let cpu_node = s.cpu.and_then(|c| self.cpu_node.get(&c).copied());
-            let mem_node = s.phys_addr.filter(|&a| a != 0).and_then(|pa| crate::analyze::numa::mem_node_of(l, pa));
+            let memory = mem && self.needs.memory;
+            let mem_node = s.phys_addr.filter(|&a| a != 0 && self.needs.memory).and_then(|pa| crate::analyze::numa::mem_node_of(l, pa));
             let mut c2c = [0u8; 5];
             let mut line = None;
             let mut data_object = None;
-            if mem {
+            if memory {
                 if let Some((one, hit)) = crate::analyze::false_share::classify_sample(l, &self.mem_events, self.line_size, ev, cpumode, s)
                 {
                     let sat = |v: u64| v.min(255) as u8;
@@ -232,7 +284,7 @@ impl<'a> RowBuilder<'a> {
                 cpu: s.cpu.unwrap_or(u32::MAX),
                 pid,
                 tid,
-                comm: l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX),
+                comm: if self.needs.comm { l.timeline.comm_at(pid, tid, time).unwrap_or(u32::MAX) } else { u32::MAX },
                 event: ev,
                 period: s.period.unwrap_or(l.events.list[ev as usize].default_period),
                 ip: s.ip.unwrap_or(0),
@@ -247,7 +299,7 @@ impl<'a> RowBuilder<'a> {
                 data_object,
                 line,
                 c2c,
-                numa: if mem { crate::analyze::numa::memory_access(d, cpu_node, mem_node) } else { None },
+                numa: if memory { crate::analyze::numa::memory_access(d, cpu_node, mem_node) } else { None },
                 cpu_node,
                 mem_node,
             });
@@ -276,12 +328,21 @@ impl<'a> RowBuilder<'a> {
         }
     }
 
-    /// Decode and encode one batch.
+    /// Decode and encode one batch, its samples as RowBinary.
     pub fn batch(&mut self, blocks: &[(u32, BlockRef)]) -> Result<Batch, TraceError> {
+        self.batch_into(blocks, &|| RowBinary::new(&table::SAMPLES))
+    }
+
+    /// Decode and encode one batch, each block's samples into a sink `make` gives.
+    pub fn batch_into<S: Sink + Send>(
+        &mut self,
+        blocks: &[(u32, BlockRef)],
+        make: &(dyn Fn() -> S + Sync),
+    ) -> Result<Batch<S>, TraceError> {
         let raws: Vec<Vec<Raw>> = blocks.par_iter().map(|(_, b)| self.decode(b)).collect::<Result<_, _>>()?;
         // Names for the addresses this batch adds, resolved in parallel.
         let mut new: Vec<AddrKey> = Vec::new();
-        for r in raws.iter().flatten() {
+        for r in raws.iter().flatten().filter(|_| self.needs.names) {
             let own = (r.pid, r.epoch, r.kernel, r.ip);
             if !self.names.contains_key(&own) {
                 new.push(own);
@@ -304,7 +365,7 @@ impl<'a> RowBuilder<'a> {
         }
 
         let this = &*self;
-        let encoded: Vec<Encoded> = blocks.par_iter().zip(raws).map(|((bi, _), rs)| this.encode_block(*bi, rs)).collect();
+        let encoded: Vec<Encoded<S>> = blocks.par_iter().zip(raws).map(|((bi, _), rs)| this.encode_block(*bi, rs, make())).collect();
         let mut out = Batch {
             blocks: Vec::with_capacity(encoded.len()),
             stacks: Vec::new(),
@@ -330,22 +391,24 @@ impl<'a> RowBuilder<'a> {
     /// Account a batch that is now on the server: its stacks are not sent
     /// again, its flows and objects count. A batch that failed is not
     /// committed, so building it again gives the same rows.
-    pub fn commit(&mut self, batch: Batch) {
+    pub fn commit<S: Sink>(&mut self, batch: &mut Batch<S>) {
         for b in &batch.blocks {
-            self.acc.samples += b.samples.rows;
+            self.acc.samples += b.samples.rows();
         }
         for (id, _) in &batch.stacks {
             self.acc.stacks_seen.insert(*id, ());
         }
-        for (f, n) in batch.flow_samples {
+        for (f, n) in std::mem::take(&mut batch.flow_samples) {
             *self.acc.flow_samples.entry(f).or_default() += n;
         }
-        merge_objects(&mut self.acc.objects, batch.objects);
+        merge_objects(&mut self.acc.objects, std::mem::take(&mut batch.objects));
     }
 
-    fn encode_block(&self, block: u32, rs: Vec<Raw>) -> Encoded {
+    fn encode_block<S: Sink>(&self, block: u32, rs: Vec<Raw>, mut w: S) -> Encoded<S> {
         let l = self.l;
-        let mut w = RowBinary::new(&table::SAMPLES);
+        let unnamed = FrameName { symbol: String::new(), dso: String::new(), build_id: String::new() };
+        let mut dsrc_ids: HashMap<u64, u32> = HashMap::default();
+        let mut dsrc_texts: Vec<[String; 4]> = Vec::new();
         let mut stacks: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut seen: HashMap<u64, ()> = HashMap::default();
         let mut flows: BTreeMap<u64, u64> = BTreeMap::new();
@@ -356,8 +419,8 @@ impl<'a> RowBuilder<'a> {
         let none = u32::MAX;
         let mut ids: Vec<u32> = Vec::new();
         for r in rs {
-            let own = self.names[&(r.pid, r.epoch, r.kernel, r.ip)];
-            let f = &self.frames[own as usize];
+            let own = self.names.get(&(r.pid, r.epoch, r.kernel, r.ip)).copied();
+            let f = own.map_or(&unnamed, |o| &self.frames[o as usize]);
             let stack_id = match &r.chain {
                 Some(c) => {
                     ids.clear();
@@ -385,13 +448,29 @@ impl<'a> RowBuilder<'a> {
             };
             let time = self.unix_ns(r.time);
             self.key.put(&mut w);
-            w.u32(block).time(time).u32(r.cpu).u32(r.pid).u32(r.tid).str(comm).str(&l.events.list[r.event as usize].name);
-            w.u64(r.period).u64(r.ip).u8(r.kernel as u8).str(&f.symbol).str(&f.dso).u64(stack_id).u64(r.flow);
+            w.u32(block).time(time).u32(r.cpu).u32(r.pid).u32(r.tid);
+            if r.comm == none {
+                w.str(comm);
+            } else {
+                w.name(r.comm, comm);
+            }
+            w.name(u32::from(r.event), &l.events.list[r.event as usize].name).u64(r.period).u64(r.ip).u8(r.kernel as u8);
+            match own {
+                Some(o) => w.name(o, &f.symbol).name(o, &f.dso),
+                None => w.str("").str(""),
+            };
+            w.u64(stack_id).u64(r.flow);
             w.u64(r.addr).u64(r.data_src);
             if has_dsrc {
-                w.str(d.op_text()).str(&d.lvl_text()).str(&d.snoop_text()).str(&d.tlb_text()).u8((d.lock_text() == "Yes") as u8);
+                // The texts are a function of data_src: made once per distinct value in a block.
+                let id = *dsrc_ids.entry(r.data_src).or_insert_with(|| {
+                    dsrc_texts.push([d.op_text().to_string(), d.lvl_text(), d.snoop_text(), d.tlb_text()]);
+                    dsrc_texts.len() as u32
+                });
+                let t = &dsrc_texts[id as usize - 1];
+                w.name(id, &t[0]).name(id, &t[1]).name(id, &t[2]).name(id, &t[3]).u8((d.lock_text() == "Yes") as u8);
             } else {
-                w.str("").str("").str("").str("").u8(0);
+                w.name(0, "").name(0, "").name(0, "").name(0, "").u8(0);
             }
             w.u64(r.weight).u64(r.phys).str(r.data_object.as_ref().map_or("", |o| o.0.as_str()));
             match &r.line {
@@ -401,12 +480,12 @@ impl<'a> RowBuilder<'a> {
             for v in r.c2c {
                 w.u8(v);
             }
-            w.str(match r.numa {
-                Some(true) => "remote",
-                Some(false) => "local",
-                None => "",
-            });
-            w.u32(r.cpu_node.unwrap_or(none)).u32(r.mem_node.unwrap_or(none)).str("");
+            match r.numa {
+                Some(true) => w.name(1, "remote"),
+                Some(false) => w.name(2, "local"),
+                None => w.name(0, ""),
+            };
+            w.u32(r.cpu_node.unwrap_or(none)).u32(r.mem_node.unwrap_or(none)).name(0, "");
             w.end_row();
 
             *flows.entry(r.flow).or_default() += 1;
@@ -418,6 +497,9 @@ impl<'a> RowBuilder<'a> {
                 e.samples += 1;
                 e.loads += (d.mem_op() & op::LOAD != 0) as u64;
                 e.stores += (d.mem_op() & op::STORE != 0) as u64;
+            }
+            if own.is_none() {
+                continue; // no names asked for: no rollup rows either
             }
             let window = time / 1_000_000_000 * 1_000_000_000;
             let e = rollup.entry((window, r.flow, f.symbol.as_str(), f.dso.as_str(), r.event)).or_default();

@@ -394,45 +394,73 @@ pub struct RowBinary {
     columns: usize,
 }
 
+/// Where rows go, value by value in the table's column order: RowBinary
+/// bytes (ClickHouse), or typed columns (frames, with the "polars"
+/// feature). The row builders write through this, so every exporter gets
+/// the same values.
+pub trait Sink {
+    fn u8(&mut self, v: u8) -> &mut Self;
+    fn u16(&mut self, v: u16) -> &mut Self;
+    fn u32(&mut self, v: u32) -> &mut Self;
+    fn u64(&mut self, v: u64) -> &mut Self;
+    /// Nanoseconds since the epoch (UInt64 and DateTime64(9) alike; times
+    /// past 2262 do not exist in a trace).
+    fn time(&mut self, ns: u64) -> &mut Self;
+    fn date(&mut self, days: u16) -> &mut Self;
+    fn str(&mut self, s: &str) -> &mut Self;
+    /// A name the writer numbers itself (`id` stands for `s` in this
+    /// column of this sink): a columnar sink interns it once per id.
+    fn name(&mut self, id: u32, s: &str) -> &mut Self {
+        let _ = id;
+        self.str(s)
+    }
+    fn u64s(&mut self, v: &[u64]) -> &mut Self;
+    fn strs<'a>(&mut self, v: impl ExactSizeIterator<Item = &'a str>) -> &mut Self;
+    fn end_row(&mut self);
+    /// Rows written.
+    fn rows(&self) -> u64;
+}
+
 impl RowBinary {
     pub fn new(table: &Table) -> RowBinary {
         RowBinary { buf: Vec::with_capacity(1 << 16), rows: 0, values: 0, columns: table.columns.len() }
     }
-    pub fn u8(&mut self, v: u8) -> &mut Self {
+}
+
+impl Sink for RowBinary {
+    fn u8(&mut self, v: u8) -> &mut Self {
         self.buf.push(v);
         self.values += 1;
         self
     }
-    pub fn u16(&mut self, v: u16) -> &mut Self {
+    fn u16(&mut self, v: u16) -> &mut Self {
         self.buf.extend_from_slice(&v.to_le_bytes());
         self.values += 1;
         self
     }
-    pub fn u32(&mut self, v: u32) -> &mut Self {
+    fn u32(&mut self, v: u32) -> &mut Self {
         self.buf.extend_from_slice(&v.to_le_bytes());
         self.values += 1;
         self
     }
-    pub fn u64(&mut self, v: u64) -> &mut Self {
+    fn u64(&mut self, v: u64) -> &mut Self {
         self.buf.extend_from_slice(&v.to_le_bytes());
         self.values += 1;
         self
     }
-    /// Nanoseconds since the epoch (UInt64 and DateTime64(9) alike; times
-    /// past 2262 do not exist in a trace).
-    pub fn time(&mut self, ns: u64) -> &mut Self {
+    fn time(&mut self, ns: u64) -> &mut Self {
         self.u64(ns.min(i64::MAX as u64))
     }
-    pub fn date(&mut self, days: u16) -> &mut Self {
+    fn date(&mut self, days: u16) -> &mut Self {
         self.u16(days)
     }
-    pub fn str(&mut self, s: &str) -> &mut Self {
+    fn str(&mut self, s: &str) -> &mut Self {
         leb128(&mut self.buf, s.len() as u64);
         self.buf.extend_from_slice(s.as_bytes());
         self.values += 1;
         self
     }
-    pub fn u64s(&mut self, v: &[u64]) -> &mut Self {
+    fn u64s(&mut self, v: &[u64]) -> &mut Self {
         leb128(&mut self.buf, v.len() as u64);
         for x in v {
             self.buf.extend_from_slice(&x.to_le_bytes());
@@ -440,7 +468,7 @@ impl RowBinary {
         self.values += 1;
         self
     }
-    pub fn strs<'a>(&mut self, v: impl ExactSizeIterator<Item = &'a str>) -> &mut Self {
+    fn strs<'a>(&mut self, v: impl ExactSizeIterator<Item = &'a str>) -> &mut Self {
         leb128(&mut self.buf, v.len() as u64);
         for s in v {
             leb128(&mut self.buf, s.len() as u64);
@@ -449,10 +477,13 @@ impl RowBinary {
         self.values += 1;
         self
     }
-    pub fn end_row(&mut self) {
+    fn end_row(&mut self) {
         debug_assert_eq!(self.values, self.columns, "a row wrote {} values for {} columns", self.values, self.columns);
         self.values = 0;
         self.rows += 1;
+    }
+    fn rows(&self) -> u64 {
+        self.rows
     }
 }
 
