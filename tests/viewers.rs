@@ -244,7 +244,7 @@ fn exports_apply_the_filters_and_refuse_to_write_nothing() {
     assert!(!none.exists());
     let o = export(&t, &[]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--pprof, --firefox, --speedscope or --clickhouse"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--pprof, --firefox, --speedscope, --clickhouse or --parquet"), "{}", stderr(&o));
     let o = export(&t, &["--perf-data", d.path().join("x.data").to_str().unwrap(), "--comm", "x"]);
     assert_eq!(o.status.code(), Some(2));
     // An empty trace.
