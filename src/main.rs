@@ -115,8 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 }
                 if args.ch.clickhouse.is_some() {
                     let opts = args.ch.options();
-                    let c = msen::export::clickhouse::Client::connect(&opts)?;
-                    c.prepare_tables(opts.create_tables, opts.ttl_days)?;
+                    let c = msen::export::clickhouse::Client::open(&opts)?;
                     let l = Loaded::open(&args.output, &Default::default())?;
                     let r = msen::export::clickhouse::export_capture(&c, &l, &args.output, &opts)?;
                     print_capture_report(&r);
@@ -479,20 +478,22 @@ fn diff(args: &msen::cli::DiffArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `msen export`: perf.data, and profiles for pprof, Firefox and speedscope.
+/// The traces of `export --clickhouse/--parquet TRACE...`, every one
+/// present before anything is written: a typo fails the run, not its middle.
+fn bulk_inputs(args: &msen::cli::ExportArgs) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let inputs: Vec<std::path::PathBuf> = std::iter::once(args.input.path()).chain(args.more.iter().cloned()).collect();
+    if let Some(p) = inputs.iter().find(|p| !p.exists()) {
+        anyhow::bail!("{}: no such file; nothing was exported", p.display());
+    }
+    Ok(inputs)
+}
+
 /// `export --clickhouse`: every input, a few at a time, one summary.
 fn export_clickhouse(args: &msen::cli::ExportArgs) -> anyhow::Result<Outcome> {
     use msen::export::clickhouse as ch;
     let opts = args.ch.options();
-    let mut inputs = vec![args.input.path()];
-    inputs.extend(args.more.iter().cloned());
-    // Every input opens before anything is sent: a typo fails the run, not its middle.
-    for p in &inputs {
-        if !p.exists() {
-            anyhow::bail!("{}: no such file; nothing was exported", p.display());
-        }
-    }
-    let client = ch::Client::connect(&opts)?;
-    client.prepare_tables(opts.create_tables, opts.ttl_days)?;
+    let inputs = bulk_inputs(args)?;
+    let client = ch::Client::open(&opts)?;
     let pb = msen::output::progress(opts.progress, inputs.len() as u64, "exporting captures");
     let started = std::time::Instant::now();
     use rayon::prelude::*;
@@ -547,13 +548,7 @@ rebuild with `cargo build --release --features polars` (or `scripts/setup.sh --w
 /// `export --parquet DIR`: every input's tables as Parquet files.
 #[cfg(feature = "polars")]
 fn export_parquet(args: &msen::cli::ExportArgs, dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut inputs = vec![args.input.path()];
-    inputs.extend(args.more.iter().cloned());
-    for p in &inputs {
-        if !p.exists() {
-            anyhow::bail!("{}: no such file; nothing was exported", p.display());
-        }
-    }
+    let inputs = bulk_inputs(args)?;
     let started = std::time::Instant::now();
     let mut samples = 0;
     let mut bytes = 0;

@@ -188,6 +188,14 @@ impl Client {
         Ok(c)
     }
 
+    /// Connect, and check (with `opts.create_tables`, make) the tables:
+    /// a client ready to export.
+    pub fn open(opts: &Options) -> Result<Client, ChError> {
+        let c = Client::connect(opts)?;
+        c.prepare_tables(opts.create_tables, opts.ttl_days)?;
+        Ok(c)
+    }
+
     /// Ask the server's version (which DDL variant it takes).
     pub fn ask_version(&mut self) -> Result<(), ChError> {
         self.version = self.with_retries("SELECT version()", || self.query("SELECT version()"))?.trim().to_string();
@@ -419,6 +427,13 @@ pub struct CaptureReport {
     /// Rows the capture has in all, per table.
     pub counts: CaptureCounts,
     pub bytes: u64,
+}
+
+impl CaptureReport {
+    /// A capture the server already holds complete: nothing sent.
+    pub fn skipped(path: &std::path::Path, capture_id: String) -> CaptureReport {
+        CaptureReport { path: path.display().to_string(), capture_id, skipped: true, ..Default::default() }
+    }
 }
 
 /// The capture's id: the one in its metadata, or (older traces, perf.data
@@ -746,7 +761,7 @@ impl CaptureExport {
 pub fn export_capture(c: &Client, l: &Loaded, path: &std::path::Path, opts: &Options) -> Result<CaptureReport, ChError> {
     let id = capture_id_of(l, path).map_err(|e| ChError::Usage(format!("{}: {e}", path.display())))?;
     match CaptureExport::begin(c, id.clone())? {
-        None => Ok(CaptureReport { path: path.display().to_string(), capture_id: id, skipped: true, ..Default::default() }),
+        None => Ok(CaptureReport::skipped(path, id)),
         Some(x) => x.finish(c, l, path, opts.max_rows),
     }
 }

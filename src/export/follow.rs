@@ -52,9 +52,8 @@ pub struct Follower {
 /// recorded). A server that is down is not an error: the follower keeps
 /// trying. Returns the client when the server answered.
 pub fn preflight(opts: &Options) -> Result<Option<Client>, ChError> {
-    let mut c = Client::new(opts)?.with_retry_limit(0);
-    match c.ask_version().and_then(|()| c.prepare_tables(opts.create_tables, opts.ttl_days)) {
-        Ok(()) => Ok(Some(c.with_retry_limit(opts.retries))),
+    match Client::open(&Options { retries: 0, ..opts.clone() }) {
+        Ok(c) => Ok(Some(c.with_retry_limit(opts.retries))),
         Err(e) if e.transient() => {
             eprintln!("msen: {e}; recording anyway, and sending when the server answers");
             Ok(None)
@@ -185,9 +184,7 @@ fn connected(st: &mut State, opts: &Options, retries: u32) -> Result<Client, ChE
     if let Some(c) = &st.client {
         return Ok(c.with_retry_limit(retries));
     }
-    let mut c = Client::new(opts)?.with_retry_limit(retries);
-    c.ask_version()?;
-    c.prepare_tables(opts.create_tables, opts.ttl_days)?;
+    let c = Client::open(&Options { retries, ..opts.clone() })?;
     st.client = Some(c.clone());
     Ok(c)
 }
@@ -204,19 +201,14 @@ impl Follower {
         let l = Loaded::open(path, &self.load)?;
         let id = l.trace.meta.capture_id.clone();
         if st.skipped {
-            return Ok((CaptureReport { path: path.display().to_string(), capture_id: id, skipped: true, ..Default::default() }, rounds));
+            return Ok((CaptureReport::skipped(path, id), rounds));
         }
         let c = connected(&mut st, &self.opts, self.opts.retries)?;
         let x = match st.export.take() {
             Some(x) => x,
             None => match CaptureExport::begin(&c, id.clone())? {
                 Some(x) => x,
-                None => {
-                    return Ok((
-                        CaptureReport { path: path.display().to_string(), capture_id: id, skipped: true, ..Default::default() },
-                        rounds,
-                    ))
-                }
+                None => return Ok((CaptureReport::skipped(path, id), rounds)),
             },
         };
         Ok((x.finish(&c, &l, path, self.opts.max_rows)?, rounds))

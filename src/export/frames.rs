@@ -139,12 +139,12 @@ impl ColumnSink {
                 Some(Col::U64(v)) => Series::new(name, v),
                 Some(Col::I64(v)) => Series::new(name, v),
                 Some(Col::F64(v)) => Series::new(name, v),
-                Some(Col::Name(n)) => Series::from_cats_and_dtype(&Series::new(name, n.codes), &name_dtype(), true)?,
+                Some(Col::Name(n)) => Series::from_cats_and_dtype(&Series::new(name, n.codes), &dtype(c.ty), true)?,
                 Some(Col::Text(b)) => b.finish().into_series(),
-                Some(Col::Date(v)) => Series::new(name, v).cast(&DataType::Date)?,
-                Some(Col::Time(v)) => Series::new(name, v).cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))?,
+                Some(Col::Date(v)) => Series::new(name, v).cast(&dtype(c.ty))?,
+                Some(Col::Time(v)) => Series::new(name, v).cast(&dtype(c.ty))?,
                 Some(Col::ListU64(mut b)) => b.finish().into_series(),
-                Some(Col::ListStr(mut b)) => b.finish().into_series().cast(&DataType::List(Box::new(name_dtype())))?,
+                Some(Col::ListStr(mut b)) => b.finish().into_series().cast(&dtype(c.ty))?,
             };
             out.push(s.into_column());
         }
@@ -321,29 +321,27 @@ fn name_dtype() -> DataType {
     DataType::from_categories(Categories::global())
 }
 
+/// The polars type of a column type (Parquet's follows from it).
+fn dtype(ty: Type) -> DataType {
+    match ty {
+        Type::U8 => DataType::UInt8,
+        Type::U16 => DataType::UInt16,
+        Type::U32 => DataType::UInt32,
+        Type::U64 => DataType::UInt64,
+        Type::I64 => DataType::Int64,
+        Type::F64 => DataType::Float64,
+        Type::Name => name_dtype(),
+        Type::Text => DataType::String,
+        Type::Date => DataType::Date,
+        Type::Time => DataType::Datetime(TimeUnit::Nanoseconds, None),
+        Type::ArrayU64 => DataType::List(Box::new(DataType::UInt64)),
+        Type::ArrayName => DataType::List(Box::new(name_dtype())),
+    }
+}
+
 /// One table's polars schema (the columns `keep` accepts).
 pub fn schema(t: &Table, keep: &dyn Fn(&str) -> bool) -> Schema {
-    t.columns
-        .iter()
-        .filter(|c| keep(c.name))
-        .map(|c| {
-            let dt = match c.ty {
-                Type::U8 => DataType::UInt8,
-                Type::U16 => DataType::UInt16,
-                Type::U32 => DataType::UInt32,
-                Type::U64 => DataType::UInt64,
-                Type::I64 => DataType::Int64,
-                Type::F64 => DataType::Float64,
-                Type::Name => name_dtype(),
-                Type::Text => DataType::String,
-                Type::Date => DataType::Date,
-                Type::Time => DataType::Datetime(TimeUnit::Nanoseconds, None),
-                Type::ArrayU64 => DataType::List(Box::new(DataType::UInt64)),
-                Type::ArrayName => DataType::List(Box::new(name_dtype())),
-            };
-            Field::new(c.name.into(), dt)
-        })
-        .collect()
+    t.columns.iter().filter(|c| keep(c.name)).map(|c| Field::new(c.name.into(), dtype(c.ty))).collect()
 }
 
 /// Decode RowBinary pieces of `t` into one frame of the kept columns.
