@@ -81,6 +81,21 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* The budget (slot 0), and each CPU's bucket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct msen_budget);
+} budget SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct msen_bucket);
+} buckets SEC(".maps");
+
 /* One BPF-output perf event per CPU, each redirected into that CPU's
  * sampling ring (PERF_EVENT_IOC_SET_OUTPUT). */
 struct {
@@ -394,9 +409,48 @@ static __always_inline int filter_match(const struct msen_flow_key *k)
 	return 0;
 }
 
+#define MSEN_NS_PER_SEC 1000000000ULL
+
+/* The token bucket of this CPU: 1 keeps the sample, 0 drops it (counted by
+ * reason). Refills at most one second's worth per sample, which also keeps
+ * the multiplication below 2^64 for any rate up to 10^9. */
+static __always_inline int within_budget(__u64 now)
+{
+	__u32 zero = 0;
+	struct msen_budget *b = bpf_map_lookup_elem(&budget, &zero);
+	if (!b || (!b->rate && !b->hard_drop_ns))
+		return 1;
+	struct msen_bucket *k = bpf_map_lookup_elem(&buckets, &zero);
+	if (!k)
+		return 1;
+	if (b->hard_drop_ns && k->last_sample_ns && now - k->last_sample_ns < b->hard_drop_ns) {
+		bump(MSEN_STAT_DROP_GAP);
+		return 0;
+	}
+	if (b->rate) {
+		__u64 dt = now - k->last_ns;
+		if (dt > MSEN_NS_PER_SEC)
+			dt = MSEN_NS_PER_SEC;
+		__u64 cap = (b->burst ? b->burst : 1) * MSEN_NS_PER_SEC;
+		__u64 tokens = k->tokens + dt * b->rate;
+		if (tokens > cap)
+			tokens = cap;
+		k->last_ns = now;
+		if (tokens < MSEN_NS_PER_SEC) {
+			k->tokens = tokens;
+			bump(MSEN_STAT_DROP_BUDGET);
+			return 0;
+		}
+		k->tokens = tokens - MSEN_NS_PER_SEC;
+	}
+	k->last_sample_ns = now;
+	return 1;
+}
+
 /* Attached to every sampling event: runs in the overflow handler right
  * before the kernel writes the sample, so the tag lands just ahead of it in
- * the same ring. Returning 0 drops the sample (filters). */
+ * the same ring. Returning 0 drops the sample (filters, then the budget:
+ * filtered samples spend no tokens). */
 SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
@@ -441,6 +495,8 @@ int on_sample(struct bpf_perf_event_data *ctx)
 			return 0;
 		}
 	}
+	if (!within_budget(now))
+		return 0;
 	if (bpf_perf_event_output(ctx, &tags, BPF_F_CURRENT_CPU, &tag, sizeof(tag)))
 		bump(MSEN_STAT_OUTPUT_ERR);
 	else

@@ -33,6 +33,8 @@
 #define MSEN_STAT_OUTPUT_ERR 3
 #define MSEN_STAT_SOCK_EVENTS 4
 #define MSEN_STAT_PACKETS 5
+#define MSEN_STAT_DROP_BUDGET 6 /* over the token bucket's budget */
+#define MSEN_STAT_DROP_GAP 7    /* closer than hard_drop_ns to the last kept sample */
 #define MSEN_STAT_MAX 8
 
 struct msen_flow_key {
@@ -97,6 +99,23 @@ struct msen_cpu_flow {
 	__u32 active; /* 0, or MSEN_TAG_PACKET while a packet is handled */
 	__u32 flags;
 	__u32 pad;
+};
+
+/* The sampling budget, written by msen at start and at every mode switch
+ * (one ARRAY slot; a torn read between fields only mixes two valid budgets
+ * for one sample). rate 0 is unlimited; hard_drop_ns 0 is no minimum gap. */
+struct msen_budget {
+	__u64 rate;         /* samples per second per CPU */
+	__u64 burst;        /* bucket size in samples */
+	__u64 hard_drop_ns; /* minimum gap between two kept samples on one CPU */
+};
+
+/* A CPU's token bucket. tokens counts nano-samples (samples x 1e9), so the
+ * refill is one multiplication and no division runs in the program. */
+struct msen_bucket {
+	__u64 tokens;
+	__u64 last_ns;        /* last refill */
+	__u64 last_sample_ns; /* last kept sample */
 };
 
 #endif

@@ -2,6 +2,7 @@
 //! sampling on Linux. See DESIGN.md for the architecture and
 //! formats/trace-format.md for the trace format.
 
+pub mod agent;
 pub mod analyze;
 pub mod cli;
 pub mod export;

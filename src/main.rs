@@ -130,6 +130,29 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 return Ok(Outcome::Ok);
             }
             let verbose = cfg.verbose;
+            // --metrics, --control: bound before the capture starts.
+            let _endpoints = match (&args.metrics, &args.control) {
+                (None, None) => None,
+                _ => {
+                    let control = std::sync::Arc::new(msen::record::control::Control::default());
+                    cfg.control = Some(control.clone());
+                    let opts = msen::agent::AgentOptions {
+                        metrics: args.metrics.clone(),
+                        control: args.control.clone(),
+                        control_token: args.control_token.clone(),
+                    };
+                    let a = msen::agent::Agent::start(&opts, control).map_err(|e| anyhow::anyhow!(e))?;
+                    if verbose {
+                        if let Some(m) = &a.metrics {
+                            eprintln!("msen: metrics at http://{}/metrics", m.addr);
+                        }
+                        if let Some(c) = &a.control {
+                            eprintln!("msen: control API at http://{}/api/v1/", c.addr);
+                        }
+                    }
+                    Some(a)
+                }
+            };
             // --clickhouse: a follower sends the trace's blocks as they are flushed.
             let follower = match &args.ch.clickhouse {
                 Some(_) => {

@@ -73,6 +73,8 @@ impl SampleFlow {
 pub struct FlowIndex {
     pub by_id: HashMap<u64, FlowInfo>,
     pub counters: std::collections::BTreeMap<String, u64>,
+    /// The same counters per CPU.
+    pub per_cpu: std::collections::BTreeMap<String, Vec<u64>>,
     /// The capture tagged samples (its tag event exists).
     pub enabled: bool,
 }
@@ -85,6 +87,7 @@ impl FlowIndex {
                 let t: FlowTable = serde_json::from_slice(&d)
                     .map_err(|e| TraceError::BadMetadata { path: l_trace.path().to_path_buf(), reason: format!("flows block: {e}") })?;
                 idx.counters = t.counters;
+                idx.per_cpu = t.per_cpu;
                 idx.by_id.extend(t.flows.into_iter().map(|f| (f.id, f)));
             }
         }

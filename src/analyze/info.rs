@@ -295,9 +295,30 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
             for h in &m.flows.hooks {
                 line("  hook", h.clone());
             }
+            for (key, what) in [("dropped_by_budget", "over the budget"), ("dropped_by_min_gap", "closer than --hard-drop-ns")] {
+                let per = l.flows.per_cpu.get(key).map(Vec::as_slice).unwrap_or(&[]);
+                if c(key) > 0 {
+                    let cpus: Vec<String> = per.iter().enumerate().filter(|(_, &n)| n > 0).map(|(cpu, n)| format!("cpu{cpu} {n}")).collect();
+                    line("budget drops", format!("{} {what} ({})", c(key), cpus.join(", ")));
+                }
+            }
         }
         (false, Some(why)) => line("flow context", format!("off: {why}")),
         (false, None) => line("flow context", "none (not recorded with flows)".into()),
+    }
+    for e in l.agent.switches() {
+        let at = e.time.saturating_sub(m.start_clock_ns) as f64 / 1e9;
+        let b = &e.budget;
+        line(
+            "mode",
+            format!(
+                "+{at:.3} s {} ({}): {}{}",
+                e.mode.name(),
+                e.cause,
+                if b.rate == 0 { "unlimited".to_string() } else { format!("{}/s per CPU, burst {}", b.rate, b.burst) },
+                if b.hard_drop_ns > 0 { format!(", min gap {} ns", b.hard_drop_ns) } else { String::new() }
+            ),
+        );
     }
     line(
         "blocks",

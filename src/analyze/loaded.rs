@@ -138,6 +138,8 @@ pub struct Loaded {
     pub resolver: Resolver,
     /// The flow table (empty when the capture had no flow context).
     pub flows: super::flows::FlowIndex,
+    /// The agent's mode switches (empty without --mode/--budget).
+    pub agent: super::agent::AgentTimeline,
     /// Binaries' unwind tables for samples with a user stack copy.
     pub unwind: super::unwind::Unwind,
     /// PERF_RECORD_LOST totals from the sideband.
@@ -303,7 +305,8 @@ impl Loaded {
         }
         let unwind = super::unwind::Unwind::new(&resolver, timeline.dsos.len(), &carried);
         let flows = super::flows::FlowIndex::load(&trace, events.tags.is_some())?;
-        Ok(Loaded { trace, events, timeline, resolver, flows, unwind, lost_records: lost, lost_events, sideband_stats: stats })
+        let agent = super::agent::AgentTimeline::load(&trace)?;
+        Ok(Loaded { trace, events, timeline, resolver, flows, agent, unwind, lost_records: lost, lost_events, sideband_stats: stats })
     }
 
     /// Decode one SAMPLES block and call `f(event, cpumode, sample)` for each

@@ -2,6 +2,7 @@
 //! blocks in parallel and merges partial results with a total order, so the
 //! output is the same at any thread count.
 
+pub mod agent;
 pub mod branch;
 pub mod c2c;
 pub mod callgraph;

@@ -172,6 +172,8 @@ pub struct ReportConfig {
     pub symbols: Vec<String>,
     /// Only samples inside these times: perf's --time syntax (see `time_ranges`).
     pub time: Option<String>,
+    /// Only samples taken while the agent was in this mode (`--mode`).
+    pub mode: Option<crate::trace::meta::Mode>,
     /// Percentages of what the filters keep (`--percentage relative`)
     /// rather than of every sample (`absolute`, perf's default).
     pub relative: bool,
@@ -213,6 +215,7 @@ impl Default for ReportConfig {
             dsos: vec![],
             symbols: vec![],
             time: None,
+            mode: None,
             relative: false,
             show_samples: false,
             columns: Columns::default(),
@@ -319,6 +322,8 @@ pub struct Report {
     pub events: Vec<EventTotal>,
     pub total_samples: u64,
     pub lost_samples: u64,
+    /// Samples the kernel program dropped (budget, minimum gap), by reason.
+    pub budget_dropped: BTreeMap<String, u64>,
     pub has_children: bool,
     pub rows: Vec<Row>,
     /// Rows left out by --percent-limit / --top.
@@ -582,6 +587,8 @@ pub fn time_ranges(spec: &str, first: u64, last: u64) -> Result<Vec<(u64, u64)>,
 #[derive(Debug)]
 pub struct SampleFilter {
     time: Vec<(u64, u64)>,
+    /// --mode: the spans of that mode (a sample must also be inside `time`).
+    mode: Option<Vec<(u64, u64)>>,
     pids: Vec<u32>,
     tids: Vec<u32>,
     cpus: Vec<u32>,
@@ -600,8 +607,22 @@ impl SampleFilter {
             }
             None => Vec::new(),
         };
+        let mode = match cfg.mode {
+            Some(m) if l.agent.is_empty() => {
+                return Err(TraceError::BadMetadata {
+                    path: l.trace.path().to_path_buf(),
+                    reason: format!(
+                        "--mode {}: this capture has no modes (it was not recorded with --mode or --budget); drop --mode",
+                        m.name()
+                    ),
+                })
+            }
+            Some(m) => Some(l.agent.spans(m)),
+            None => None,
+        };
         Ok(SampleFilter {
             time,
+            mode,
             pids: cfg.pids.clone(),
             tids: cfg.tids.clone(),
             cpus: cfg.cpus.clone(),
@@ -614,6 +635,7 @@ impl SampleFilter {
     /// Whether any filter is set.
     pub fn is_active(&self) -> bool {
         !(self.time.is_empty()
+            && self.mode.is_none()
             && self.pids.is_empty()
             && self.tids.is_empty()
             && self.cpus.is_empty()
@@ -629,6 +651,11 @@ impl SampleFilter {
         }
         if !self.time.is_empty() && !s.time.is_some_and(|t| self.time.iter().any(|&(a, b)| t >= a && t <= b)) {
             return None;
+        }
+        if let Some(spans) = &self.mode {
+            if !s.time.is_some_and(|t| spans.iter().any(|&(a, b)| t >= a && t <= b)) {
+                return None;
+            }
         }
         if !self.pids.is_empty() && !self.pids.contains(&pid) {
             return None;
@@ -1198,6 +1225,10 @@ impl Report {
             total_samples: events.iter().map(|t| t.samples).sum(),
             events,
             lost_samples: l.lost_records,
+            budget_dropped: ["dropped_by_budget", "dropped_by_min_gap"]
+                .iter()
+                .filter_map(|k| l.flows.counters.get(*k).filter(|&&n| n > 0).map(|&n| (k.trim_start_matches("dropped_by_").to_string(), n)))
+                .collect(),
             has_children,
             rows_hidden: before - rows.len(),
             rows,

@@ -224,6 +224,40 @@ pub struct RecordArgs {
     /// Keep only samples of these processes, dropped in the kernel (with flow context).
     #[arg(long = "pid-filter", value_delimiter = ',', value_name = "PID")]
     pub pid_filter: Vec<u32>,
+    /// The always-on agent's sampling budget (MicroSentinel's modes): sentinel
+    /// (low budget), diagnostic (high), or auto (sentinel, diagnostic for
+    /// --hold after a trigger: SIGUSR1, an anomaly, the control endpoint).
+    /// Applied in the kernel by the sampling BPF program.
+    #[arg(long, value_name = "MODE", value_parser = ["sentinel", "diagnostic", "auto"], help_heading = "Agent")]
+    pub mode: Option<String>,
+    /// A fixed budget without modes: at most N samples per second per CPU,
+    /// the rest dropped in the kernel and counted.
+    #[arg(long, value_name = "N", conflicts_with = "mode", help_heading = "Agent")]
+    pub budget: Option<u64>,
+    /// Sentinel mode's budget, samples per second per CPU.
+    #[arg(long = "sentinel-budget", value_name = "N", default_value_t = crate::record::control::SENTINEL_BUDGET, help_heading = "Agent")]
+    pub sentinel_budget: u64,
+    /// Diagnostic mode's budget, samples per second per CPU.
+    #[arg(long = "diagnostic-budget", value_name = "N", default_value_t = crate::record::control::DIAGNOSTIC_BUDGET, help_heading = "Agent")]
+    pub diagnostic_budget: u64,
+    /// Token-bucket size in samples [default: a tenth of a second of the budget].
+    #[arg(long, value_name = "M", help_heading = "Agent")]
+    pub burst: Option<u64>,
+    /// Drop a sample closer than this to the last kept one on its CPU.
+    #[arg(long = "hard-drop-ns", value_name = "NS", default_value_t = 0, help_heading = "Agent")]
+    pub hard_drop_ns: u64,
+    /// With --mode auto: seconds in diagnostic after the last trigger.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, help_heading = "Agent")]
+    pub hold: f64,
+    /// Serve Prometheus metrics at ADDR:PORT (e.g. 127.0.0.1:9464; a bare port is loopback).
+    #[arg(long, value_name = "ADDR:PORT", help_heading = "Agent")]
+    pub metrics: Option<String>,
+    /// Serve the control API (/api/v1/...) at ADDR:PORT; a non-loopback address needs --control-token.
+    #[arg(long, value_name = "ADDR:PORT", help_heading = "Agent")]
+    pub control: Option<String>,
+    /// The bearer token the control API requires (first line of FILE).
+    #[arg(long = "control-token", value_name = "FILE", requires = "control", help_heading = "Agent")]
+    pub control_token: Option<PathBuf>,
     /// Stop after this many seconds (a started command gets SIGTERM, then SIGKILL).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -482,6 +516,10 @@ pub struct ReportArgs {
     /// and msen script print times), A%-B% of the recording, or N%/K (its K-th N% slice).
     #[arg(long = "time", value_name = "SPAN")]
     pub time: Option<String>,
+    /// Only samples taken while the agent was in this mode (a capture
+    /// recorded with --mode or --budget).
+    #[arg(long, value_name = "MODE", value_parser = ["sentinel", "diagnostic"])]
+    pub mode: Option<String>,
     /// With filters, percentages of what they keep (relative) or of every sample (absolute).
     #[arg(long = "percentage", value_enum, default_value = "absolute")]
     pub percentage: Percentage,
@@ -1037,6 +1075,40 @@ fn checked_time(time: &Option<String>) -> Result<Option<String>, UsageError> {
 }
 
 impl RecordArgs {
+    /// `--mode`/`--budget` and their budgets; None when neither is given
+    /// (every sample kept, as perf does).
+    fn mode_config(&self) -> Result<Option<crate::record::control::ModeConfig>, UsageError> {
+        use crate::record::control::ModeConfig;
+        use crate::trace::meta::Mode;
+        if self.mode.is_none() && self.budget.is_none() {
+            return Ok(None);
+        }
+        for (name, v) in [("--budget", self.budget.unwrap_or(1)), ("--sentinel-budget", self.sentinel_budget), ("--diagnostic-budget", self.diagnostic_budget)] {
+            if v == 0 || v > 10_000_000 {
+                return Err(UsageError(format!("{name} must be 1..=10000000 samples per second per CPU, not {v}")));
+            }
+        }
+        if self.burst == Some(0) {
+            return Err(UsageError("--burst must be at least 1 sample".into()));
+        }
+        if !(self.hold > 0.0 && self.hold <= 86400.0) {
+            return Err(UsageError(format!("--hold must be 0..=86400 seconds, not {}", self.hold)));
+        }
+        let b = |rate| ModeConfig::budget(rate, self.burst, self.hard_drop_ns);
+        let hold = Duration::from_secs_f64(self.hold);
+        Ok(Some(match (self.mode.as_deref(), self.budget) {
+            // A fixed budget: sentinel mode with that budget, never switched.
+            (None, Some(n)) => ModeConfig { auto: false, initial: Mode::Sentinel, sentinel: b(n), diagnostic: b(n), hold },
+            (m, _) => ModeConfig {
+                auto: m == Some("auto"),
+                initial: if m == Some("diagnostic") { Mode::Diagnostic } else { Mode::Sentinel },
+                sentinel: b(self.sentinel_budget),
+                diagnostic: b(self.diagnostic_budget),
+                hold,
+            },
+        }))
+    }
+
     pub fn to_config(&self, command_line: Vec<String>) -> Result<RecordConfig, UsageError> {
         self.to_config_with(command_line, &crate::perf::pmu::Pmus::discover())
     }
@@ -1153,7 +1225,10 @@ impl RecordArgs {
         if self.ch.clickhouse.is_some() && self.output.as_os_str() == "-" {
             return Err(UsageError("--clickhouse follows the trace file as it is written; give -o FILE (not -o -)".into()));
         }
+        let modes = self.mode_config()?;
         Ok(RecordConfig {
+            modes,
+            control: None,
             flush_interval: Duration::from_secs_f64(self.flush),
             flushed: None,
             target,
@@ -1277,6 +1352,7 @@ impl ReportArgs {
             dsos: self.dsos.clone(),
             symbols: self.symbols.clone(),
             time: checked_time(&self.time)?,
+            mode: self.mode.as_deref().and_then(crate::trace::meta::Mode::parse),
             relative: self.percentage == Percentage::Relative,
             show_samples: self.show_samples || columns.samples,
             columns,

@@ -20,7 +20,7 @@ pub mod filter;
 
 use crate::perf::attr::{flag, sample, EventAttr, ATTR_SIZE_VER7};
 use crate::perf::sys;
-use crate::trace::meta::{FlowCapture, FlowInfo, FlowTable};
+use crate::trace::meta::{Budget, FlowCapture, FlowInfo, FlowTable};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::MapCore;
 use std::mem::MaybeUninit;
@@ -100,6 +100,18 @@ impl std::fmt::Debug for FlowSession {
         f.debug_struct("FlowSession").field("outputs", &self.outputs.len()).field("hooks", &self.capture.hooks).finish()
     }
 }
+
+/// The names of the `stats` map's slots (MSEN_STAT_* in bpf/flow.h).
+pub const COUNTER_NAMES: [&str; 8] = [
+    "tags",
+    "dropped_by_flow_filter",
+    "dropped_by_pid_filter",
+    "tag_output_errors",
+    "socket_events",
+    "packets",
+    "dropped_by_budget",
+    "dropped_by_min_gap",
+];
 
 /// The tracepoints the flow programs use: (tracepoint, program suffix).
 const HOOKS: &[(&str, &str)] = &[
@@ -263,22 +275,39 @@ impl FlowSession {
             }
         }
         flows.sort_by_key(|f| f.id);
-        let mut counters = std::collections::BTreeMap::new();
-        let names = ["tags", "dropped_by_flow_filter", "dropped_by_pid_filter", "tag_output_errors", "socket_events", "packets"];
-        for (i, n) in names.iter().enumerate() {
+        let per_cpu = self.counters_per_cpu();
+        let counters = per_cpu.iter().map(|(k, v)| (k.clone(), v.iter().sum())).collect();
+        FlowTable { flows, counters, per_cpu }
+    }
+
+    /// The in-kernel counters by name, one value per possible CPU (read
+    /// live: the metrics endpoint and the end of the capture use this).
+    pub fn counters_per_cpu(&self) -> std::collections::BTreeMap<String, Vec<u64>> {
+        let mut out = std::collections::BTreeMap::new();
+        for (i, n) in COUNTER_NAMES.iter().enumerate() {
             let k = (i as u32).to_ne_bytes();
-            let total: u64 = self
+            let per: Vec<u64> = self
                 .skel
                 .maps
                 .stats
                 .lookup_percpu(&k, libbpf_rs::MapFlags::ANY)
                 .ok()
                 .flatten()
-                .map(|per| per.iter().filter_map(|b| b.get(..8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])))).sum())
-                .unwrap_or(0);
-            counters.insert(n.to_string(), total);
+                .map(|per| per.iter().map(|b| b.get(..8).map_or(0, |w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])))).collect())
+                .unwrap_or_default();
+            out.insert(n.to_string(), per);
         }
-        FlowTable { flows, counters }
+        out
+    }
+
+    /// Put a sampling budget in force (every CPU's bucket keeps its tokens,
+    /// capped at the new burst on its next sample).
+    pub fn set_budget(&self, b: &Budget) -> Result<(), FlowError> {
+        let v = types::msen_budget { rate: b.rate, burst: b.burst, hard_drop_ns: b.hard_drop_ns };
+        // SAFETY: msen_budget is a plain C struct of u64 fields (no padding);
+        // its bytes are what the map's value holds.
+        let bytes = unsafe { std::slice::from_raw_parts((&v as *const types::msen_budget).cast::<u8>(), std::mem::size_of_val(&v)) };
+        self.skel.maps.budget.update(&0u32.to_ne_bytes(), bytes, libbpf_rs::MapFlags::ANY).map_err(|e| FlowError::Other(format!("budget map: {e}")))
     }
 
     /// The BPF-output event fds (to enable and disable with the capture).

@@ -30,6 +30,10 @@ pub fn render_table(r: &Report, source: &str, width: Option<usize>) -> String {
         if r.lost_samples > 0 {
             out.push_str(&format!("# Lost records: {}\n", r.lost_samples));
         }
+        if !r.budget_dropped.is_empty() {
+            let parts: Vec<String> = r.budget_dropped.iter().map(|(k, n)| format!("{n} ({})", k.replace('_', " "))).collect();
+            out.push_str(&format!("# Dropped in the kernel by the sampling budget: {}\n", parts.join(", ")));
+        }
         out.push_str("#\n");
         let mut header: Vec<String> = Vec::new();
         let mut right = Vec::new();
@@ -220,6 +224,7 @@ pub fn render_json(r: &Report) -> Value {
     json!({
         "total_samples": r.total_samples,
         "lost_samples": r.lost_samples,
+        "budget_dropped": r.budget_dropped,
         "sort_keys": r.sort.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "events": r.events.iter().map(|e| json!({"name": e.name, "samples": e.samples, "period": e.period})).collect::<Vec<_>>(),
         "software_only": r.software_only,

@@ -43,6 +43,9 @@ pub struct Chunker {
     /// Per ring: a tag whose sample has not been read yet.
     pending_tag: Vec<Option<Vec<u8>>>,
     pub tags: u64,
+    /// PERF_RECORD_THROTTLE records: the kernel lowered the rate (too many
+    /// interrupts).
+    pub throttled: u64,
 }
 
 /// Bound on distinct kernel addresses remembered (about 16 MiB).
@@ -67,6 +70,7 @@ impl Chunker {
             tag_ids: events.iter().filter(|e| e.name == crate::flow::TAG_EVENT).flat_map(|e| e.ids.iter().copied()).collect(),
             pending_tag: (0..rings).map(|_| None).collect(),
             tags: 0,
+            throttled: 0,
         }
     }
 
@@ -164,6 +168,9 @@ impl Chunker {
                     s.flush(w, BlockKind::SAMPLES, cpu)?;
                 }
             } else {
+                if r.kind == RecordType::THROTTLE {
+                    self.throttled += 1;
+                }
                 self.note_sideband(&r);
                 let t = self.sideband_info.parse_sample_id(r.body).time;
                 self.sideband.add(rec, t);

@@ -390,6 +390,7 @@ pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, comma
     let table = crate::trace::meta::FlowTable {
         flows: mock_flows(),
         counters: [("tags".to_string(), samples.iter().filter(|s| mock_flow_of(s.tid).is_some()).count() as u64)].into(),
+        ..Default::default()
     };
     w.write_block(g(BlockKind::FLOWS, table.flows.len() as u32), &serde_json::to_vec(&table).map_err(io::Error::other)?)?;
     let end = CaptureEnd { samples: samples.len() as u64, stop_reason: "mock".into(), ..Default::default() };

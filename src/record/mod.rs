@@ -3,6 +3,7 @@
 
 pub mod attrs;
 pub mod chunker;
+pub mod control;
 pub mod events;
 pub mod mock;
 pub mod procscan;

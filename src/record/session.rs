@@ -74,6 +74,11 @@ pub struct RecordConfig {
     /// is complete blocks, sidebands included, for a reader following the
     /// file while it grows (`record --clickhouse`).
     pub flushed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// The agent's modes and budgets (`--mode`, `--budget`): applied by the
+    /// sampling BPF program, so they need flow context's program loaded.
+    pub modes: Option<super::control::ModeConfig>,
+    /// Shared with the metrics and control endpoints (src/agent).
+    pub control: Option<std::sync::Arc<super::control::Control>>,
 }
 
 /// Symbols stored in the trace at the end of a capture.
@@ -135,11 +140,19 @@ pub enum RecordError {
     Spawn { cmd: String, err: io::Error },
     #[error("flow context (--flows) cannot run here: {0}; run as root on a kernel with BTF, or drop --flows")]
     Flows(String),
+    #[error("{0} needs msen's sampling BPF program, which cannot load here: {1}; run as root on a kernel with BTF")]
+    Budget(&'static str, String),
     #[error("{0}")]
     Other(String),
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// SIGUSR1 arrived: a mode trigger (with --mode).
+static USR1: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_usr1(_sig: libc::c_int) {
+    USR1.store(true, Ordering::SeqCst);
+}
 /// The signal that asked us to stop (forwarded to the workload).
 static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
@@ -471,6 +484,14 @@ pub fn record(cfg: &RecordConfig) -> Result<RecordSummary, RecordError> {
     STOP.store(false, Ordering::SeqCst);
     STOP_SIGNAL.store(0, Ordering::SeqCst);
     install_signal_handlers();
+    if cfg.modes.is_some() {
+        USR1.store(false, Ordering::SeqCst);
+        let handler: extern "C" fn(libc::c_int) = on_usr1;
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        unsafe {
+            libc::signal(libc::SIGUSR1, handler as libc::sighandler_t);
+        }
+    }
     let mut notes = Vec::new();
     let started = Instant::now();
     let clamped;
@@ -662,6 +683,9 @@ fn run(
     // the tagging program on every sampling event.
     let mut flow_capture = crate::trace::meta::FlowCapture::default();
     let flows = match cfg.flows {
+        FlowMode::Off if cfg.modes.is_some() => {
+            return Err(RecordError::Other("--mode and --budget are applied by the flow BPF program on the sampling events; drop --no-flows".into()))
+        }
         FlowMode::Off => {
             flow_capture.reason = Some("turned off (--no-flows)".into());
             None
@@ -676,6 +700,7 @@ fn run(
                     descs.push(EventDesc { name: crate::flow::TAG_EVENT.into(), attr: s.tag_attr.clone(), ids: s.tag_ids.clone() });
                     Some(s)
                 }
+                Err(e) if cfg.modes.is_some() => return Err(RecordError::Budget("--mode/--budget", e.to_string())),
                 Err(e) if mode == FlowMode::Required => return Err(RecordError::Flows(e.to_string())),
                 Err(e) => {
                     notes.push(format!("flow context off: {e} (samples are recorded without flows; --no-flows silences this)"));
@@ -765,6 +790,17 @@ fn run(
     }
     chunker.push_synthesized(&synth, &mut writer).map_err(write_err)?;
 
+    // The agent: modes (budget in the kernel) and the status the endpoints read.
+    let mut agent = match (&cfg.modes, &cfg.control) {
+        (None, None) => None,
+        (m, c) => {
+            let a = Agent::new(m.clone().map(super::control::Modes::new), c.clone());
+            if let (Some(modes), Some(f)) = (&a.modes, &flows) {
+                a.put_in_force(&modes.start(), f, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
+            }
+            Some(a)
+        }
+    };
     let deadline = cfg.duration.map(|d| Instant::now() + d);
     let mut pollfds: Vec<libc::pollfd> =
         rings.iter().map(|r| libc::pollfd { fd: fds[r.owner].as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
@@ -787,6 +823,12 @@ fn run(
                 f.store(writer.position(), Ordering::Release);
             }
             last_flush = Instant::now();
+        }
+        if let Some(a) = agent.as_mut() {
+            a.step(flows.as_ref(), &chunker, &mut writer).map_err(|e| match e {
+                AgentError::Write(e) => write_err(e),
+                AgentError::Bpf(e) => RecordError::Other(format!("changing the sampling budget: {e}")),
+            })?;
         }
         if STOP.load(Ordering::SeqCst) {
             stop_reason = "signal";
@@ -851,6 +893,11 @@ fn run(
         }
     }
     chunker.finish(&mut writer).map_err(write_err)?;
+    if let Some((a, m)) = agent.as_ref().and_then(|a| a.modes.as_ref().map(|m| (a, m))) {
+        if a.switches > 1 {
+            notes.push(format!("modes: {} switches, ended in {}", a.switches - 1, m.mode().name()));
+        }
+    }
     let flow_table = flows.map(crate::flow::FlowSession::finish);
     drop(rings);
     drop(fds);
@@ -882,6 +929,12 @@ fn run(
                 n => format!(", {n} tags could not be written"),
             }
         ));
+        match (c("dropped_by_budget"), c("dropped_by_min_gap")) {
+            (0, 0) => {}
+            (b, g) => notes.push(format!(
+                "budget: {b} samples dropped over the budget, {g} closer than --hard-drop-ns to the last (in the kernel, counted per CPU in the trace)"
+            )),
+        }
     }
 
     if let Some(k) = &kallsyms {
@@ -1008,4 +1061,120 @@ fn run(
         workload_exit,
         notes: std::mem::take(notes),
     })
+}
+
+#[derive(Debug)]
+enum AgentError {
+    Write(io::Error),
+    Bpf(crate::flow::FlowError),
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentError::Write(e) => write!(f, "{e}"),
+            AgentError::Bpf(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The always-on agent's part of the capture loop: mode switches (SIGUSR1,
+/// control requests, the diagnostic hold), each written to the trace as an
+/// AGENT block and put in force in the kernel, and the status the endpoints
+/// read, published once a second.
+#[derive(Debug)]
+struct Agent {
+    /// None without --mode/--budget (metrics only).
+    modes: Option<super::control::Modes>,
+    control: Option<std::sync::Arc<super::control::Control>>,
+    started: Instant,
+    last_status: Instant,
+    last_samples: u64,
+    last_throttled: u64,
+    switches: u64,
+}
+
+impl Agent {
+    fn new(modes: Option<super::control::Modes>, control: Option<std::sync::Arc<super::control::Control>>) -> Agent {
+        let now = Instant::now();
+        // The start is the first switch (put in force right after).
+        Agent { modes, control, started: now, last_status: now - Duration::from_secs(1), last_samples: 0, last_throttled: 0, switches: 1 }
+    }
+
+    fn put_in_force(&self, s: &super::control::Switch, flows: &crate::flow::FlowSession, w: &mut TraceWriter) -> Result<(), AgentError> {
+        flows.set_budget(&s.budget).map_err(AgentError::Bpf)?;
+        let ev = crate::trace::meta::AgentEvent {
+            time: sysinfo::monotonic_ns(),
+            kind: "mode".into(),
+            mode: s.mode,
+            cause: s.cause.clone(),
+            budget: s.budget,
+        };
+        let json = serde_json::to_vec(&ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
+        w.write_block(BlockInfo { kind: BlockKind::AGENT, stream: STREAM_GLOBAL, record_count: 1, first_time: ev.time, last_time: ev.time }, &json)
+            .map_err(AgentError::Write)
+    }
+
+    fn step(&mut self, flows: Option<&crate::flow::FlowSession>, chunker: &Chunker, w: &mut TraceWriter) -> Result<(), AgentError> {
+        let now = Instant::now();
+        let usr1 = USR1.swap(false, Ordering::SeqCst);
+        let requests = self.control.as_ref().map(|c| c.take_requests()).unwrap_or_default();
+        let mut todo = Vec::new();
+        if let Some(m) = self.modes.as_mut() {
+            if usr1 {
+                todo.extend(m.trigger(now, "SIGUSR1"));
+            }
+            for r in &requests {
+                todo.extend(m.apply(r, now));
+            }
+            todo.extend(m.tick(now));
+        }
+        if let Some(f) = flows {
+            for s in &todo {
+                self.put_in_force(s, f, w)?;
+                self.switches += 1;
+            }
+        }
+        let Some(c) = &self.control else { return Ok(()) };
+        let dt = self.last_status.elapsed();
+        if dt < Duration::from_secs(1) && todo.is_empty() && requests.is_empty() {
+            return Ok(());
+        }
+        let per_cpu = flows.map(crate::flow::FlowSession::counters_per_cpu).unwrap_or_default();
+        let total = |k: &str| per_cpu.get(k).map_or(0, |v| v.iter().sum::<u64>());
+        let mut dropped = std::collections::BTreeMap::new();
+        for (k, reason) in [
+            ("dropped_by_budget", "budget"),
+            ("dropped_by_min_gap", "min_gap"),
+            ("dropped_by_pid_filter", "pid_filter"),
+            ("dropped_by_flow_filter", "flow_filter"),
+        ] {
+            dropped.insert(reason.to_string(), total(k));
+        }
+        let mode = |f: fn(&super::control::Modes) -> crate::trace::meta::Budget| self.modes.as_ref().map(f).unwrap_or_default();
+        let prev = c.status();
+        let publish_rate = dt >= Duration::from_secs(1);
+        c.publish(super::control::Status {
+            mode: self.modes.as_ref().map(super::control::Modes::mode).unwrap_or_default(),
+            auto: self.modes.as_ref().is_some_and(super::control::Modes::is_auto),
+            budget: mode(super::control::Modes::budget),
+            sentinel_budget: mode(|m| m.budget_of(crate::trace::meta::Mode::Sentinel)),
+            diagnostic_budget: mode(|m| m.budget_of(crate::trace::meta::Mode::Diagnostic)),
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            samples: chunker.samples,
+            // Rates over whole seconds only (a switch publishes in between).
+            samples_per_sec: if publish_rate { (chunker.samples - self.last_samples) as f64 / dt.as_secs_f64() } else { prev.samples_per_sec },
+            lost: chunker.lost,
+            dropped,
+            throttled: chunker.throttled,
+            throttled_last_sec: if publish_rate { chunker.throttled - self.last_throttled } else { prev.throttled_last_sec },
+            switches: self.switches.saturating_sub(1),
+        });
+        if publish_rate {
+            self.last_samples = chunker.samples;
+            self.last_throttled = chunker.throttled;
+            self.last_status = now;
+        }
+        Ok(())
+    }
 }

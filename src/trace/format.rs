@@ -52,6 +52,9 @@ impl BlockKind {
     /// CFI sections of the sampled binaries (`embedded::encode_unwind`), so
     /// stack copies unwind without the binaries.
     pub const UNWIND: Self = Self(11);
+    /// JSON `AgentEvent`: a mode switch or load shedding, one per block,
+    /// written as it happens.
+    pub const AGENT: Self = Self(12);
 
     pub fn name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -66,6 +69,7 @@ impl BlockKind {
             9 => "symbols",
             10 => "vdso",
             11 => "unwind",
+            12 => "agent",
             _ => return None,
         })
     }

@@ -148,6 +148,64 @@ pub struct FlowTable {
     pub flows: Vec<FlowInfo>,
     /// In-kernel counters: tags written, samples dropped by filter, ...
     pub counters: std::collections::BTreeMap<String, u64>,
+    /// The same counters per CPU (index = CPU number).
+    pub per_cpu: std::collections::BTreeMap<String, Vec<u64>>,
+}
+
+/// The sampling budget the kernel program applies per CPU (a token bucket).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Budget {
+    /// Samples per second per CPU; 0 is unlimited.
+    pub rate: u64,
+    /// Bucket size in samples (the most kept in a burst).
+    pub burst: u64,
+    /// Minimum time between two kept samples on one CPU; 0 is none.
+    pub hard_drop_ns: u64,
+}
+
+/// The agent's modes (MicroSentinel's): which budget is in force.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Always-on, low budget.
+    #[default]
+    Sentinel,
+    /// While something is wrong: a high budget.
+    Diagnostic,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Sentinel => "sentinel",
+            Mode::Diagnostic => "diagnostic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "sentinel" => Some(Mode::Sentinel),
+            "diagnostic" => Some(Mode::Diagnostic),
+            _ => None,
+        }
+    }
+}
+
+/// An AGENT block: one thing the always-on agent did during the capture,
+/// written when it happened (a killed capture keeps every one before).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentEvent {
+    /// CLOCK_MONOTONIC, the samples' clock.
+    pub time: u64,
+    /// "mode" (a budget put in force: at the start and at each switch),
+    /// "shed" / "restore" (event groups turned off and on under load).
+    pub kind: String,
+    pub mode: Mode,
+    /// What caused it: "start", "SIGUSR1", "control", "anomaly: ...", "hold expired".
+    pub cause: String,
+    pub budget: Budget,
 }
 
 /// A fresh capture id (a random UUID), for a new recording.

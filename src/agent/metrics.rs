@@ -1,0 +1,76 @@
+//! The Prometheus exposition of a capture's status (prometheus-client's
+//! OpenMetrics text), built from the last status the capture published.
+
+use crate::record::control::Status;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// The content type prometheus-client's text is (OpenMetrics 1.0).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn gauge_f64(r: &mut Registry, name: &str, help: &str, v: f64) {
+    let g = Gauge::<f64, AtomicU64>::default();
+    g.set(v);
+    r.register(name, help, g);
+}
+
+fn gauge_i64(r: &mut Registry, name: &str, help: &str, v: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(v);
+    r.register(name, help, g);
+}
+
+fn counter(r: &mut Registry, name: &str, help: &str, v: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(v);
+    r.register(name, help, c);
+}
+
+/// The text a scrape gets.
+pub fn render(s: &Status) -> String {
+    let mut r = Registry::default();
+    gauge_i64(&mut r, "ms_agent_mode", "The agent's mode: 0 sentinel (low budget), 1 diagnostic (high budget)", s.mode as i64);
+    gauge_i64(&mut r, "ms_agent_auto", "1 when triggers choose the mode (--mode auto), 0 when it is pinned", s.auto as i64);
+    gauge_f64(&mut r, "ms_samples_per_sec", "Samples written to the trace per second, over the last second", s.samples_per_sec);
+    counter(&mut r, "ms_samples", "Samples written to the trace", s.samples);
+    let dropped = Family::<Vec<(String, String)>, Counter<u64>>::default();
+    for (reason, n) in &s.dropped {
+        dropped.get_or_create(&vec![("reason".to_string(), reason.clone())]).inc_by(*n);
+    }
+    r.register("ms_samples_dropped", "Samples dropped in the kernel by the budget, the minimum gap or the filters", dropped);
+    counter(&mut r, "ms_lost", "Records the kernel lost because a ring buffer was full", s.lost);
+    gauge_i64(
+        &mut r,
+        "ms_sampling_throttled",
+        "PERF_RECORD_THROTTLE records in the last second (the kernel lowered the sampling rate)",
+        s.throttled_last_sec as i64,
+    );
+    gauge_i64(&mut r, "ms_budget_samples_per_sec", "The budget in force, samples per second per CPU (0: unlimited)", s.budget.rate as i64);
+    gauge_i64(&mut r, "ms_budget_burst", "The token bucket's size in force, samples", s.budget.burst as i64);
+    counter(&mut r, "ms_mode_switches", "Mode switches since the capture started", s.switches);
+    gauge_f64(&mut r, "ms_uptime_seconds", "Seconds since the capture started", s.uptime_secs);
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_mode_rate_and_drops_by_reason() {
+        let mut s = Status { mode: crate::trace::meta::Mode::Diagnostic, samples_per_sec: 1234.5, ..Default::default() };
+        s.dropped.insert("budget".into(), 7);
+        let t = render(&s);
+        assert!(t.contains("ms_agent_mode 1\n"), "{t}");
+        assert!(t.contains("ms_samples_per_sec 1234.5\n"), "{t}");
+        assert!(t.contains("ms_samples_dropped_total{reason=\"budget\"} 7\n"), "{t}");
+        assert!(t.ends_with("# EOF\n"), "{t}");
+    }
+}

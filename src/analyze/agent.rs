@@ -1,0 +1,77 @@
+//! The always-on agent's record of a capture: its AGENT blocks (mode
+//! switches with their causes and budgets), read back as a timeline, and
+//! the time spans of one mode (`report --mode diagnostic`).
+
+use crate::trace::meta::{AgentEvent, Mode};
+use crate::trace::{BlockKind, Trace, TraceError};
+
+/// Every AGENT event of a trace, in time order.
+#[derive(Debug, Clone, Default)]
+pub struct AgentTimeline {
+    pub events: Vec<AgentEvent>,
+}
+
+impl AgentTimeline {
+    pub fn load(trace: &Trace) -> Result<AgentTimeline, TraceError> {
+        let mut events = Vec::new();
+        for b in trace.blocks_of(BlockKind::AGENT).copied().collect::<Vec<_>>() {
+            if let Some(d) = trace.decode_or_skip(&b)? {
+                let e: AgentEvent = serde_json::from_slice(&d)
+                    .map_err(|e| TraceError::BadMetadata { path: trace.path().to_path_buf(), reason: format!("agent block: {e}") })?;
+                events.push(e);
+            }
+        }
+        // Total order: time, then the order they were written in (stable sort).
+        events.sort_by_key(|e| e.time);
+        Ok(AgentTimeline { events })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The mode switches only.
+    pub fn switches(&self) -> impl Iterator<Item = &AgentEvent> {
+        self.events.iter().filter(|e| e.kind == "mode")
+    }
+
+    /// The closed time spans [from, to] during which `mode` was in force;
+    /// the last one runs to u64::MAX (the end of the capture).
+    pub fn spans(&self, mode: Mode) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut open: Option<u64> = None;
+        for e in self.switches() {
+            match (open, e.mode == mode) {
+                (None, true) => open = Some(e.time),
+                (Some(from), false) => {
+                    out.push((from, e.time.saturating_sub(1)));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(from) = open {
+            out.push((from, u64::MAX));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(time: u64, mode: Mode) -> AgentEvent {
+        AgentEvent { time, kind: "mode".into(), mode, ..Default::default() }
+    }
+
+    #[test]
+    fn spans_follow_the_switches() {
+        let t = AgentTimeline {
+            events: vec![ev(10, Mode::Sentinel), ev(20, Mode::Diagnostic), ev(30, Mode::Diagnostic), ev(40, Mode::Sentinel), ev(50, Mode::Diagnostic)],
+        };
+        assert_eq!(t.spans(Mode::Diagnostic), vec![(20, 39), (50, u64::MAX)]);
+        assert_eq!(t.spans(Mode::Sentinel), vec![(10, 19), (40, 49)]);
+        assert!(AgentTimeline::default().spans(Mode::Sentinel).is_empty());
+    }
+}
