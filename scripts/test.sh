@@ -11,6 +11,8 @@ if [ "$(id -u)" -eq 0 ]; then bash scripts/setup-viewers.sh; fi
 bash scripts/setup-clickhouse.sh
 # pyarrow and DuckDB, which read the Parquet export back.
 bash scripts/setup-pydata.sh
+# Prometheus (scrapes record --metrics), nftables and iperf3, for the agent tests.
+if [ "$(id -u)" -eq 0 ]; then bash scripts/setup-agent.sh; fi
 # With the "polars" feature: msen sql and export --parquet are tested too.
 cargo build --locked --all-targets --features polars
 cargo test --locked --features polars -- --test-threads="$(nproc)"

@@ -33,9 +33,10 @@ pub fn handle(req: &Request, control: &Control, token: Option<&str>) -> Response
         Ok(v)
     };
     match req.path.as_str() {
-        "/api/v1/status" => match serde_json::to_value(control.status()) {
-            Ok(v) => Response::json(200, &v),
-            Err(e) => Response::error(500, &e.to_string()),
+        "/api/v1/status" => match control.status().map(serde_json::to_value) {
+            Some(Ok(v)) => Response::json(200, &v),
+            Some(Err(e)) => Response::error(500, &e.to_string()),
+            None => Response::error(503, "the capture is starting; retry in a second"),
         },
         "/api/v1/mode" => {
             let v = match body() {
@@ -80,7 +81,7 @@ fn token_bucket(v: &Value, control: &Control) -> Result<(Mode, Budget), String> 
         }
     };
     let mode = match v.get("mode").and_then(Value::as_str) {
-        None => control.status().mode,
+        None => control.status().unwrap_or_default().mode,
         Some(m) => Mode::parse(m).ok_or_else(|| format!("mode {m:?}: use sentinel or diagnostic"))?,
     };
     let rate = num("rate")?.ok_or("give rate (samples per second per CPU), e.g. {\"rate\": 5000}")?;

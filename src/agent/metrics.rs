@@ -10,7 +10,41 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 /// The content type prometheus-client's text is (OpenMetrics 1.0).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic Prometheus text format, for clients that do not ask for OpenMetrics.
+pub const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The exposition in the format the scraper's Accept header prefers:
+/// OpenMetrics when it names it (Prometheus does), else text 0.0.4.
+pub fn negotiate(accept: Option<&str>, s: &Status) -> (&'static str, String) {
+    let open = render(s);
+    if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+        (OPENMETRICS, open)
+    } else {
+        (TEXT_004, to_text_004(&open))
+    }
+}
+
+/// OpenMetrics -> Prometheus text 0.0.4: a counter's HELP and TYPE name
+/// the sample's name (with `_total`), and there is no `# EOF`.
+pub fn to_text_004(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        open.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(open.len() + 64);
+    for line in open.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
 
 fn gauge_f64(r: &mut Registry, name: &str, help: &str, v: f64) {
     let g = Gauge::<f64, AtomicU64>::default();
@@ -49,7 +83,7 @@ pub fn render(s: &Status) -> String {
         "PERF_RECORD_THROTTLE records in the last second (the kernel lowered the sampling rate)",
         s.throttled_last_sec as i64,
     );
-    gauge_i64(&mut r, "ms_budget_samples_per_sec", "The budget in force, samples per second per CPU (0: unlimited)", s.budget.rate as i64);
+    gauge_i64(&mut r, "ms_budget_rate_per_cpu", "The budget in force, samples per second per CPU (0: unlimited)", s.budget.rate as i64);
     gauge_i64(&mut r, "ms_budget_burst", "The token bucket's size in force, samples", s.budget.burst as i64);
     counter(&mut r, "ms_mode_switches", "Mode switches since the capture started", s.switches);
     gauge_f64(&mut r, "ms_uptime_seconds", "Seconds since the capture started", s.uptime_secs);
@@ -72,5 +106,9 @@ mod tests {
         assert!(t.contains("ms_samples_per_sec 1234.5\n"), "{t}");
         assert!(t.contains("ms_samples_dropped_total{reason=\"budget\"} 7\n"), "{t}");
         assert!(t.ends_with("# EOF\n"), "{t}");
+        let classic = to_text_004(&t);
+        assert!(classic.contains("# TYPE ms_samples_dropped_total counter\n"), "{classic}");
+        assert!(classic.contains("# TYPE ms_agent_mode gauge\n"), "{classic}");
+        assert!(!classic.contains("# EOF"), "{classic}");
     }
 }

@@ -50,9 +50,13 @@ impl Agent {
             let addr = parse_addr("--metrics", a)?;
             let c = control.clone();
             let handler: http::Handler = Arc::new(move |req| match (req.method.as_str(), req.path.as_str()) {
-                ("GET", "/metrics") => {
-                    Response { status: 200, content_type: metrics::CONTENT_TYPE, body: metrics::render(&c.status()).into_bytes(), headers: Vec::new() }
-                }
+                ("GET", "/metrics") => match c.status() {
+                    Some(s) => {
+                        let (content_type, text) = metrics::negotiate(req.header("accept"), &s);
+                        Response { status: 200, content_type, body: text.into_bytes(), headers: Vec::new() }
+                    }
+                    None => Response::error(503, "the capture is starting; retry in a second"),
+                },
                 (_, "/metrics") => Response::method_not_allowed("GET"),
                 _ => Response::error(404, "metrics are at /metrics"),
             });

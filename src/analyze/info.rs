@@ -140,6 +140,7 @@ pub fn to_json(l: &Loaded, i: &Info) -> Value {
         "pid_filter": m.flows.pids,
         "flows_seen": l.flows.by_id.len(),
         "counters": l.flows.counters,
+        "per_cpu": l.flows.per_cpu,
     });
     let mut v = json!({
         "path": l.trace.path().display().to_string(),
@@ -190,6 +191,7 @@ pub fn to_json(l: &Loaded, i: &Info) -> Value {
         "flows": flows,
     });
     v["capture_id"] = json!(m.capture_id);
+    v["agent"] = json!(l.agent.events);
     // The first and last sample times (trace clock, ns).
     v["time_range_ns"] = json!([i.first_time, i.last_time]);
     v

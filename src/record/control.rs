@@ -76,7 +76,8 @@ pub struct Status {
 #[derive(Debug, Default)]
 pub struct Control {
     requests: Mutex<Vec<Request>>,
-    status: Mutex<Status>,
+    /// None until the capture has started and published.
+    status: Mutex<Option<Status>>,
 }
 
 impl Control {
@@ -88,12 +89,13 @@ impl Control {
         std::mem::take(&mut *self.requests.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub fn status(&self) -> Status {
+    /// The last status; None while the capture is still starting.
+    pub fn status(&self) -> Option<Status> {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn publish(&self, s: Status) {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
     }
 }
 

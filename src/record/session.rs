@@ -764,6 +764,18 @@ fn run(
     let tracking = &meta.events[0];
     let mut chunker = Chunker::new(&meta.events, rings.len());
 
+    // The agent: modes (budget in the kernel) and the status the endpoints
+    // read. Its start is in force before the first sample.
+    let mut agent = match (&cfg.modes, &cfg.control) {
+        (None, None) => None,
+        (m, c) => {
+            let a = Agent::new(m.clone().map(super::control::Modes::new), c.clone());
+            if let (Some(modes), Some(f)) = (&a.modes, &flows) {
+                a.put_in_force(&modes.start(), f, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
+            }
+            Some(a)
+        }
+    };
     // Enable, then synthesize what already exists (a mapping made in between
     // appears twice, which the analyses tolerate; none is missed).
     // A started command's events enable themselves at its exec.
@@ -790,17 +802,6 @@ fn run(
     }
     chunker.push_synthesized(&synth, &mut writer).map_err(write_err)?;
 
-    // The agent: modes (budget in the kernel) and the status the endpoints read.
-    let mut agent = match (&cfg.modes, &cfg.control) {
-        (None, None) => None,
-        (m, c) => {
-            let a = Agent::new(m.clone().map(super::control::Modes::new), c.clone());
-            if let (Some(modes), Some(f)) = (&a.modes, &flows) {
-                a.put_in_force(&modes.start(), f, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
-            }
-            Some(a)
-        }
-    };
     let deadline = cfg.duration.map(|d| Instant::now() + d);
     let mut pollfds: Vec<libc::pollfd> =
         rings.iter().map(|r| libc::pollfd { fd: fds[r.owner].as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
@@ -1152,7 +1153,7 @@ impl Agent {
             dropped.insert(reason.to_string(), total(k));
         }
         let mode = |f: fn(&super::control::Modes) -> crate::trace::meta::Budget| self.modes.as_ref().map(f).unwrap_or_default();
-        let prev = c.status();
+        let prev = c.status().unwrap_or_default();
         let publish_rate = dt >= Duration::from_secs(1);
         c.publish(super::control::Status {
             mode: self.modes.as_ref().map(super::control::Modes::mode).unwrap_or_default(),
