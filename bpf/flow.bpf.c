@@ -81,6 +81,13 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct msen_iface_key);
+	__type(value, struct msen_iface_stats);
+} ifaces SEC(".maps");
+
 /* The budget (slot 0), and each CPU's bucket. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -198,6 +205,19 @@ static __always_inline int skb_key(struct sk_buff *skb, struct msen_flow_key *k,
 	return 0;
 }
 
+static __always_inline struct msen_iface_stats *iface_entry(__u32 netns, __u32 ifindex)
+{
+	if (!ifindex)
+		return 0;
+	struct msen_iface_key k = { .netns = netns, .ifindex = ifindex };
+	struct msen_iface_stats *v = bpf_map_lookup_elem(&ifaces, &k);
+	if (v)
+		return v;
+	struct msen_iface_stats n = {};
+	bpf_map_update_elem(&ifaces, &k, &n, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&ifaces, &k);
+}
+
 static __always_inline struct msen_flow_stats *flow_entry(const struct msen_flow_key *k, __u64 id, __u64 now)
 {
 	struct msen_flow_stats *st = bpf_map_lookup_elem(&flows, &id);
@@ -240,6 +260,11 @@ static __always_inline void on_sock_io(struct sock *sk, int ret, int rx, const i
 			struct tcp_sock *tp = (struct tcp_sock *)sk;
 			st->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 			st->srtt_time_ns = now;
+			struct msen_iface_stats *is = iface_entry(k.netns, st->ifindex);
+			if (is && st->srtt_us) {
+				is->srtt_sum_us += st->srtt_us;
+				is->srtt_reads++;
+			}
 		}
 	}
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -281,6 +306,17 @@ static __always_inline void on_packet(struct sk_buff *skb, int rx, const int btf
 			st->rx_packets++;
 		else
 			st->tx_packets++;
+	}
+	struct msen_iface_stats *is = iface_entry(k.netns, ifindex);
+	if (is) {
+		__u32 len = RD(btf, skb->len, skb, len);
+		if (rx) {
+			is->rx_packets++;
+			is->rx_bytes += len;
+		} else {
+			is->tx_packets++;
+			is->tx_bytes += len;
+		}
 	}
 	__u32 zero = 0;
 	struct msen_cpu_flow *c = bpf_map_lookup_elem(&cpu_flows, &zero);
@@ -327,8 +363,17 @@ static __always_inline void on_retransmit(struct sock *sk, const int btf)
 		return;
 	__u64 id = hash_key(&k);
 	struct msen_flow_stats *st = flow_entry(&k, id, bpf_ktime_get_ns());
-	if (st)
-		st->retransmits++;
+	if (!st)
+		return;
+	st->retransmits++;
+	/* The flow's interface, learned from its packets; before any, the
+	 * socket's route. */
+	__u32 ifindex = st->ifindex;
+	if (!ifindex)
+		ifindex = BPF_CORE_READ(sk, sk_dst_cache, dev, ifindex);
+	struct msen_iface_stats *is = iface_entry(k.netns, ifindex);
+	if (is)
+		is->retransmits++;
 }
 
 /* BTF tracepoints. */

@@ -118,4 +118,21 @@ struct msen_bucket {
 	__u64 last_sample_ns; /* last kept sample */
 };
 
+/* Per-interface traffic counters (per CPU), for the anomaly triggers of
+ * --mode auto: retransmits, throughput and RTT per interface. */
+struct msen_iface_key {
+	__u32 netns;
+	__u32 ifindex;
+};
+
+struct msen_iface_stats {
+	__u64 rx_bytes;
+	__u64 tx_bytes;
+	__u64 rx_packets;
+	__u64 tx_packets;
+	__u64 retransmits;
+	__u64 srtt_sum_us; /* smoothed RTTs read at socket I/O (at most every 10 ms per flow) */
+	__u64 srtt_reads;
+};
+
 #endif

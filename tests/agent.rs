@@ -401,3 +401,105 @@ fn bad_slow_and_oversized_control_requests_get_their_status_and_never_hold_up_th
 fn which(cmd: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(cmd)).find(|p| p.is_file())
 }
+
+/// A veth pair between this namespace and a fresh one (the far host).
+struct FarHost {
+    ns: String,
+    near: String,
+    far_addr: String,
+}
+
+impl FarHost {
+    fn new() -> FarHost {
+        let id = std::process::id() % 100_000;
+        let (ns, near, far) = (format!("msenag{id}"), format!("msag{id}a"), format!("msag{id}b"));
+        let sub = 100 + id % 150;
+        let ip = |args: &[&str]| {
+            let o = std::process::Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        let _ = std::process::Command::new("ip").args(["netns", "del", &ns]).output();
+        let _ = std::process::Command::new("ip").args(["link", "del", &near]).output();
+        ip(&["netns", "add", &ns]);
+        ip(&["link", "add", &near, "type", "veth", "peer", "name", &far]);
+        ip(&["link", "set", &far, "netns", &ns]);
+        ip(&["addr", "add", &format!("10.231.{sub}.1/24"), "dev", &near]);
+        ip(&["link", "set", &near, "up"]);
+        ip(&["-n", &ns, "addr", "add", &format!("10.231.{sub}.2/24"), "dev", &far]);
+        ip(&["-n", &ns, "link", "set", &far, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        FarHost { ns, near, far_addr: format!("10.231.{sub}.2") }
+    }
+
+    fn exec(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.ns]).args(args);
+        c
+    }
+}
+
+impl Drop for FarHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.near]).output();
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+#[test]
+fn packet_loss_on_a_watched_interface_switches_to_diagnostic_within_an_interval() {
+    if !require_root("packet_loss_on_a_watched_interface_switches_to_diagnostic_within_an_interval") {
+        return;
+    }
+    for tool in ["iperf3", "nft"] {
+        assert!(which(tool).is_some() || Path::new("/usr/sbin").join(tool).exists(), "{tool} missing: run scripts/setup-agent.sh");
+    }
+    let host = FarHost::new();
+    let mut server = host.exec(&["iperf3", "-s", "-1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let dir = tmpdir();
+    let trace = dir.path().join("a.msen");
+    let port = free_port();
+    let ps = port.to_string();
+    let t = trace.to_str().unwrap();
+    let args = [
+        "-a", "-e", "cpu-clock", "-F", "200", "--mode", "auto", "--hold", "60", "--anomaly-interfaces", &host.near, "--anomaly-interval",
+        "500ms", "--control", &ps, "--no-embed", "-o", t, "--", "sleep", "60",
+    ];
+    let mut cap = Capture::start(&args);
+    cap.wait_said("control API at");
+    let _ = status(port);
+    let mut client = std::process::Command::new("iperf3")
+        .args(["-c", &host.far_addr, "-t", "30", "-b", "200M"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Clean traffic first: the interface's baseline, and no trigger.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = status(port);
+    assert_eq!(s["mode"], "sentinel", "clean traffic triggered: {s}");
+    // 10% loss on the far side's input: the sender retransmits.
+    let nft = |rule: &str| {
+        let o = host.exec(&["nft", rule]).output().unwrap();
+        assert!(o.status.success(), "nft {rule}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    nft("add table inet msen_loss");
+    nft("add chain inet msen_loss input { type filter hook input priority 0; }");
+    let lossy = Instant::now();
+    nft("add rule inet msen_loss input tcp dport 5201 numgen random mod 100 < 10 drop");
+    let took = until(port, Duration::from_secs(10), "loss -> diagnostic", |s| s["mode"] == "diagnostic");
+    eprintln!("loss to diagnostic: {took:?} after the rule ({:?})", lossy.elapsed());
+    let why = status(port)["last_anomaly"].as_str().unwrap_or("").to_string();
+    let _ = client.kill();
+    let _ = client.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+    let (code, log) = cap.stop();
+    assert!(code == 0 || code == 130, "exit {code}: {log}");
+    assert!(why.starts_with(&format!("anomaly: {} retransmits", host.near)), "{why}");
+    // One anomaly interval (500 ms) plus the capture loop's 100 ms poll and
+    // this test's 20 ms one; the first retransmits come within an RTT.
+    assert!(took <= Duration::from_millis(1000), "diagnostic came {took:?} after the loss began");
+    let text = stdout(&run(&["info", t]));
+    assert!(text.contains(&format!("diagnostic (anomaly: {} retransmits", host.near)), "{text}");
+}

@@ -249,6 +249,13 @@ pub struct RecordArgs {
     /// With --mode auto: seconds in diagnostic after the last trigger.
     #[arg(long, value_name = "SECS", default_value_t = 30.0, help_heading = "Agent")]
     pub hold: f64,
+    /// With --mode auto: watch these interfaces (comma-separated); a
+    /// retransmit rate, an RTT rise or a throughput drop there is a trigger.
+    #[arg(long = "anomaly-interfaces", value_delimiter = ',', value_name = "IFACES", requires = "mode", help_heading = "Agent")]
+    pub anomaly_interfaces: Vec<String>,
+    /// How often the watched interfaces are judged (e.g. 500ms, 2s).
+    #[arg(long = "anomaly-interval", value_name = "TIME", default_value = "500ms", help_heading = "Agent")]
+    pub anomaly_interval: String,
     /// Serve Prometheus metrics at ADDR:PORT (e.g. 127.0.0.1:9464; a bare port is loopback).
     #[arg(long, value_name = "ADDR:PORT", help_heading = "Agent")]
     pub metrics: Option<String>,
@@ -1096,15 +1103,30 @@ impl RecordArgs {
         }
         let b = |rate| ModeConfig::budget(rate, self.burst, self.hard_drop_ns);
         let hold = Duration::from_secs_f64(self.hold);
+        let anomaly = if self.anomaly_interfaces.is_empty() {
+            None
+        } else {
+            if self.mode.as_deref() != Some("auto") {
+                return Err(UsageError("--anomaly-interfaces switches modes: it needs --mode auto".into()));
+            }
+            let mut interfaces = Vec::new();
+            for n in &self.anomaly_interfaces {
+                let i = crate::flow::Iface::named(n).map_err(|e| UsageError(format!("--anomaly-interfaces: {e}")))?;
+                interfaces.push((n.clone(), i));
+            }
+            let interval = crate::record::anomaly::parse_interval(&self.anomaly_interval).map_err(UsageError)?;
+            Some(crate::record::anomaly::AnomalyConfig { interfaces, interval })
+        };
         Ok(Some(match (self.mode.as_deref(), self.budget) {
             // A fixed budget: sentinel mode with that budget, never switched.
-            (None, Some(n)) => ModeConfig { auto: false, initial: Mode::Sentinel, sentinel: b(n), diagnostic: b(n), hold },
+            (None, Some(n)) => ModeConfig { auto: false, initial: Mode::Sentinel, sentinel: b(n), diagnostic: b(n), hold, anomaly },
             (m, _) => ModeConfig {
                 auto: m == Some("auto"),
                 initial: if m == Some("diagnostic") { Mode::Diagnostic } else { Mode::Sentinel },
                 sentinel: b(self.sentinel_budget),
                 diagnostic: b(self.diagnostic_budget),
                 hold,
+                anomaly,
             },
         }))
     }

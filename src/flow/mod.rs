@@ -101,6 +101,37 @@ impl std::fmt::Debug for FlowSession {
     }
 }
 
+/// A network interface as the BPF programs key it: namespace and index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Iface {
+    pub netns: u32,
+    pub ifindex: u32,
+}
+
+impl Iface {
+    /// An interface of msen's own network namespace, by name.
+    pub fn named(name: &str) -> Result<Iface, String> {
+        use std::os::unix::fs::MetadataExt;
+        let idx = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+            .map_err(|_| format!("no network interface {name} here (see `ip link`)"))?;
+        let ifindex = idx.trim().parse().map_err(|_| format!("/sys/class/net/{name}/ifindex: {idx:?} is not a number"))?;
+        let netns = std::fs::metadata("/proc/self/ns/net").map_err(|e| format!("/proc/self/ns/net: {e}"))?.ino() as u32;
+        Ok(Iface { netns, ifindex })
+    }
+}
+
+/// An interface's counters since the capture started (`msen_iface_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IfaceCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub retransmits: u64,
+    pub srtt_sum_us: u64,
+    pub srtt_reads: u64,
+}
+
 /// The names of the `stats` map's slots (MSEN_STAT_* in bpf/flow.h).
 pub const COUNTER_NAMES: [&str; 8] = [
     "tags",
@@ -298,6 +329,30 @@ impl FlowSession {
             out.insert(n.to_string(), per);
         }
         out
+    }
+
+    /// One interface's traffic counters, summed over the CPUs (None before
+    /// its first packet).
+    pub fn iface_counters(&self, iface: Iface) -> Option<IfaceCounters> {
+        let key = types::msen_iface_key { netns: iface.netns, ifindex: iface.ifindex };
+        // SAFETY: msen_iface_key is two u32 fields, no padding.
+        let kb = unsafe { std::slice::from_raw_parts((&key as *const types::msen_iface_key).cast::<u8>(), std::mem::size_of_val(&key)) };
+        let per = self.skel.maps.ifaces.lookup_percpu(kb, libbpf_rs::MapFlags::ANY).ok().flatten()?;
+        let size = std::mem::size_of::<types::msen_iface_stats>();
+        let mut c = IfaceCounters::default();
+        for v in per.iter().filter(|v| v.len() >= size) {
+            // SAFETY: one CPU's msen_iface_stats (the map's value type,
+            // checked by size), read unaligned; integers only.
+            let s: types::msen_iface_stats = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
+            c.rx_bytes += s.rx_bytes;
+            c.tx_bytes += s.tx_bytes;
+            c.rx_packets += s.rx_packets;
+            c.tx_packets += s.tx_packets;
+            c.retransmits += s.retransmits;
+            c.srtt_sum_us += s.srtt_sum_us;
+            c.srtt_reads += s.srtt_reads;
+        }
+        Some(c)
     }
 
     /// Put a sampling budget in force (every CPU's bucket keeps its tokens,

@@ -26,6 +26,8 @@ pub struct ModeConfig {
     pub diagnostic: Budget,
     /// How long diagnostic lasts after the last trigger (auto only).
     pub hold: Duration,
+    /// `--anomaly-interfaces`: traffic trouble there is a trigger (auto only).
+    pub anomaly: Option<super::anomaly::AnomalyConfig>,
 }
 
 impl ModeConfig {
@@ -70,6 +72,8 @@ pub struct Status {
     pub throttled_last_sec: u64,
     /// Mode switches so far.
     pub switches: u64,
+    /// The last anomaly seen on the watched interfaces, if any.
+    pub last_anomaly: Option<String>,
 }
 
 /// Shared between the capture loop and the endpoints.
@@ -133,6 +137,10 @@ impl Modes {
 
     pub fn is_auto(&self) -> bool {
         self.auto
+    }
+
+    pub fn anomaly(&self) -> Option<&super::anomaly::AnomalyConfig> {
+        self.cfg.anomaly.as_ref()
     }
 
     pub fn budget_of(&self, m: Mode) -> Budget {
@@ -210,6 +218,7 @@ mod tests {
             sentinel: ModeConfig::budget(100, None, 0),
             diagnostic: ModeConfig::budget(1000, Some(50), 0),
             hold: Duration::from_secs(10),
+            anomaly: None,
         }
     }
 

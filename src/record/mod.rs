@@ -1,6 +1,7 @@
 //! `msen record`: capability probing, event setup, ring-buffer draining into
 //! trace blocks, and the metadata a trace needs to be read elsewhere.
 
+pub mod anomaly;
 pub mod attrs;
 pub mod chunker;
 pub mod control;

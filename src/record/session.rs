@@ -1093,13 +1093,46 @@ struct Agent {
     last_samples: u64,
     last_throttled: u64,
     switches: u64,
+    /// --anomaly-interfaces: each interface's baseline and last reading.
+    watch: Vec<Watched>,
+    last_look: Instant,
+    last_anomaly: Option<String>,
+}
+
+#[derive(Debug)]
+struct Watched {
+    name: String,
+    iface: crate::flow::Iface,
+    last: Option<crate::flow::IfaceCounters>,
+    baseline: super::anomaly::Baseline,
 }
 
 impl Agent {
     fn new(modes: Option<super::control::Modes>, control: Option<std::sync::Arc<super::control::Control>>) -> Agent {
         let now = Instant::now();
+        let watch = modes
+            .as_ref()
+            .and_then(|m| m.anomaly())
+            .map(|a| {
+                a.interfaces
+                    .iter()
+                    .map(|(name, iface)| Watched { name: name.clone(), iface: *iface, last: None, baseline: Default::default() })
+                    .collect()
+            })
+            .unwrap_or_default();
         // The start is the first switch (put in force right after).
-        Agent { modes, control, started: now, last_status: now - Duration::from_secs(1), last_samples: 0, last_throttled: 0, switches: 1 }
+        Agent {
+            modes,
+            control,
+            started: now,
+            last_status: now - Duration::from_secs(1),
+            last_samples: 0,
+            last_throttled: 0,
+            switches: 1,
+            watch,
+            last_look: now,
+            last_anomaly: None,
+        }
     }
 
     fn put_in_force(&self, s: &super::control::Switch, flows: &crate::flow::FlowSession, w: &mut TraceWriter) -> Result<(), AgentError> {
@@ -1127,6 +1160,24 @@ impl Agent {
             }
             for r in &requests {
                 todo.extend(m.apply(r, now));
+            }
+            if let (Some(a), Some(f)) = (m.anomaly(), flows) {
+                let since = now.duration_since(self.last_look);
+                if since >= a.interval {
+                    self.last_look = now;
+                    for w in &mut self.watch {
+                        let Some(c) = f.iface_counters(w.iface) else { continue };
+                        let anomaly = w
+                            .last
+                            .map(|prev| super::anomaly::Interval::between(&prev, &c, since.as_secs_f64()))
+                            .and_then(|iv| w.baseline.judge(&w.name, &iv));
+                        w.last = Some(c);
+                        if let Some(why) = anomaly {
+                            todo.extend(m.trigger(now, &why));
+                            self.last_anomaly = Some(why);
+                        }
+                    }
+                }
             }
             todo.extend(m.tick(now));
         }
@@ -1170,6 +1221,7 @@ impl Agent {
             throttled: chunker.throttled,
             throttled_last_sec: if publish_rate { chunker.throttled - self.last_throttled } else { prev.throttled_last_sec },
             switches: self.switches.saturating_sub(1),
+            last_anomaly: self.last_anomaly.clone(),
         });
         if publish_rate {
             self.last_samples = chunker.samples;
