@@ -45,7 +45,19 @@ fn exit_on_sigbus() {
 
 fn main() -> ExitCode {
     exit_on_sigbus();
-    let cli = match Cli::try_parse() {
+    let argv = match msen::cli::expand_config(std::env::args_os().collect()) {
+        Ok((argv, notes)) => {
+            for n in notes {
+                eprintln!("msen: {n}");
+            }
+            argv
+        }
+        Err(e) => {
+            eprintln!("msen: {}", e.0);
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_ERROR } else { 0 };

@@ -296,7 +296,10 @@ fn a_real_prometheus_scrapes_the_metrics_and_promtool_accepts_the_exposition() {
     lint.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = lint.wait_with_output().unwrap();
     let remarks = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let other: Vec<&str> = remarks.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("ms_samples_per_sec metric names should not contain abbreviated units")).collect();
+    let other: Vec<&str> = remarks
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("ms_samples_per_sec metric names should not contain abbreviated units"))
+        .collect();
     assert!(other.is_empty(), "promtool: {remarks}\n{text}");
     eprintln!("promtool done after {:?}", t0.elapsed());
     for name in ["ms_agent_mode", "ms_samples_per_sec", "ms_samples_dropped_total", "ms_lost_total", "ms_sampling_throttled"] {
@@ -330,7 +333,8 @@ fn bad_slow_and_oversized_control_requests_get_their_status_and_never_hold_up_th
     let addr = format!("127.0.0.1:{port}");
     let t = trace.to_str().unwrap();
     let tf = token_file.to_str().unwrap();
-    let mut args = vec!["-e", "cpu-clock", "-F", "1000", "--mode", "sentinel", "--control", &addr, "--control-token", tf, "--no-embed", "-o", t];
+    let mut args =
+        vec!["-e", "cpu-clock", "-F", "1000", "--mode", "sentinel", "--control", &addr, "--control-token", tf, "--no-embed", "-o", t];
     args.extend(BUSY);
     let mut cap = Capture::start(&args);
     cap.wait_said("control API at");
@@ -462,8 +466,27 @@ fn packet_loss_on_a_watched_interface_switches_to_diagnostic_within_an_interval(
     let ps = port.to_string();
     let t = trace.to_str().unwrap();
     let args = [
-        "-a", "-e", "cpu-clock", "-F", "200", "--mode", "auto", "--hold", "60", "--anomaly-interfaces", &host.near, "--anomaly-interval",
-        "500ms", "--control", &ps, "--no-embed", "-o", t, "--", "sleep", "60",
+        "-a",
+        "-e",
+        "cpu-clock",
+        "-F",
+        "200",
+        "--mode",
+        "auto",
+        "--hold",
+        "60",
+        "--anomaly-interfaces",
+        &host.near,
+        "--anomaly-interval",
+        "500ms",
+        "--control",
+        &ps,
+        "--no-embed",
+        "-o",
+        t,
+        "--",
+        "sleep",
+        "60",
     ];
     let mut cap = Capture::start(&args);
     cap.wait_said("control API at");
@@ -502,4 +525,37 @@ fn packet_loss_on_a_watched_interface_switches_to_diagnostic_within_an_interval(
     assert!(took <= Duration::from_millis(1000), "diagnostic came {took:?} after the loss began");
     let text = stdout(&run(&["info", t]));
     assert!(text.contains(&format!("diagnostic (anomaly: {} retransmits", host.near)), "{text}");
+}
+
+#[test]
+fn a_config_file_sets_options_and_the_command_line_overrides_it() {
+    let dir = tmpdir();
+    let conf = dir.path().join("agent.conf");
+    std::fs::write(
+        &conf,
+        "# seed keys and msen options\nmode=auto\nsentinel_budget=700\nevent=cpu-clock\nfreq=999\ntsc_calibration_enabled=true\n",
+    )
+    .unwrap();
+    let c = conf.to_str().unwrap();
+    let attrs = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let o = msen().args(["record", "--config", c]).args(extra).args(["--print-attrs", "--", "true"]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("tsc_calibration_enabled is not needed"), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let from_file = attrs(&[]);
+    assert_eq!(from_file.len(), 1);
+    assert_eq!((from_file[0]["config"].as_u64(), from_file[0]["sample_freq"].as_u64()), (Some(0), Some(999)), "{from_file:?}");
+    // -e and -F on the command line replace the file's (not add to them).
+    let over = attrs(&["-e", "page-faults", "-F", "77"]);
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert_eq!((over[0]["config"].as_u64(), over[0]["sample_freq"].as_u64()), (Some(2), Some(77)), "{over:?}");
+    // Bad files: the line and what to do.
+    std::fs::write(&conf, "mode=auto\nturbo=1\n").unwrap();
+    let o = msen().args(["record", "--config", c, "--", "true"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(&format!("{c}:2: unknown key turbo; use MicroSentinel's agent.conf keys")), "{}", stderr(&o));
+    let o = msen().args(["record", "--config", "/nonexistent.conf", "--", "true"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("msen: --config /nonexistent.conf: No such file"), "{}", stderr(&o));
 }

@@ -68,7 +68,13 @@ mod tests {
     #[test]
     fn spans_follow_the_switches() {
         let t = AgentTimeline {
-            events: vec![ev(10, Mode::Sentinel), ev(20, Mode::Diagnostic), ev(30, Mode::Diagnostic), ev(40, Mode::Sentinel), ev(50, Mode::Diagnostic)],
+            events: vec![
+                ev(10, Mode::Sentinel),
+                ev(20, Mode::Diagnostic),
+                ev(30, Mode::Diagnostic),
+                ev(40, Mode::Sentinel),
+                ev(50, Mode::Diagnostic),
+            ],
         };
         assert_eq!(t.spans(Mode::Diagnostic), vec![(20, 39), (50, u64::MAX)]);
         assert_eq!(t.spans(Mode::Sentinel), vec![(10, 19), (40, 49)]);

@@ -300,7 +300,8 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
             for (key, what) in [("dropped_by_budget", "over the budget"), ("dropped_by_min_gap", "closer than --hard-drop-ns")] {
                 let per = l.flows.per_cpu.get(key).map(Vec::as_slice).unwrap_or(&[]);
                 if c(key) > 0 {
-                    let cpus: Vec<String> = per.iter().enumerate().filter(|(_, &n)| n > 0).map(|(cpu, n)| format!("cpu{cpu} {n}")).collect();
+                    let cpus: Vec<String> =
+                        per.iter().enumerate().filter(|(_, &n)| n > 0).map(|(cpu, n)| format!("cpu{cpu} {n}")).collect();
                     line("budget drops", format!("{} {what} ({})", c(key), cpus.join(", ")));
                 }
             }

@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod config;
+
 const EXAMPLES: &str = "\
 EXAMPLES:
     msen record -g -- ./my-program arg          record a command with call chains
@@ -109,7 +111,8 @@ pub fn manpages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "EXAMPLES:
+#[command(
+    after_help = "EXAMPLES:
     msen record ./workload args                 start a command and record it (-- is optional)
     msen record -g -F 4000 -o out.msen -- make -j2
     msen record --call-graph dwarf -- ./app     call chains without frame pointers
@@ -125,8 +128,15 @@ pub fn manpages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
 
 EXIT STATUS:
     the workload's exit status (128+N when signal N ended it) when msen
-    started one; 0 otherwise; 2 when msen itself failed")]
+    started one; 0 otherwise; 2 when msen itself failed",
+    args_override_self = true
+)]
 pub struct RecordArgs {
+    /// Read options from FILE first: key=value lines (# comments), with
+    /// MicroSentinel's agent.conf keys or any option here without its dashes
+    /// (hold=30). Options on the command line override the file's.
+    #[arg(long, value_name = "FILE", help_heading = "Agent")]
+    pub config: Option<PathBuf>,
     /// Sample every task on every CPU (with a command: while it runs).
     #[arg(short = 'a', long = "all-cpus")]
     pub all_cpus: bool,
@@ -1061,6 +1071,55 @@ pub struct ScriptArgs {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// `msen record --config FILE`: the file's options put right after
+/// `record`, before the command line's own (which then override them).
+/// Returns the new argv and notes to print.
+pub fn expand_config(argv: Vec<std::ffi::OsString>) -> Result<(Vec<std::ffi::OsString>, Vec<String>), UsageError> {
+    use clap::CommandFactory;
+    let Some(rec) = argv.iter().position(|a| a == "record") else { return Ok((argv, Vec::new())) };
+    let end = argv.iter().skip(rec).position(|a| a == "--").map_or(argv.len(), |p| rec + p);
+    let mut file = None;
+    for (i, a) in argv[rec..end].iter().enumerate() {
+        let Some(a) = a.to_str() else { continue };
+        if a == "--config" {
+            file = argv.get(rec + i + 1).map(PathBuf::from);
+        } else if let Some(f) = a.strip_prefix("--config=") {
+            file = Some(PathBuf::from(f));
+        }
+    }
+    let Some(file) = file else { return Ok((argv, Vec::new())) };
+    let text = std::fs::read_to_string(&file).map_err(|e| UsageError(format!("--config {}: {e}", file.display())))?;
+    let cmd = Cli::command();
+    let args: Vec<(String, bool, Option<char>)> = cmd
+        .find_subcommand("record")
+        .map(|r| {
+            r.get_arguments().filter_map(|a| Some((a.get_long()?.to_string(), a.get_action().takes_values(), a.get_short()))).collect()
+        })
+        .unwrap_or_default();
+    let longs: Vec<(String, bool)> = args.iter().map(|(l, v, _)| (l.clone(), *v)).collect();
+    let e = config::expand(&text, &file.display().to_string(), &longs)?;
+    // An option the command line gives replaces the file's (also for the
+    // repeatable ones, -e and the filters, which would otherwise add up).
+    let given = |long: &str| {
+        let short = args.iter().find(|(l, _, _)| l == long).and_then(|(_, _, s)| *s);
+        argv[rec + 1..end].iter().filter_map(|a| a.to_str()).any(|a| {
+            a == format!("--{long}")
+                || a.starts_with(&format!("--{long}="))
+                || short.is_some_and(|c| {
+                    a.strip_prefix('-')
+                        .is_some_and(|f| !f.starts_with('-') && f.chars().take_while(char::is_ascii_alphabetic).any(|x| x == c))
+                })
+        })
+    };
+    let mut out = argv[..=rec].to_vec();
+    for (flag, value) in e.args.into_iter().filter(|(f, _)| !given(f)) {
+        out.push(format!("--{flag}").into());
+        out.extend(value.map(Into::into));
+    }
+    out.extend(argv[rec + 1..].iter().cloned());
+    Ok((out, e.notes))
+}
+
 /// `--flow CIDR[:PORT]` and `--port N`, as one list of flow filters.
 fn flow_filters(flow: &[String], port: &[u16]) -> Result<Vec<crate::flow::FlowFilter>, UsageError> {
     let mut v = Vec::new();
@@ -1090,7 +1149,11 @@ impl RecordArgs {
         if self.mode.is_none() && self.budget.is_none() {
             return Ok(None);
         }
-        for (name, v) in [("--budget", self.budget.unwrap_or(1)), ("--sentinel-budget", self.sentinel_budget), ("--diagnostic-budget", self.diagnostic_budget)] {
+        for (name, v) in [
+            ("--budget", self.budget.unwrap_or(1)),
+            ("--sentinel-budget", self.sentinel_budget),
+            ("--diagnostic-budget", self.diagnostic_budget),
+        ] {
             if v == 0 || v > 10_000_000 {
                 return Err(UsageError(format!("{name} must be 1..=10000000 samples per second per CPU, not {v}")));
             }

@@ -362,7 +362,11 @@ impl FlowSession {
         // SAFETY: msen_budget is a plain C struct of u64 fields (no padding);
         // its bytes are what the map's value holds.
         let bytes = unsafe { std::slice::from_raw_parts((&v as *const types::msen_budget).cast::<u8>(), std::mem::size_of_val(&v)) };
-        self.skel.maps.budget.update(&0u32.to_ne_bytes(), bytes, libbpf_rs::MapFlags::ANY).map_err(|e| FlowError::Other(format!("budget map: {e}")))
+        self.skel
+            .maps
+            .budget
+            .update(&0u32.to_ne_bytes(), bytes, libbpf_rs::MapFlags::ANY)
+            .map_err(|e| FlowError::Other(format!("budget map: {e}")))
     }
 
     /// The BPF-output event fds (to enable and disable with the capture).

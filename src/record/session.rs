@@ -684,7 +684,9 @@ fn run(
     let mut flow_capture = crate::trace::meta::FlowCapture::default();
     let flows = match cfg.flows {
         FlowMode::Off if cfg.modes.is_some() => {
-            return Err(RecordError::Other("--mode and --budget are applied by the flow BPF program on the sampling events; drop --no-flows".into()))
+            return Err(RecordError::Other(
+                "--mode and --budget are applied by the flow BPF program on the sampling events; drop --no-flows".into(),
+            ))
         }
         FlowMode::Off => {
             flow_capture.reason = Some("turned off (--no-flows)".into());
@@ -1145,8 +1147,11 @@ impl Agent {
             budget: s.budget,
         };
         let json = serde_json::to_vec(&ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
-        w.write_block(BlockInfo { kind: BlockKind::AGENT, stream: STREAM_GLOBAL, record_count: 1, first_time: ev.time, last_time: ev.time }, &json)
-            .map_err(AgentError::Write)
+        w.write_block(
+            BlockInfo { kind: BlockKind::AGENT, stream: STREAM_GLOBAL, record_count: 1, first_time: ev.time, last_time: ev.time },
+            &json,
+        )
+        .map_err(AgentError::Write)
     }
 
     fn step(&mut self, flows: Option<&crate::flow::FlowSession>, chunker: &Chunker, w: &mut TraceWriter) -> Result<(), AgentError> {
@@ -1215,7 +1220,11 @@ impl Agent {
             uptime_secs: self.started.elapsed().as_secs_f64(),
             samples: chunker.samples,
             // Rates over whole seconds only (a switch publishes in between).
-            samples_per_sec: if publish_rate { (chunker.samples - self.last_samples) as f64 / dt.as_secs_f64() } else { prev.samples_per_sec },
+            samples_per_sec: if publish_rate {
+                (chunker.samples - self.last_samples) as f64 / dt.as_secs_f64()
+            } else {
+                prev.samples_per_sec
+            },
             lost: chunker.lost,
             dropped,
             throttled: chunker.throttled,
