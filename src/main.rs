@@ -257,6 +257,16 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Info(args) => {
             let path = args.input.path();
             let l = Loaded::open(&path, &args.input.load_options())?;
+            if args.host {
+                if l.host.is_empty() {
+                    anyhow::bail!("{} holds no host context; record with --host (on by default with -a and --mode)", path.display());
+                }
+                match args.format {
+                    InfoFormat::Text => print(&output::host_timeline(&l.host, l.trace.meta.start_clock_ns))?,
+                    InfoFormat::Json => print(&(serde_json::to_string_pretty(&l.host)? + "\n"))?,
+                }
+                return Ok(Outcome::Ok);
+            }
             let i = info::info(&l)?;
             match args.format {
                 InfoFormat::Text => print(&info::to_text(&l, &i))?,

@@ -559,3 +559,67 @@ fn a_config_file_sets_options_and_the_command_line_overrides_it() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).starts_with("msen: --config /nonexistent.conf: No such file"), "{}", stderr(&o));
 }
+
+#[test]
+fn host_context_is_recorded_once_a_second_and_is_plausible() {
+    if !require_root("host_context_is_recorded_once_a_second_and_is_plausible") {
+        return;
+    }
+    let dir = tmpdir();
+    let trace = dir.path().join("h.msen");
+    let t = trace.to_str().unwrap();
+    let o = msen()
+        .args([
+            "record",
+            "-a",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "99",
+            "--no-embed",
+            "-o",
+            t,
+            "--",
+            "timeout",
+            "4.5",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.code() == Some(124) || o.status.success(), "{}", stderr(&o));
+    let o = run(&["info", "--host", "--format", "json", t]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(h.len() >= 3, "{} readings in 4.5 s", h.len());
+    let times: Vec<u64> = h.iter().map(|s| s["time"].as_u64().unwrap()).collect();
+    for w in times.windows(2) {
+        let dt = (w[1] - w[0]) as f64 / 1e9;
+        assert!((0.9..1.5).contains(&dt), "readings {dt:.2} s apart");
+    }
+    let mem_total: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    for s in &h {
+        assert_eq!(s["mem_total_kb"].as_u64(), Some(mem_total));
+        let busy = s["cpu_busy_pct"].as_array().unwrap();
+        assert_eq!(busy.len(), cpus, "{s}");
+        // The busy loop keeps one CPU near full.
+        assert!(busy.iter().filter_map(|v| v.as_f64()).fold(0.0, f64::max) > 50.0, "{s}");
+        assert!(s["net"].as_array().unwrap().iter().any(|d| d["name"] == "lo"), "{s}");
+    }
+    let text = stdout(&run(&["info", "--host", t]));
+    assert!(text.contains("load1") && text.contains("retrans/s"), "{text}");
+    let rep = stdout(&run(&["report", "-i", t, "--sort", "comm"]));
+    assert!(rep.contains("# Host: ") && rep.contains("readings; load "), "{rep}");
+    // A capture without it says how to get it.
+    let plain = dir.path().join("p.msen");
+    synthetic_trace(&plain, 1, true);
+    let o = run(&["info", "--host", plain.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("holds no host context; record with --host"), "{}", stderr(&o));
+}

@@ -81,3 +81,38 @@ mod tests {
         assert!(AgentTimeline::default().spans(Mode::Sentinel).is_empty());
     }
 }
+
+/// The host context of a trace (HOST blocks), in time order.
+pub fn load_host(trace: &Trace) -> Result<Vec<crate::trace::meta::HostSample>, TraceError> {
+    let mut out: Vec<crate::trace::meta::HostSample> = Vec::new();
+    for b in trace.blocks_of(BlockKind::HOST).copied().collect::<Vec<_>>() {
+        if let Some(d) = trace.decode_or_skip(&b)? {
+            let v: Vec<crate::trace::meta::HostSample> = serde_json::from_slice(&d)
+                .map_err(|e| TraceError::BadMetadata { path: trace.path().to_path_buf(), reason: format!("host block: {e}") })?;
+            out.extend(v);
+        }
+    }
+    out.sort_by_key(|h| h.time);
+    Ok(out)
+}
+
+/// One line about the host during the capture: load, CPU, memory, TCP.
+pub fn host_summary(h: &[crate::trace::meta::HostSample]) -> Option<String> {
+    if h.is_empty() {
+        return None;
+    }
+    let busy: Vec<f64> = h
+        .iter()
+        .map(|s| if s.cpu_busy_pct.is_empty() { 0.0 } else { s.cpu_busy_pct.iter().sum::<f64>() / s.cpu_busy_pct.len() as f64 })
+        .collect();
+    let max_cpu = h.iter().flat_map(|s| s.cpu_busy_pct.iter().copied()).fold(0.0, f64::max);
+    let (lmin, lmax) = h.iter().fold((f64::MAX, 0.0f64), |(a, b), s| (a.min(s.load1), b.max(s.load1)));
+    let mem_min = h.iter().map(|s| s.mem_available_kb).min().unwrap_or(0);
+    let retrans = h.iter().map(|s| s.tcp.retrans_segs_per_sec).max().unwrap_or(0);
+    Some(format!(
+        "{} readings; load {lmin:.2}..{lmax:.2}; CPU busy {:.0}% on average (one CPU at most {max_cpu:.0}%); memory available at least {} MiB; TCP retransmits at most {retrans}/s",
+        h.len(),
+        busy.iter().sum::<f64>() / busy.len() as f64,
+        mem_min / 1024
+    ))
+}

@@ -309,6 +309,9 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
         (false, Some(why)) => line("flow context", format!("off: {why}")),
         (false, None) => line("flow context", "none (not recorded with flows)".into()),
     }
+    if let Some(h) = super::agent::host_summary(&l.host) {
+        line("host context", format!("{h} (msen info --host)"));
+    }
     for e in l.agent.switches() {
         let at = e.time.saturating_sub(m.start_clock_ns) as f64 / 1e9;
         let b = &e.budget;

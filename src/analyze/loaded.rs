@@ -140,6 +140,8 @@ pub struct Loaded {
     pub flows: super::flows::FlowIndex,
     /// The agent's mode switches (empty without --mode/--budget).
     pub agent: super::agent::AgentTimeline,
+    /// Host context, one reading a second (empty when not recorded).
+    pub host: Vec<crate::trace::meta::HostSample>,
     /// Binaries' unwind tables for samples with a user stack copy.
     pub unwind: super::unwind::Unwind,
     /// PERF_RECORD_LOST totals from the sideband.
@@ -306,7 +308,8 @@ impl Loaded {
         let unwind = super::unwind::Unwind::new(&resolver, timeline.dsos.len(), &carried);
         let flows = super::flows::FlowIndex::load(&trace, events.tags.is_some())?;
         let agent = super::agent::AgentTimeline::load(&trace)?;
-        Ok(Loaded { trace, events, timeline, resolver, flows, agent, unwind, lost_records: lost, lost_events, sideband_stats: stats })
+        let host = super::agent::load_host(&trace)?;
+        Ok(Loaded { trace, events, timeline, resolver, flows, agent, host, unwind, lost_records: lost, lost_events, sideband_stats: stats })
     }
 
     /// Decode one SAMPLES block and call `f(event, cpumode, sample)` for each

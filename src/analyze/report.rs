@@ -324,6 +324,8 @@ pub struct Report {
     pub lost_samples: u64,
     /// Samples the kernel program dropped (budget, minimum gap), by reason.
     pub budget_dropped: BTreeMap<String, u64>,
+    /// The host context during the capture, in one line.
+    pub host: Option<String>,
     pub has_children: bool,
     pub rows: Vec<Row>,
     /// Rows left out by --percent-limit / --top.
@@ -1229,6 +1231,7 @@ impl Report {
                 .iter()
                 .filter_map(|k| l.flows.counters.get(*k).filter(|&&n| n > 0).map(|&n| (k.trim_start_matches("dropped_by_").to_string(), n)))
                 .collect(),
+            host: super::agent::host_summary(&l.host),
             has_children,
             rows_hidden: before - rows.len(),
             rows,

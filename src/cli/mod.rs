@@ -266,6 +266,14 @@ pub struct RecordArgs {
     /// How often the watched interfaces are judged (e.g. 500ms, 2s).
     #[arg(long = "anomaly-interval", value_name = "TIME", default_value = "500ms", help_heading = "Agent")]
     pub anomaly_interval: String,
+    /// Store host context once a second (load, CPU, softirqs, memory,
+    /// network devices, TCP counters; `msen info --host`). On by default
+    /// with -a, -C and --mode/--budget.
+    #[arg(long, conflicts_with = "no_host", help_heading = "Agent")]
+    pub host: bool,
+    /// No host context.
+    #[arg(long = "no-host", help_heading = "Agent")]
+    pub no_host: bool,
     /// Serve Prometheus metrics at ADDR:PORT (e.g. 127.0.0.1:9464; a bare port is loopback).
     #[arg(long, value_name = "ADDR:PORT", help_heading = "Agent")]
     pub metrics: Option<String>,
@@ -1045,6 +1053,10 @@ pub struct InfoArgs {
     pub input: InputArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub format: InfoFormat,
+    /// Print the host context timeline (one line a second: load, CPU,
+    /// memory, network, TCP) instead of the summary.
+    #[arg(long)]
+    pub host: bool,
 }
 
 #[derive(Debug, Args)]
@@ -1312,6 +1324,7 @@ impl RecordArgs {
         }
         let modes = self.mode_config()?;
         Ok(RecordConfig {
+            host_context: !self.no_host && (self.host || system_wide || modes.is_some()),
             modes,
             control: None,
             flush_interval: Duration::from_secs_f64(self.flush),

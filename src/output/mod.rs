@@ -4,6 +4,9 @@
 pub mod diff;
 pub mod false_share;
 pub mod flows;
+pub mod host;
+
+pub use host::host_timeline;
 pub mod numa;
 pub mod report;
 

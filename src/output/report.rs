@@ -19,6 +19,9 @@ pub fn render_table(r: &Report, source: &str, width: Option<usize>) -> String {
     if r.software_only {
         out.push_str("# Note: software events only (the recording host had no usable hardware PMU)\n");
     }
+    if let Some(h) = &r.host {
+        out.push_str(&format!("# Host: {h}\n"));
+    }
     for (ei, ev) in r.events.iter().enumerate() {
         let rows: Vec<&Row> = r.rows.iter().filter(|row| row.event as usize == ei).collect();
         if r.events.len() > 1 && ev.samples == 0 {
@@ -225,6 +228,7 @@ pub fn render_json(r: &Report) -> Value {
         "total_samples": r.total_samples,
         "lost_samples": r.lost_samples,
         "budget_dropped": r.budget_dropped,
+        "host": r.host,
         "sort_keys": r.sort.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "events": r.events.iter().map(|e| json!({"name": e.name, "samples": e.samples, "period": e.period})).collect::<Vec<_>>(),
         "software_only": r.software_only,

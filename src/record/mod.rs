@@ -6,6 +6,7 @@ pub mod attrs;
 pub mod chunker;
 pub mod control;
 pub mod events;
+pub mod host;
 pub mod mock;
 pub mod procscan;
 pub mod session;

@@ -79,6 +79,8 @@ pub struct RecordConfig {
     pub modes: Option<super::control::ModeConfig>,
     /// Shared with the metrics and control endpoints (src/agent).
     pub control: Option<std::sync::Arc<super::control::Control>>,
+    /// Host context once a second (HOST blocks).
+    pub host_context: bool,
 }
 
 /// Symbols stored in the trace at the end of a capture.
@@ -809,6 +811,13 @@ fn run(
         rings.iter().map(|r| libc::pollfd { fd: fds[r.owner].as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
     let mut scratch = Vec::with_capacity(data_bytes);
     let mut last_flush = Instant::now();
+    let mut host = cfg.host_context.then(super::host::HostSampler::default);
+    let mut host_samples: Vec<crate::trace::meta::HostSample> = Vec::new();
+    let mut last_host = Instant::now() - Duration::from_secs(1);
+    if let Some(h) = host.as_mut() {
+        h.sample(sysinfo::monotonic_ns());
+        last_host = Instant::now();
+    }
     let stop_reason;
     loop {
         let timeout_ms = deadline.map_or(100, |d| d.saturating_duration_since(Instant::now()).as_millis().min(100) as i32);
@@ -820,7 +829,14 @@ fn run(
                 chunker.push(ri, ring.cpu, &scratch, &mut writer).map_err(write_err)?;
             }
         }
+        if let Some(h) = host.as_mut() {
+            if last_host.elapsed() >= Duration::from_secs(1) {
+                last_host = Instant::now();
+                host_samples.extend(h.sample(sysinfo::monotonic_ns()));
+            }
+        }
         if last_flush.elapsed() >= cfg.flush_interval {
+            write_host(&mut host_samples, &mut writer).map_err(write_err)?;
             chunker.flush_all(&mut writer).map_err(write_err)?;
             if let Some(f) = &cfg.flushed {
                 f.store(writer.position(), Ordering::Release);
@@ -896,6 +912,7 @@ fn run(
         }
     }
     chunker.finish(&mut writer).map_err(write_err)?;
+    write_host(&mut host_samples, &mut writer).map_err(write_err)?;
     if let Some((a, m)) = agent.as_ref().and_then(|a| a.modes.as_ref().map(|m| (a, m))) {
         if a.switches > 1 {
             notes.push(format!("modes: {} switches, ended in {}", a.switches - 1, m.mode().name()));
@@ -1064,6 +1081,21 @@ fn run(
         workload_exit,
         notes: std::mem::take(notes),
     })
+}
+
+/// The host readings gathered since the last flush, as one HOST block.
+fn write_host(samples: &mut Vec<crate::trace::meta::HostSample>, w: &mut TraceWriter) -> io::Result<()> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_vec(&*samples).map_err(io::Error::other)?;
+    let (first, last) = (samples[0].time, samples[samples.len() - 1].time);
+    w.write_block(
+        BlockInfo { kind: BlockKind::HOST, stream: STREAM_GLOBAL, record_count: samples.len() as u32, first_time: first, last_time: last },
+        &json,
+    )?;
+    samples.clear();
+    Ok(())
 }
 
 #[derive(Debug)]

@@ -55,6 +55,9 @@ impl BlockKind {
     /// JSON `AgentEvent`: a mode switch or load shedding, one per block,
     /// written as it happens.
     pub const AGENT: Self = Self(12);
+    /// JSON array of `HostSample`: host context, one reading a second,
+    /// written at the recorder's flush interval.
+    pub const HOST: Self = Self(13);
 
     pub fn name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -70,6 +73,7 @@ impl BlockKind {
             10 => "vdso",
             11 => "unwind",
             12 => "agent",
+            13 => "host",
             _ => return None,
         })
     }

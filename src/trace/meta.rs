@@ -192,6 +192,50 @@ impl Mode {
     }
 }
 
+/// One second of host context (a HOST block holds several, in time order).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostSample {
+    /// CLOCK_MONOTONIC at the reading, the samples' clock.
+    pub time: u64,
+    pub load1: f64,
+    pub load5: f64,
+    pub load15: f64,
+    /// Runnable tasks (/proc/loadavg).
+    pub running: u64,
+    /// Per CPU, percent busy over the interval (not idle or iowait).
+    pub cpu_busy_pct: Vec<f64>,
+    /// /proc/softirqs, summed over CPUs, per second.
+    pub softirqs_per_sec: std::collections::BTreeMap<String, u64>,
+    pub mem_total_kb: u64,
+    pub mem_available_kb: u64,
+    pub net: Vec<HostNetDev>,
+    pub tcp: HostTcp,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostNetDev {
+    pub name: String,
+    pub rx_bytes_per_sec: u64,
+    pub tx_bytes_per_sec: u64,
+    /// Over the interval.
+    pub rx_drops: u64,
+    pub tx_drops: u64,
+}
+
+/// TCP counters: /proc/net/snmp and /proc/net/sockstat (this namespace).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostTcp {
+    pub established: u64,
+    pub inuse: u64,
+    pub orphan: u64,
+    pub time_wait: u64,
+    pub retrans_segs_per_sec: u64,
+    pub out_segs_per_sec: u64,
+}
+
 /// An AGENT block: one thing the always-on agent did during the capture,
 /// written when it happened (a killed capture keeps every one before).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
