@@ -623,3 +623,81 @@ fn host_context_is_recorded_once_a_second_and_is_plausible() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("holds no host context; record with --host"), "{}", stderr(&o));
 }
+
+/// The rotated files of OUTPUT in `dir`, in name (= time) order.
+fn rotated(dir: &Path, base: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{base}."))))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn switch_output_rotates_into_complete_traces_and_keeps_the_newest() {
+    if !require_root("switch_output_rotates_into_complete_traces_and_keeps_the_newest") {
+        return;
+    }
+    let dir = tmpdir();
+    let out = dir.path().join("r.msen");
+    let o = msen()
+        .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "--switch-output", "time=1s", "--max-files", "3", "-o"])
+        .arg(&out)
+        .args(["--", "timeout", "5.5", "sh", "-c", "while :; do :; done"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(124), "{}", stderr(&o));
+    let files = rotated(dir.path(), "r.msen");
+    assert_eq!(files.len(), 3, "{files:?}: {}", stderr(&o));
+    assert!(!out.exists(), "with --switch-output every file carries its time");
+    assert!(stderr(&o).contains("--switch-output: 6 files written, kept the newest 3"), "{}", stderr(&o));
+    let mut ids = std::collections::BTreeSet::new();
+    for f in &files {
+        let i = info_json(f);
+        assert_eq!(i["clean_close"], true, "{f:?}");
+        assert!(i["samples"].as_u64().unwrap() > 100, "{f:?}: {i}");
+        ids.insert(i["capture_id"].as_str().unwrap().to_string());
+        // Each names its samples on its own: the processes are described again.
+        let j = json(&run(&["report", "-i", f.to_str().unwrap(), "--sort", "comm,dso", "--no-children", "--format", "json"]));
+        let rows = j["rows"].as_array().unwrap();
+        assert!(rows.iter().any(|r| r["comm"] == "sh" && r["dso"] == "dash"), "{f:?}: {j}");
+    }
+    assert_eq!(ids.len(), 3, "every file is its own capture");
+
+    // signal: SIGUSR2 closes the file.
+    let dir2 = tmpdir();
+    let out2 = dir2.path().join("s.msen");
+    let mut cap = Capture::start(&[
+        "-e",
+        "cpu-clock",
+        "-F",
+        "499",
+        "--switch-output",
+        "signal",
+        "--no-embed",
+        "-o",
+        out2.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    std::thread::sleep(Duration::from_millis(700));
+    for _ in 0..2 {
+        cap.signal(libc::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let (code, log) = cap.stop();
+    assert!(code == 0 || code == 130, "exit {code}: {log}");
+    let files = rotated(dir2.path(), "s.msen");
+    assert_eq!(files.len(), 3, "{files:?}: {log}");
+    for f in &files {
+        assert_eq!(info_json(f)["clean_close"], true, "{f:?}");
+    }
+    // Bad values say what to give.
+    let o = run(&["record", "--switch-output", "often", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--switch-output often: use size=100M, time=30s or signal"), "{}", stderr(&o));
+}

@@ -266,6 +266,14 @@ pub struct RecordArgs {
     /// How often the watched interfaces are judged (e.g. 500ms, 2s).
     #[arg(long = "anomaly-interval", value_name = "TIME", default_value = "500ms", help_heading = "Agent")]
     pub anomaly_interval: String,
+    /// Close the trace and start a new one (each a complete trace, named
+    /// OUTPUT.<UTC time>) at a size (size=100M), after a time (time=30s,
+    /// 10m), or on SIGUSR2 (signal).
+    #[arg(long = "switch-output", value_name = "WHEN", help_heading = "Agent")]
+    pub switch_output: Option<String>,
+    /// With --switch-output: keep only the newest N files.
+    #[arg(long = "max-files", alias = "switch-max-files", value_name = "N", requires = "switch_output", help_heading = "Agent")]
+    pub max_files: Option<usize>,
     /// Store host context once a second (load, CPU, softirqs, memory,
     /// network devices, TCP counters; `msen info --host`). On by default
     /// with -a, -C and --mode/--budget.
@@ -1083,6 +1091,62 @@ pub struct ScriptArgs {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// `--switch-output`: size=SIZE (K, M, G: powers of 1024), time=TIME
+/// (ms, s, m, h), signal; a bare size or time as perf takes them.
+pub fn parse_switch_output(w: &str) -> Result<crate::record::SwitchOutput, String> {
+    use crate::record::SwitchOutput;
+    let bad = || format!("--switch-output {w}: use size=100M, time=30s or signal");
+    if w == "signal" {
+        return Ok(SwitchOutput::Signal);
+    }
+    let (kind, v) = match w.split_once('=') {
+        Some((k, v)) => (k, v),
+        None if w.ends_with(['s', 'm', 'h']) => ("time", w),
+        None => ("size", w),
+    };
+    match kind {
+        "size" => {
+            let (num, mul) = match v.char_indices().last() {
+                Some((i, c)) if c.is_ascii_alphabetic() => (
+                    &v[..i],
+                    match c.to_ascii_uppercase() {
+                        'B' => 1,
+                        'K' => 1 << 10,
+                        'M' => 1 << 20,
+                        'G' => 1 << 30,
+                        _ => return Err(bad()),
+                    },
+                ),
+                _ => (v, 1),
+            };
+            let n: u64 = num.parse().map_err(|_| bad())?;
+            match n.checked_mul(mul) {
+                Some(b) if b >= 64 << 10 => Ok(SwitchOutput::Size(b)),
+                _ => Err(format!("--switch-output {w}: a file needs at least 64K")),
+            }
+        }
+        "time" => {
+            let (num, scale) = if let Some(x) = v.strip_suffix("ms") {
+                (x, 1e-3)
+            } else if let Some(x) = v.strip_suffix('s') {
+                (x, 1.0)
+            } else if let Some(x) = v.strip_suffix('m') {
+                (x, 60.0)
+            } else if let Some(x) = v.strip_suffix('h') {
+                (x, 3600.0)
+            } else {
+                (v, 1.0)
+            };
+            let secs = num.parse::<f64>().map_err(|_| bad())? * scale;
+            if !(0.1..=86400.0 * 7.0).contains(&secs) {
+                return Err(format!("--switch-output {w}: the time must be 100ms..7 days"));
+            }
+            Ok(SwitchOutput::Time(Duration::from_secs_f64(secs)))
+        }
+        _ => Err(bad()),
+    }
+}
+
 /// `msen record --config FILE`: the file's options put right after
 /// `record`, before the command line's own (which then override them).
 /// Returns the new argv and notes to print.
@@ -1323,7 +1387,25 @@ impl RecordArgs {
             return Err(UsageError("--clickhouse follows the trace file as it is written; give -o FILE (not -o -)".into()));
         }
         let modes = self.mode_config()?;
+        let rotation = match &self.switch_output {
+            None => None,
+            Some(w) => {
+                if self.output.as_os_str() == "-" {
+                    return Err(UsageError("--switch-output writes files; give -o FILE (not -o -)".into()));
+                }
+                if self.ch.clickhouse.is_some() {
+                    return Err(UsageError(
+                        "--clickhouse follows one trace file; with --switch-output, load the closed files with `msen export --clickhouse URL FILE...`".into(),
+                    ));
+                }
+                if self.max_files == Some(0) {
+                    return Err(UsageError("--max-files must be at least 1".into()));
+                }
+                Some(crate::record::RotationConfig { switch: parse_switch_output(w).map_err(UsageError)?, max_files: self.max_files })
+            }
+        };
         Ok(RecordConfig {
+            rotation,
             host_context: !self.no_host && (self.host || system_wide || modes.is_some()),
             modes,
             control: None,

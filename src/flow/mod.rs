@@ -282,8 +282,9 @@ impl FlowSession {
         sys::set_bpf(sampling, prog.as_fd().as_raw_fd()).map_err(FlowError::Attach)
     }
 
-    /// Stop tagging and read the flow table and counters.
-    pub fn finish(self) -> FlowTable {
+    /// The flow table and counters so far (the end of a capture or of one
+    /// --switch-output file).
+    pub fn table(&self) -> FlowTable {
         let mut flows = Vec::new();
         let map = &self.skel.maps.flows;
         let size = std::mem::size_of::<types::msen_flow_stats>();

@@ -12,4 +12,6 @@ pub mod procscan;
 pub mod session;
 pub mod sysinfo;
 
-pub use session::{planned_attrs, record, FlowMode, RecordConfig, RecordError, RecordSummary, Sampling, Target};
+pub use session::{
+    planned_attrs, record, FlowMode, RecordConfig, RecordError, RecordSummary, RotationConfig, Sampling, SwitchOutput, Target,
+};

@@ -81,6 +81,8 @@ pub struct RecordConfig {
     pub control: Option<std::sync::Arc<super::control::Control>>,
     /// Host context once a second (HOST blocks).
     pub host_context: bool,
+    /// `--switch-output` and `--max-files`.
+    pub rotation: Option<RotationConfig>,
 }
 
 /// Symbols stored in the trace at the end of a capture.
@@ -755,17 +757,29 @@ fn run(
 
     let out_err = |source| RecordError::Output { path: cfg.output.clone(), err: source };
     let write_err = |source| RecordError::Write { path: cfg.output.clone(), err: source };
-    let mut writer = create_output(cfg).map_err(out_err)?;
-    let meta_json = serde_json::to_vec(&meta).map_err(|e| RecordError::Other(e.to_string()))?;
-    writer
-        .write_block(
-            BlockInfo { kind: BlockKind::METADATA, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 },
-            &meta_json,
-        )
-        .map_err(write_err)?;
+    // --switch-output: every file is named OUTPUT.<UTC time> and is a
+    // complete trace.
+    let mut rotation = cfg.rotation.clone().map(Rotation::new);
+    let mut current_path = match &rotation {
+        Some(_) => rotated_name(&cfg.output, sysinfo::unix_ns()),
+        None => cfg.output.clone(),
+    };
+    let mut writer = match &rotation {
+        Some(_) => TraceWriter::create(&current_path, cfg.compression_level),
+        None => create_output(cfg),
+    }
+    .map_err(out_err)?;
+    write_metadata(&mut writer, &meta).map_err(write_err)?;
     let kallsyms = kallsyms_text.map(|k| crate::symbolize::kallsyms::Kallsyms::parse(&k));
+    // The vdso: not a file anywhere, and its code differs between kernels.
+    let vdso = crate::symbolize::elf::own_vdso();
+    // Samples and losses of the files already closed (--switch-output).
+    let mut totals = (0u64, 0u64);
+    // The flow counters already written to earlier files.
+    let mut counted = std::collections::BTreeMap::new();
+    let mut file_started = Instant::now();
 
-    let tracking = &meta.events[0];
+    let (track_type, id0) = (meta.events[0].attr.sample_type, meta.events[0].ids.first().copied().unwrap_or(0));
     let mut chunker = Chunker::new(&meta.events, rings.len());
 
     // The agent: modes (budget in the kernel) and the status the endpoints
@@ -800,9 +814,8 @@ fn run(
         Target::Command => Vec::new(),
     };
     let mut synth = Vec::new();
-    let id0 = tracking.ids.first().copied().unwrap_or(0);
     for pid in synth_pids {
-        procscan::synthesize_process(pid, tracking.attr.sample_type, id0, &mut synth);
+        procscan::synthesize_process(pid, track_type, id0, &mut synth);
     }
     chunker.push_synthesized(&synth, &mut writer).map_err(write_err)?;
 
@@ -848,6 +861,53 @@ fn run(
                 AgentError::Write(e) => write_err(e),
                 AgentError::Bpf(e) => RecordError::Other(format!("changing the sampling budget: {e}")),
             })?;
+        }
+        if let Some(r) = rotation.as_mut() {
+            r.reap(notes);
+            let due = match r.cfg.switch {
+                SwitchOutput::Size(n) => writer.position() >= n,
+                SwitchOutput::Time(d) => file_started.elapsed() >= d,
+                SwitchOutput::Signal => USR2.swap(false, Ordering::SeqCst),
+            };
+            if due {
+                // Close this file as a complete trace ...
+                chunker.finish(&mut writer).map_err(write_err)?;
+                write_host(&mut host_samples, &mut writer).map_err(write_err)?;
+                if let Some(f) = &flows {
+                    write_flows(&mut writer, &per_file(&f.table(), &mut counted)).map_err(write_err)?;
+                }
+                let ends = Ends { kallsyms: kallsyms.as_ref(), vdso: vdso.as_deref() };
+                write_ends(&mut writer, &chunker, &ends, "switch-output").map_err(write_err)?;
+                // ... and open the next: fresh id and start, the processes
+                // sampled so far described again, the mode in force.
+                let next = rotated_name(&cfg.output, sysinfo::unix_ns());
+                meta.capture_id = crate::trace::meta::new_capture_id();
+                meta.start_unix_ns = sysinfo::unix_ns();
+                meta.start_clock_ns = sysinfo::monotonic_ns();
+                let mut w = TraceWriter::create(&next, cfg.compression_level).map_err(out_err)?;
+                write_metadata(&mut w, &meta).map_err(write_err)?;
+                let old = std::mem::replace(&mut writer, w);
+                let old_path = std::mem::replace(&mut current_path, next);
+                r.finish_in_background(old, old_path, cfg.embed);
+                totals = (totals.0 + chunker.samples, totals.1 + chunker.lost);
+                let mut pids: Vec<u32> = chunker.sampled_pids().collect();
+                pids.extend(workload.as_ref().map(|w| w.pid as u32));
+                pids.sort_unstable();
+                pids.dedup();
+                chunker = Chunker::new(&meta.events, rings.len());
+                let mut synth = Vec::new();
+                for pid in pids {
+                    procscan::synthesize_process(pid, track_type, id0, &mut synth);
+                }
+                chunker.push_synthesized(&synth, &mut writer).map_err(write_err)?;
+                if let (Some(a), Some(f)) = (agent.as_ref(), &flows) {
+                    if let Some(m) = &a.modes {
+                        let s = super::control::Switch { mode: m.mode(), budget: m.budget(), cause: "switch-output: in force".into() };
+                        a.put_in_force(&s, f, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
+                    }
+                }
+                file_started = Instant::now();
+            }
         }
         if STOP.load(Ordering::SeqCst) {
             stop_reason = "signal";
@@ -918,23 +978,12 @@ fn run(
             notes.push(format!("modes: {} switches, ended in {}", a.switches - 1, m.mode().name()));
         }
     }
-    let flow_table = flows.map(crate::flow::FlowSession::finish);
+    let flow_table = flows.as_ref().map(crate::flow::FlowSession::table);
+    drop(flows);
     drop(rings);
     drop(fds);
     if let Some(t) = &flow_table {
-        let json = serde_json::to_vec(t).map_err(|e| RecordError::Other(e.to_string()))?;
-        writer
-            .write_block(
-                BlockInfo {
-                    kind: BlockKind::FLOWS,
-                    stream: STREAM_GLOBAL,
-                    record_count: t.flows.len() as u32,
-                    first_time: 0,
-                    last_time: 0,
-                },
-                &json,
-            )
-            .map_err(write_err)?;
+        write_flows(&mut writer, &per_file(t, &mut counted)).map_err(write_err)?;
         let c = |k: &str| t.counters.get(k).copied().unwrap_or(0);
         notes.push(format!(
             "flows: {} seen, {} samples tagged{}{}",
@@ -957,21 +1006,91 @@ fn run(
         }
     }
 
-    if let Some(k) = &kallsyms {
-        let text = k.subset_text(chunker.kernel_ips());
-        writer
-            .write_block(
-                BlockInfo { kind: BlockKind::KALLSYMS, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 },
-                text.as_bytes(),
-            )
-            .map_err(write_err)?;
+    let ends = Ends { kallsyms: kallsyms.as_ref(), vdso: vdso.as_deref() };
+    write_ends(&mut writer, &chunker, &ends, stop_reason).map_err(write_err)?;
+    let to_stdout = cfg.output.as_os_str() == "-";
+    let bytes = if to_stdout {
+        if cfg.embed != Embed::None {
+            notes.push("symbols not embedded: the trace went to standard output (analyze it where its binaries are)".into());
+        }
+        writer.finish().map_err(write_err)?
+    } else {
+        let (b, n) = embed_and_finish(writer, &current_path, cfg.embed, cfg.verbose).map_err(write_err)?;
+        notes.extend(n);
+        b
+    };
+    if let Some(r) = rotation.as_mut() {
+        r.files.push_back(current_path.clone());
+        r.wait_all(notes);
+        r.prune(false, notes);
+        notes.push(format!(
+            "--switch-output: {} files written, kept the newest {} ({})",
+            r.written + 1,
+            r.files.len(),
+            r.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ));
     }
-    // The vdso: not a file anywhere, and its code differs between kernels.
-    let vdso = crate::symbolize::elf::own_vdso();
-    if let Some(img) = &vdso {
-        writer
-            .write_block(BlockInfo { kind: BlockKind::VDSO, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 }, img)
-            .map_err(write_err)?;
+    let (samples, lost) = (totals.0 + chunker.samples, totals.1 + chunker.lost);
+    if lost > 0 {
+        notes.push(format!("the kernel dropped {lost} records (ring buffer full); raise --mmap-pages or lower -F"));
+    }
+    Ok(RecordSummary {
+        path: current_path,
+        samples,
+        lost,
+        bytes,
+        elapsed: started.elapsed(),
+        software_only,
+        workload_exit,
+        notes: std::mem::take(notes),
+    })
+}
+
+fn write_metadata(w: &mut TraceWriter, meta: &Metadata) -> io::Result<()> {
+    let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
+    w.write_block(BlockInfo { kind: BlockKind::METADATA, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 }, &json)
+}
+
+fn write_flows(w: &mut TraceWriter, t: &crate::trace::meta::FlowTable) -> io::Result<()> {
+    let json = serde_json::to_vec(t).map_err(io::Error::other)?;
+    w.write_block(
+        BlockInfo { kind: BlockKind::FLOWS, stream: STREAM_GLOBAL, record_count: t.flows.len() as u32, first_time: 0, last_time: 0 },
+        &json,
+    )
+}
+
+/// This file's share of the in-kernel counters (they count from the start
+/// of the capture; earlier files hold the rest).
+fn per_file(
+    t: &crate::trace::meta::FlowTable,
+    counted: &mut std::collections::BTreeMap<String, Vec<u64>>,
+) -> crate::trace::meta::FlowTable {
+    let mut out = t.clone();
+    for (k, per) in out.per_cpu.iter_mut() {
+        let before = counted.get(k).cloned().unwrap_or_default();
+        counted.insert(k.clone(), per.clone());
+        for (i, v) in per.iter_mut().enumerate() {
+            *v = v.saturating_sub(before.get(i).copied().unwrap_or(0));
+        }
+    }
+    out.counters = out.per_cpu.iter().map(|(k, v)| (k.clone(), v.iter().sum())).collect();
+    out
+}
+
+/// What closing any trace file writes besides its samples.
+struct Ends<'a> {
+    kallsyms: Option<&'a crate::symbolize::kallsyms::Kallsyms>,
+    vdso: Option<&'a [u8]>,
+}
+
+/// KALLSYMS (the hit symbols), VDSO, JIT maps and CAPTURE_END.
+fn write_ends(w: &mut TraceWriter, chunker: &Chunker, ends: &Ends<'_>, stop_reason: &str) -> io::Result<()> {
+    let global = |kind, n| BlockInfo { kind, stream: STREAM_GLOBAL, record_count: n, first_time: 0, last_time: 0 };
+    if let Some(k) = ends.kallsyms {
+        w.write_block(global(BlockKind::KALLSYMS, 1), k.subset_text(chunker.kernel_ips()).as_bytes())?;
+    }
+    if let Some(img) = ends.vdso {
+        w.write_block(global(BlockKind::VDSO, 1), img)?;
     }
     // JIT symbol maps (the perf-PID.map convention of the JVM, V8, .NET, ...).
     let jit: std::collections::BTreeMap<String, String> = chunker
@@ -979,13 +1098,7 @@ fn run(
         .filter_map(|p| std::fs::read_to_string(format!("/tmp/perf-{p}.map")).ok().map(|t| (p.to_string(), t)))
         .collect();
     if !jit.is_empty() {
-        let json = serde_json::to_vec(&jit).map_err(|e| RecordError::Other(e.to_string()))?;
-        writer
-            .write_block(
-                BlockInfo { kind: BlockKind::JIT_MAPS, stream: STREAM_GLOBAL, record_count: jit.len() as u32, first_time: 0, last_time: 0 },
-                &json,
-            )
-            .map_err(write_err)?;
+        w.write_block(global(BlockKind::JIT_MAPS, jit.len() as u32), &serde_json::to_vec(&jit).map_err(io::Error::other)?)?;
     }
     let mut build_ids = chunker.build_ids();
     // The kernel's and the vdso's, as perf records them (perf report and
@@ -993,7 +1106,7 @@ fn run(
     if let Some(id) = crate::symbolize::kallsyms::running_kernel_build_id() {
         build_ids.push(crate::trace::meta::BuildId { path: "[kernel.kallsyms]".into(), build_id: id });
     }
-    if let Some(id) = vdso.as_deref().and_then(crate::symbolize::elf::build_id_of_bytes) {
+    if let Some(id) = ends.vdso.and_then(crate::symbolize::elf::build_id_of_bytes) {
         build_ids.push(crate::trace::meta::BuildId { path: "[vdso]".into(), build_id: id });
     }
     build_ids.sort_by(|a, b| a.path.cmp(&b.path));
@@ -1005,82 +1118,177 @@ fn run(
         samples: chunker.samples,
         stop_reason: stop_reason.to_string(),
     };
-    let end_json = serde_json::to_vec(&end).map_err(|e| RecordError::Other(e.to_string()))?;
-    writer
-        .write_block(
-            BlockInfo { kind: BlockKind::CAPTURE_END, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 },
-            &end_json,
-        )
-        .map_err(write_err)?;
-    // The symbols the samples need, read back from what was just written
-    // (stack copies unwound as the analyses will): the trace then reads
-    // the same on a machine without these binaries.
-    if cfg.embed != Embed::None {
-        if cfg.output.as_os_str() == "-" {
-            notes.push("symbols not embedded: the trace went to standard output (analyze it where its binaries are)".into());
-        } else {
-            let t0 = Instant::now();
-            let embedded = crate::analyze::loaded::Loaded::open(&cfg.output, &Default::default())
-                .and_then(|l| crate::analyze::embed::collect(&l, cfg.embed == Embed::Lines));
-            match embedded {
-                Ok(c) => {
-                    let json = serde_json::to_vec(&c.embedded).map_err(|e| RecordError::Other(e.to_string()))?;
-                    let before = writer.position();
-                    writer
-                        .write_block(
-                            BlockInfo {
-                                kind: BlockKind::SYMBOLS,
-                                stream: STREAM_GLOBAL,
-                                record_count: c.embedded.dsos.len() as u32,
-                                first_time: 0,
-                                last_time: 0,
-                            },
-                            &json,
-                        )
-                        .map_err(write_err)?;
-                    if !c.unwind.is_empty() {
-                        let b = crate::symbolize::embedded::encode_unwind(&c.unwind);
-                        writer
-                            .write_block(
-                                BlockInfo {
-                                    kind: BlockKind::UNWIND,
-                                    stream: STREAM_GLOBAL,
-                                    record_count: c.unwind.len() as u32,
-                                    first_time: 0,
-                                    last_time: 0,
-                                },
-                                &b,
-                            )
-                            .map_err(write_err)?;
-                    }
-                    if cfg.verbose && t0.elapsed() > Duration::from_secs(2) {
-                        notes.push(format!(
-                            "embedded {} symbols of {} objects ({} bytes) in {:.1} s; --no-embed skips this",
-                            c.embedded.symbol_count(),
-                            c.embedded.dsos.len(),
-                            writer.position() - before,
-                            t0.elapsed().as_secs_f64()
-                        ));
-                    }
+    w.write_block(global(BlockKind::CAPTURE_END, 1), &serde_json::to_vec(&end).map_err(io::Error::other)?)
+}
+
+/// The symbols the samples need, read back from what was just written
+/// (stack copies unwound as the analyses will), so the trace reads the
+/// same on a machine without these binaries; then the footer. Returns the
+/// file's size and notes.
+fn embed_and_finish(mut w: TraceWriter, path: &Path, embed: Embed, verbose: bool) -> io::Result<(u64, Vec<String>)> {
+    let mut notes = Vec::new();
+    if embed != Embed::None {
+        let t0 = Instant::now();
+        let embedded = crate::analyze::loaded::Loaded::open(path, &Default::default())
+            .and_then(|l| crate::analyze::embed::collect(&l, embed == Embed::Lines));
+        match embedded {
+            Ok(c) => {
+                let before = w.position();
+                let global = |kind, n| BlockInfo { kind, stream: STREAM_GLOBAL, record_count: n, first_time: 0, last_time: 0 };
+                w.write_block(
+                    global(BlockKind::SYMBOLS, c.embedded.dsos.len() as u32),
+                    &serde_json::to_vec(&c.embedded).map_err(io::Error::other)?,
+                )?;
+                if !c.unwind.is_empty() {
+                    w.write_block(global(BlockKind::UNWIND, c.unwind.len() as u32), &crate::symbolize::embedded::encode_unwind(&c.unwind))?;
                 }
-                Err(e) => notes.push(format!("symbols not embedded: {e}")),
+                if verbose && t0.elapsed() > Duration::from_secs(2) {
+                    notes.push(format!(
+                        "embedded {} symbols of {} objects ({} bytes) in {:.1} s; --no-embed skips this",
+                        c.embedded.symbol_count(),
+                        c.embedded.dsos.len(),
+                        w.position() - before,
+                        t0.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+            Err(e) => notes.push(format!("{}: symbols not embedded: {e}", path.display())),
+        }
+    }
+    Ok((w.finish()?, notes))
+}
+
+/// `--switch-output`: when a file is closed, and which are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchOutput {
+    /// When the file reaches this many bytes.
+    Size(u64),
+    Time(Duration),
+    /// On SIGUSR2.
+    Signal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationConfig {
+    pub switch: SwitchOutput,
+    /// Keep at most this many files (the newest), the one being written included.
+    pub max_files: Option<usize>,
+}
+
+/// SIGUSR2 arrived (--switch-output signal).
+static USR2: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_usr2(_sig: libc::c_int) {
+    USR2.store(true, Ordering::SeqCst);
+}
+
+#[derive(Debug)]
+struct Rotation {
+    cfg: RotationConfig,
+    /// Files being finished (symbols embedded) on their own thread.
+    pending: Vec<(PathBuf, std::thread::JoinHandle<io::Result<(u64, Vec<String>)>>)>,
+    /// Complete files, oldest first.
+    files: std::collections::VecDeque<PathBuf>,
+    written: usize,
+}
+
+impl Rotation {
+    fn new(cfg: RotationConfig) -> Rotation {
+        if cfg.switch == SwitchOutput::Signal {
+            USR2.store(false, Ordering::SeqCst);
+            let handler: extern "C" fn(libc::c_int) = on_usr2;
+            // SAFETY: the handler only stores to an atomic (async-signal-safe).
+            unsafe {
+                libc::signal(libc::SIGUSR2, handler as libc::sighandler_t);
+            }
+        }
+        Rotation { cfg, pending: Vec::new(), files: Default::default(), written: 0 }
+    }
+
+    /// Finish a closed file off the capture's thread (embedding symbols can
+    /// take seconds; the rings must keep draining meanwhile).
+    fn finish_in_background(&mut self, w: TraceWriter, path: PathBuf, embed: Embed) {
+        let p = path.clone();
+        self.written += 1;
+        self.pending.push((path, std::thread::spawn(move || embed_and_finish(w, &p, embed, false))));
+    }
+
+    /// Collect the files whose finishing ended; drop the oldest beyond --max-files.
+    fn reap(&mut self, notes: &mut Vec<String>) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].1.is_finished() {
+                let (path, h) = self.pending.remove(i);
+                Self::joined(&path, h, notes);
+                self.files.push_back(path);
+            } else {
+                i += 1;
+            }
+        }
+        self.prune(true, notes);
+    }
+
+    fn joined(path: &Path, h: std::thread::JoinHandle<io::Result<(u64, Vec<String>)>>, notes: &mut Vec<String>) {
+        match h.join() {
+            Ok(Ok((_, n))) => notes.extend(n),
+            Ok(Err(e)) => notes.push(format!("{}: could not be finished: {e}", path.display())),
+            Err(_) => notes.push(format!("{}: the thread finishing it failed", path.display())),
+        }
+    }
+
+    fn wait_all(&mut self, notes: &mut Vec<String>) {
+        let mut done: Vec<PathBuf> = Vec::new();
+        for (path, h) in self.pending.drain(..) {
+            Self::joined(&path, h, notes);
+            done.push(path);
+        }
+        // Oldest first, the file just closed last.
+        let last = self.files.pop_back();
+        self.files.extend(done);
+        self.files.extend(last);
+    }
+
+    /// `writing`: a file is being written (it counts against --max-files).
+    fn prune(&mut self, writing: bool, notes: &mut Vec<String>) {
+        let Some(max) = self.cfg.max_files else { return };
+        while self.files.len() + self.pending.len() + usize::from(writing) > max.max(1) && !self.files.is_empty() {
+            if let Some(old) = self.files.pop_front() {
+                if let Err(e) = std::fs::remove_file(&old) {
+                    notes.push(format!("--max-files: cannot remove {}: {e}", old.display()));
+                }
             }
         }
     }
-    let bytes = writer.finish().map_err(write_err)?;
-    if chunker.lost > 0 {
-        notes.push(format!("the kernel dropped {} records (ring buffer full); raise --mmap-pages or lower -F", chunker.lost));
+}
+
+/// OUTPUT.<UTC YYYYmmddHHMMSSmmm>, as perf names its --switch-output files
+/// (a suffix -N when two fall in one millisecond).
+fn rotated_name(output: &Path, unix_ns: u64) -> PathBuf {
+    let secs = unix_ns / 1_000_000_000;
+    let ms = (unix_ns / 1_000_000) % 1000;
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let stamp = format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}{ms:03}", rem / 3600, rem % 3600 / 60, rem % 60);
+    let mut name = output.as_os_str().to_owned();
+    name.push(format!(".{stamp}"));
+    let mut p = PathBuf::from(&name);
+    let mut n = 1;
+    while p.exists() {
+        let mut alt = name.clone();
+        alt.push(format!("-{n}"));
+        p = PathBuf::from(alt);
+        n += 1;
     }
-    Ok(RecordSummary {
-        path: cfg.output.clone(),
-        samples: chunker.samples,
-        lost: chunker.lost,
-        bytes,
-        elapsed: started.elapsed(),
-        software_only,
-        workload_exit,
-        notes: std::mem::take(notes),
-    })
+    p
 }
 
 /// The host readings gathered since the last flush, as one HOST block.
