@@ -701,3 +701,81 @@ fn switch_output_rotates_into_complete_traces_and_keeps_the_newest() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--switch-output often: use size=100M, time=30s or signal"), "{}", stderr(&o));
 }
+
+fn dir_bytes(d: &Path) -> u64 {
+    std::fs::read_dir(d).map(|r| r.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+}
+
+#[test]
+fn the_flight_recorder_stays_within_its_size_and_snapshots_the_last_seconds_on_a_trigger() {
+    if !require_root("the_flight_recorder_stays_within_its_size_and_snapshots_the_last_seconds_on_a_trigger") {
+        return;
+    }
+    let dir = tmpdir();
+    let out = dir.path().join("f.msen");
+    let seg_dir = dir.path().join("f.msen.flight");
+    let port = free_port();
+    let ps = port.to_string();
+    let o = out.to_str().unwrap();
+    let mut cap = Capture::start(&[
+        "-e",
+        "cpu-clock",
+        "-F",
+        "4000",
+        "-g",
+        "--flight-recorder",
+        "256K",
+        "--control",
+        &ps,
+        "-o",
+        o,
+        "--",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    cap.wait_said("control API at");
+    let started = Instant::now();
+    // Several times the size goes through; the disk never holds more.
+    let mut most = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        most = most.max(dir_bytes(&seg_dir));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(most > 100 << 10, "the segments never grew ({most} bytes)");
+    assert!(most <= 256 << 10, "the flight recorder used {most} bytes of 256K");
+    let asked = Instant::now();
+    cap.signal(libc::SIGUSR2);
+    until(port, Duration::from_secs(20), "SIGUSR2 -> snapshot", |s| s["snapshots"].as_array().is_some_and(|a| a.len() == 1));
+    eprintln!("snapshot written {:?} after SIGUSR2", asked.elapsed());
+    // An Alertmanager webhook: resolved alerts do nothing, firing ones snapshot.
+    let (code, body) = http(port, "POST", "/api/v1/alert", r#"{"status":"resolved","alerts":[]}"#);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""accepted":false"#), "{body}");
+    let (code, body) = http(port, "POST", "/api/v1/alert", r#"{"status":"firing","alerts":[{"labels":{"alertname":"HighLatency"}}]}"#);
+    assert_eq!(code, 200, "{body}");
+    until(port, Duration::from_secs(20), "alert -> snapshot", |s| s["snapshots"].as_array().is_some_and(|a| a.len() == 2));
+    assert_eq!(http(port, "POST", "/api/v1/alert", "{}").0, 400);
+    let (code, log) = cap.stop();
+    assert!(code == 0 || code == 130, "exit {code}: {log}");
+    assert!(!seg_dir.exists(), "the segments are removed at the end");
+    let snaps = rotated(dir.path(), "f.msen.snapshot");
+    assert_eq!(snaps.len(), 2, "{snaps:?}: {log}");
+    for (i, s) in snaps.iter().enumerate() {
+        let info = info_json(s);
+        assert_eq!(info["clean_close"], true);
+        let len = std::fs::metadata(s).unwrap().len();
+        assert!(len <= 256 << 10, "a snapshot of {len} bytes");
+        let stop = info["capture_end"]["stop_reason"].as_str().unwrap();
+        assert_eq!(stop, if i == 0 { "snapshot: SIGUSR2" } else { "snapshot: alert: HighLatency" });
+        // The last seconds: it ends at the trigger and starts well after the
+        // capture did (older segments were dropped).
+        let [first, last] = [0, 1].map(|k| info["time_range_ns"][k].as_u64().unwrap());
+        let start = info["capture_end"]["end_clock_ns"].as_u64().unwrap();
+        assert!(last <= start && first < last, "{info}");
+        let span = (last - first) as f64 / 1e9;
+        assert!(span > 0.5 && span < 5.5, "the snapshot spans {span:.1} s of a 6 s capture");
+        let j = json(&run(&["report", "-i", s.to_str().unwrap(), "--sort", "comm", "--no-children", "--format", "json"]));
+        assert!(j["rows"].as_array().unwrap().iter().any(|r| r["comm"] == "sh"), "{j}");
+    }
+}

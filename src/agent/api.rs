@@ -8,7 +8,13 @@ use crate::trace::meta::{Budget, Mode};
 use serde_json::{json, Value};
 
 /// The paths and the method each takes.
-const ROUTES: &[(&str, &str)] = &[("/api/v1/status", "GET"), ("/api/v1/mode", "POST"), ("/api/v1/token-bucket", "POST")];
+const ROUTES: &[(&str, &str)] = &[
+    ("/api/v1/status", "GET"),
+    ("/api/v1/mode", "POST"),
+    ("/api/v1/token-bucket", "POST"),
+    ("/api/v1/snapshot", "POST"),
+    ("/api/v1/alert", "POST"),
+];
 
 /// Answer one request. `token`: the bearer token every request must carry.
 pub fn handle(req: &Request, control: &Control, token: Option<&str>) -> Response {
@@ -34,7 +40,10 @@ pub fn handle(req: &Request, control: &Control, token: Option<&str>) -> Response
     };
     match req.path.as_str() {
         "/api/v1/status" => match control.status().map(serde_json::to_value) {
-            Some(Ok(v)) => Response::json(200, &v),
+            Some(Ok(mut v)) => {
+                v["snapshots"] = json!(control.snapshots());
+                Response::json(200, &v)
+            }
             Some(Err(e)) => Response::error(500, &e.to_string()),
             None => Response::error(503, "the capture is starting; retry in a second"),
         },
@@ -66,6 +75,49 @@ pub fn handle(req: &Request, control: &Control, token: Option<&str>) -> Response
                 }
                 Err(why) => Response::error(400, &why),
             }
+        }
+        "/api/v1/snapshot" => {
+            if !control.flight.load(std::sync::atomic::Ordering::SeqCst) {
+                return Response::error(409, "this capture has no flight recorder: start it with --flight-recorder SIZE");
+            }
+            // An empty body is fine; {"reason": "..."} names the cause.
+            let reason = if req.body.is_empty() {
+                None
+            } else {
+                match body() {
+                    Ok(v) => v.get("reason").and_then(Value::as_str).map(str::to_string),
+                    Err(r) => return r,
+                }
+            };
+            control.request_snapshot(format!("control{}", reason.map(|r| format!(": {r}")).unwrap_or_default()));
+            Response::json(200, &json!({ "accepted": true }))
+        }
+        "/api/v1/alert" => {
+            // An Alertmanager webhook: {"status": "firing"|"resolved", "alerts": [{"labels": {"alertname": ...}}]}.
+            let v = match body() {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let Some(status) = v.get("status").and_then(Value::as_str) else {
+                return Response::error(400, "not an Alertmanager webhook: no \"status\"");
+            };
+            if status != "firing" {
+                return Response::json(200, &json!({ "accepted": false, "why": format!("status {status}: only firing alerts trigger") }));
+            }
+            let mut names: Vec<&str> = v
+                .get("alerts")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|x| x.get("labels")?.get("alertname")?.as_str()).collect())
+                .unwrap_or_default();
+            names.sort_unstable();
+            names.dedup();
+            let cause = format!("alert: {}", if names.is_empty() { "unnamed".to_string() } else { names.join(",") });
+            control.request(Ctl::Trigger { cause: cause.clone() });
+            let snapshot = control.flight.load(std::sync::atomic::Ordering::SeqCst);
+            if snapshot {
+                control.request_snapshot(cause.clone());
+            }
+            Response::json(200, &json!({ "accepted": true, "cause": cause, "snapshot": snapshot }))
         }
         _ => Response::error(404, "no such endpoint"),
     }

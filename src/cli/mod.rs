@@ -271,6 +271,12 @@ pub struct RecordArgs {
     /// 10m), or on SIGUSR2 (signal).
     #[arg(long = "switch-output", value_name = "WHEN", help_heading = "Agent")]
     pub switch_output: Option<String>,
+    /// Keep only the last SIZE of capture (e.g. 256M, in OUTPUT.flight/) and
+    /// write it as one trace, OUTPUT.snapshot.<UTC time>, on a trigger:
+    /// SIGUSR2, an anomaly (--anomaly-interfaces), POST /api/v1/snapshot or
+    /// an Alertmanager webhook to /api/v1/alert.
+    #[arg(long = "flight-recorder", value_name = "SIZE", conflicts_with = "switch_output", help_heading = "Agent")]
+    pub flight_recorder: Option<String>,
     /// With --switch-output: keep only the newest N files.
     #[arg(long = "max-files", alias = "switch-max-files", value_name = "N", requires = "switch_output", help_heading = "Agent")]
     pub max_files: Option<usize>,
@@ -1387,8 +1393,25 @@ impl RecordArgs {
             return Err(UsageError("--clickhouse follows the trace file as it is written; give -o FILE (not -o -)".into()));
         }
         let modes = self.mode_config()?;
-        let rotation = match &self.switch_output {
+        let flight = match &self.flight_recorder {
+            Some(v) => {
+                let crate::record::SwitchOutput::Size(n) = parse_switch_output(&format!("size={v}"))
+                    .map_err(|e| UsageError(e.replace("--switch-output size=", "--flight-recorder ")))?
+                else {
+                    return Err(UsageError(format!("--flight-recorder {v}: give a size such as 256M")));
+                };
+                if n < 256 << 10 {
+                    return Err(UsageError(format!("--flight-recorder {v}: give at least 256K")));
+                }
+                if self.output.as_os_str() == "-" || self.ch.clickhouse.is_some() {
+                    return Err(UsageError("--flight-recorder writes snapshot files; give -o FILE and no --clickhouse".into()));
+                }
+                Some(crate::record::RotationConfig { switch: crate::record::SwitchOutput::Size(n / 5), max_files: None, flight: Some(n) })
+            }
             None => None,
+        };
+        let rotation = match &self.switch_output {
+            None => flight,
             Some(w) => {
                 if self.output.as_os_str() == "-" {
                     return Err(UsageError("--switch-output writes files; give -o FILE (not -o -)".into()));
@@ -1401,7 +1424,11 @@ impl RecordArgs {
                 if self.max_files == Some(0) {
                     return Err(UsageError("--max-files must be at least 1".into()));
                 }
-                Some(crate::record::RotationConfig { switch: parse_switch_output(w).map_err(UsageError)?, max_files: self.max_files })
+                Some(crate::record::RotationConfig {
+                    switch: parse_switch_output(w).map_err(UsageError)?,
+                    max_files: self.max_files,
+                    flight: None,
+                })
             }
         };
         Ok(RecordConfig {

@@ -74,6 +74,12 @@ impl Chunker {
         }
     }
 
+    /// Raw bytes held for the next blocks (an upper bound on what they add
+    /// to the file once compressed).
+    pub fn buffered(&self) -> u64 {
+        (self.samples_by_ring.iter().map(|(_, b)| b.buf.len()).sum::<usize>() + self.sideband.buf.len()) as u64
+    }
+
     /// Files seen in MMAP/MMAP2 records (absolute paths only).
     pub fn mapped_files(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
         self.files.iter().map(|(f, p)| (f.as_str(), *p))

@@ -80,6 +80,12 @@ pub struct Status {
 #[derive(Debug, Default)]
 pub struct Control {
     requests: Mutex<Vec<Request>>,
+    /// A snapshot asked for (POST /api/v1/snapshot, an alert): its cause.
+    snapshot: Mutex<Option<String>>,
+    /// Snapshot traces written so far.
+    snapshots: Mutex<Vec<String>>,
+    /// The capture runs a flight recorder (snapshots can be asked for).
+    pub flight: std::sync::atomic::AtomicBool,
     /// None until the capture has started and published.
     status: Mutex<Option<Status>>,
 }
@@ -87,6 +93,22 @@ pub struct Control {
 impl Control {
     pub fn request(&self, r: Request) {
         self.requests.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    }
+
+    pub fn request_snapshot(&self, cause: String) {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(cause);
+    }
+
+    pub fn take_snapshot_request(&self) -> Option<String> {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    pub fn add_snapshot(&self, path: String) {
+        self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+    }
+
+    pub fn snapshots(&self) -> Vec<String> {
+        self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn take_requests(&self) -> Vec<Request> {

@@ -760,10 +760,28 @@ fn run(
     // --switch-output: every file is named OUTPUT.<UTC time> and is a
     // complete trace.
     let mut rotation = cfg.rotation.clone().map(Rotation::new);
-    let mut current_path = match &rotation {
-        Some(_) => rotated_name(&cfg.output, sysinfo::unix_ns()),
+    // The flight recorder's segments live in OUTPUT.flight/ (emptied at the end).
+    let segment_base = match cfg.rotation.as_ref().and_then(|r| r.flight) {
+        Some(_) => {
+            let mut d = cfg.output.clone().into_os_string();
+            d.push(".flight");
+            let d = PathBuf::from(d);
+            std::fs::create_dir_all(&d).map_err(|source| RecordError::Output { path: d.clone(), err: source })?;
+            d.join("segment")
+        }
         None => cfg.output.clone(),
     };
+    let mut current_path = match &rotation {
+        Some(_) => rotated_name(&segment_base, sysinfo::unix_ns()),
+        None => cfg.output.clone(),
+    };
+    if let (Some(c), true) = (&cfg.control, cfg.rotation.as_ref().is_some_and(|r| r.flight.is_some())) {
+        c.flight.store(true, Ordering::SeqCst);
+    }
+    // A snapshot asked for (flight recorder): its cause.
+    let mut snapshot: Option<String> = None;
+    let mut merging: Option<std::thread::JoinHandle<Result<(PathBuf, crate::trace::merge::Merged), String>>> = None;
+    let mut snapshots: Vec<PathBuf> = Vec::new();
     let mut writer = match &rotation {
         Some(_) => TraceWriter::create(&current_path, cfg.compression_level),
         None => create_output(cfg),
@@ -774,7 +792,7 @@ fn run(
     // The vdso: not a file anywhere, and its code differs between kernels.
     let vdso = crate::symbolize::elf::own_vdso();
     // Samples and losses of the files already closed (--switch-output).
-    let mut totals = (0u64, 0u64);
+    let mut totals = (0u64, 0u64, 0u64);
     // The flow counters already written to earlier files.
     let mut counted = std::collections::BTreeMap::new();
     let mut file_started = Instant::now();
@@ -857,18 +875,66 @@ fn run(
             last_flush = Instant::now();
         }
         if let Some(a) = agent.as_mut() {
-            a.step(flows.as_ref(), &chunker, &mut writer).map_err(|e| match e {
+            a.step(
+                flows.as_ref(),
+                Counts { samples: totals.0 + chunker.samples, lost: totals.1 + chunker.lost, throttled: totals.2 + chunker.throttled },
+                &mut writer,
+            )
+            .map_err(|e| match e {
                 AgentError::Write(e) => write_err(e),
                 AgentError::Bpf(e) => RecordError::Other(format!("changing the sampling budget: {e}")),
             })?;
         }
         if let Some(r) = rotation.as_mut() {
             r.reap(notes);
+            if r.cfg.flight.is_some() {
+                if USR2.swap(false, Ordering::SeqCst) {
+                    snapshot.get_or_insert_with(|| "SIGUSR2".into());
+                }
+                if let Some(c) = &cfg.control {
+                    if let Some(why) = c.take_snapshot_request() {
+                        snapshot.get_or_insert(why);
+                    }
+                }
+                if let Some(why) = agent.as_mut().and_then(|a| a.anomaly_snapshot.take()) {
+                    snapshot.get_or_insert(why);
+                }
+            }
+            if let Some(h) = merging.take_if(|h| h.is_finished()) {
+                match h.join() {
+                    Ok(Ok((path, m))) => {
+                        // Said as it happens (the capture goes on).
+                        if cfg.verbose {
+                            eprintln!(
+                                "msen: snapshot {}: {} segments, {} samples, {} bytes",
+                                path.display(),
+                                m.segments,
+                                m.samples,
+                                m.bytes
+                            );
+                        }
+                        if let Some(c) = &cfg.control {
+                            c.add_snapshot(path.display().to_string());
+                        }
+                        snapshots.push(path);
+                    }
+                    Ok(Err(e)) => notes.push(format!("snapshot failed: {e}")),
+                    Err(_) => notes.push("snapshot failed: its thread panicked".into()),
+                }
+            }
             let due = match r.cfg.switch {
-                SwitchOutput::Size(n) => writer.position() >= n,
+                // What is buffered counts at this file's compression ratio
+                // so far (with a quarter more for safety; raw size before
+                // any block), so a file never passes SIZE by a flush
+                // interval of samples.
+                SwitchOutput::Size(n) => {
+                    let (pos, raw, buf) = (writer.position(), writer.raw_bytes(), chunker.buffered());
+                    let pending = if raw > 0 { (buf as f64 * 1.25 * pos as f64 / raw as f64) as u64 } else { buf };
+                    pos + pending >= n
+                }
                 SwitchOutput::Time(d) => file_started.elapsed() >= d,
                 SwitchOutput::Signal => USR2.swap(false, Ordering::SeqCst),
-            };
+            } || (snapshot.is_some() && merging.is_none());
             if due {
                 // Close this file as a complete trace ...
                 chunker.finish(&mut writer).map_err(write_err)?;
@@ -880,7 +946,7 @@ fn run(
                 write_ends(&mut writer, &chunker, &ends, "switch-output").map_err(write_err)?;
                 // ... and open the next: fresh id and start, the processes
                 // sampled so far described again, the mode in force.
-                let next = rotated_name(&cfg.output, sysinfo::unix_ns());
+                let next = rotated_name(&segment_base, sysinfo::unix_ns());
                 meta.capture_id = crate::trace::meta::new_capture_id();
                 meta.start_unix_ns = sysinfo::unix_ns();
                 meta.start_clock_ns = sysinfo::monotonic_ns();
@@ -889,7 +955,7 @@ fn run(
                 let old = std::mem::replace(&mut writer, w);
                 let old_path = std::mem::replace(&mut current_path, next);
                 r.finish_in_background(old, old_path, cfg.embed);
-                totals = (totals.0 + chunker.samples, totals.1 + chunker.lost);
+                totals = (totals.0 + chunker.samples, totals.1 + chunker.lost, totals.2 + chunker.throttled);
                 let mut pids: Vec<u32> = chunker.sampled_pids().collect();
                 pids.extend(workload.as_ref().map(|w| w.pid as u32));
                 pids.sort_unstable();
@@ -907,6 +973,26 @@ fn run(
                     }
                 }
                 file_started = Instant::now();
+                if merging.is_none() {
+                    if let Some(why) = snapshot.take() {
+                        // Every closed segment, finished, merged off this thread.
+                        r.wait_all(notes);
+                        let segs: Vec<PathBuf> = r.files.iter().cloned().collect();
+                        let out = {
+                            let mut o = cfg.output.clone().into_os_string();
+                            o.push(".snapshot");
+                            rotated_name(Path::new(&o), sysinfo::unix_ns())
+                        };
+                        let level = cfg.compression_level;
+                        merging = Some(std::thread::spawn(move || {
+                            let refs: Vec<&Path> = segs.iter().map(PathBuf::as_path).collect();
+                            let id = crate::trace::meta::new_capture_id();
+                            crate::trace::merge::merge(&refs, &out, level, &id, &format!("snapshot: {why}"))
+                                .map(|m| (out.clone(), m))
+                                .map_err(|e| e.to_string())
+                        }));
+                    }
+                }
             }
         }
         if STOP.load(Ordering::SeqCst) {
@@ -1019,7 +1105,42 @@ fn run(
         notes.extend(n);
         b
     };
-    if let Some(r) = rotation.as_mut() {
+    if let Some(h) = merging.take() {
+        match h.join() {
+            Ok(Ok((path, m))) => {
+                if let Some(c) = &cfg.control {
+                    c.add_snapshot(path.display().to_string());
+                }
+                notes.push(format!("snapshot {}: {} segments, {} samples, {} bytes", path.display(), m.segments, m.samples, m.bytes));
+                snapshots.push(path);
+            }
+            Ok(Err(e)) => notes.push(format!("snapshot failed: {e}")),
+            Err(_) => notes.push("snapshot failed: its thread panicked".into()),
+        }
+    }
+    if let Some(r) = rotation.as_mut().filter(|r| r.cfg.flight.is_some()) {
+        // The flight recorder keeps only what a trigger asked for.
+        r.files.push_back(current_path.clone());
+        r.wait_all(notes);
+        for f in r.files.drain(..) {
+            let _ = std::fs::remove_file(&f);
+        }
+        if let Some(dir) = segment_base.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        match snapshots.last() {
+            Some(last) => {
+                notes.push(format!("flight recorder: {} snapshots; the segments are removed", snapshots.len()));
+                current_path = last.clone();
+            }
+            None => {
+                notes.push(
+                    "flight recorder: no trigger came, so nothing was kept (a snapshot is written on SIGUSR2, an anomaly, POST /api/v1/snapshot or /api/v1/alert)".into(),
+                );
+                current_path = cfg.output.clone();
+            }
+        }
+    } else if let Some(r) = rotation.as_mut() {
         r.files.push_back(current_path.clone());
         r.wait_all(notes);
         r.prune(false, notes);
@@ -1031,6 +1152,11 @@ fn run(
         ));
     }
     let (samples, lost) = (totals.0 + chunker.samples, totals.1 + chunker.lost);
+    let bytes = if cfg.rotation.as_ref().is_some_and(|r| r.flight.is_some()) {
+        std::fs::metadata(&current_path).map_or(0, |m| m.len())
+    } else {
+        bytes
+    };
     if lost > 0 {
         notes.push(format!("the kernel dropped {lost} records (ring buffer full); raise --mmap-pages or lower -F"));
     }
@@ -1173,6 +1299,9 @@ pub struct RotationConfig {
     pub switch: SwitchOutput,
     /// Keep at most this many files (the newest), the one being written included.
     pub max_files: Option<usize>,
+    /// `--flight-recorder SIZE`: segments of SIZE/5 in OUTPUT.flight/, at
+    /// most SIZE of them kept; a trigger merges them into a snapshot trace.
+    pub flight: Option<u64>,
 }
 
 /// SIGUSR2 arrived (--switch-output signal).
@@ -1194,7 +1323,7 @@ struct Rotation {
 
 impl Rotation {
     fn new(cfg: RotationConfig) -> Rotation {
-        if cfg.switch == SwitchOutput::Signal {
+        if cfg.switch == SwitchOutput::Signal || cfg.flight.is_some() {
             USR2.store(false, Ordering::SeqCst);
             let handler: extern "C" fn(libc::c_int) = on_usr2;
             // SAFETY: the handler only stores to an atomic (async-signal-safe).
@@ -1250,6 +1379,22 @@ impl Rotation {
 
     /// `writing`: a file is being written (it counts against --max-files).
     fn prune(&mut self, writing: bool, notes: &mut Vec<String>) {
+        if let (Some(limit), SwitchOutput::Size(seg)) = (self.cfg.flight, &self.cfg.switch) {
+            // The segments on disk plus the one being written stay within
+            // SIZE: room for two segments is kept free, since a segment
+            // grows past its size by what closing it adds (symbols, ends).
+            let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+            let mut used: u64 = self.files.iter().map(size).sum::<u64>() + self.pending.iter().map(|(p, _)| size(p)).sum::<u64>();
+            while used + if writing { 2 * *seg } else { 0 } > limit && !self.files.is_empty() {
+                if let Some(old) = self.files.pop_front() {
+                    used -= size(&old);
+                    if let Err(e) = std::fs::remove_file(&old) {
+                        notes.push(format!("--flight-recorder: cannot remove {}: {e}", old.display()));
+                    }
+                }
+            }
+            return;
+        }
         let Some(max) = self.cfg.max_files else { return };
         while self.files.len() + self.pending.len() + usize::from(writing) > max.max(1) && !self.files.is_empty() {
             if let Some(old) = self.files.pop_front() {
@@ -1321,6 +1466,14 @@ impl std::fmt::Display for AgentError {
     }
 }
 
+/// Whole-capture counts (every --switch-output file so far).
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    samples: u64,
+    lost: u64,
+    throttled: u64,
+}
+
 /// The always-on agent's part of the capture loop: mode switches (SIGUSR1,
 /// control requests, the diagnostic hold), each written to the trace as an
 /// AGENT block and put in force in the kernel, and the status the endpoints
@@ -1339,6 +1492,8 @@ struct Agent {
     watch: Vec<Watched>,
     last_look: Instant,
     last_anomaly: Option<String>,
+    /// An anomaly since the flight recorder last looked.
+    anomaly_snapshot: Option<String>,
 }
 
 #[derive(Debug)]
@@ -1374,6 +1529,7 @@ impl Agent {
             watch,
             last_look: now,
             last_anomaly: None,
+            anomaly_snapshot: None,
         }
     }
 
@@ -1394,7 +1550,7 @@ impl Agent {
         .map_err(AgentError::Write)
     }
 
-    fn step(&mut self, flows: Option<&crate::flow::FlowSession>, chunker: &Chunker, w: &mut TraceWriter) -> Result<(), AgentError> {
+    fn step(&mut self, flows: Option<&crate::flow::FlowSession>, n: Counts, w: &mut TraceWriter) -> Result<(), AgentError> {
         let now = Instant::now();
         let usr1 = USR1.swap(false, Ordering::SeqCst);
         let requests = self.control.as_ref().map(|c| c.take_requests()).unwrap_or_default();
@@ -1419,6 +1575,7 @@ impl Agent {
                         w.last = Some(c);
                         if let Some(why) = anomaly {
                             todo.extend(m.trigger(now, &why));
+                            self.anomaly_snapshot = Some(why.clone());
                             self.last_anomaly = Some(why);
                         }
                     }
@@ -1458,23 +1615,23 @@ impl Agent {
             sentinel_budget: mode(|m| m.budget_of(crate::trace::meta::Mode::Sentinel)),
             diagnostic_budget: mode(|m| m.budget_of(crate::trace::meta::Mode::Diagnostic)),
             uptime_secs: self.started.elapsed().as_secs_f64(),
-            samples: chunker.samples,
+            samples: n.samples,
             // Rates over whole seconds only (a switch publishes in between).
             samples_per_sec: if publish_rate {
-                (chunker.samples - self.last_samples) as f64 / dt.as_secs_f64()
+                n.samples.saturating_sub(self.last_samples) as f64 / dt.as_secs_f64()
             } else {
                 prev.samples_per_sec
             },
-            lost: chunker.lost,
+            lost: n.lost,
             dropped,
-            throttled: chunker.throttled,
-            throttled_last_sec: if publish_rate { chunker.throttled - self.last_throttled } else { prev.throttled_last_sec },
+            throttled: n.throttled,
+            throttled_last_sec: if publish_rate { n.throttled.saturating_sub(self.last_throttled) } else { prev.throttled_last_sec },
             switches: self.switches.saturating_sub(1),
             last_anomaly: self.last_anomaly.clone(),
         });
         if publish_rate {
-            self.last_samples = chunker.samples;
-            self.last_throttled = chunker.throttled;
+            self.last_samples = n.samples;
+            self.last_throttled = n.throttled;
             self.last_status = now;
         }
         Ok(())

@@ -3,6 +3,7 @@
 
 pub mod delta;
 pub mod format;
+pub mod merge;
 pub mod meta;
 pub mod outfile;
 pub mod reader;
