@@ -32,6 +32,8 @@ const IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
 const IOC_ID: libc::c_ulong = 0x8008_2407;
 // _IOW('$', 8, __u32)
 const IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+// _IOW('$', 4, __u64)
+const IOC_PERIOD: libc::c_ulong = 0x4008_2404;
 
 /// Open one perf event. `pid` -1 means any task, `cpu` -1 any CPU.
 pub fn perf_event_open(attr: &EventAttr, size: u32, pid: i32, cpu: i32, group_fd: RawFd) -> io::Result<OwnedFd> {
@@ -74,6 +76,17 @@ pub fn set_output(fd: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
 /// sample is written; returning 0 drops it).
 pub fn set_bpf(fd: &OwnedFd, prog_fd: RawFd) -> io::Result<()> {
     ioctl(fd.as_raw_fd(), IOC_SET_BPF, prog_fd as libc::c_ulong)
+}
+
+/// PERF_EVENT_IOC_PERIOD: a new sample period, or with attr.freq set, a new
+/// frequency (Hz), in force from the next overflow.
+pub fn set_period(fd: std::os::fd::BorrowedFd<'_>, value: u64) -> io::Result<()> {
+    // SAFETY: PERF_EVENT_IOC_PERIOD reads one u64 through the pointer we pass.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), IOC_PERIOD as _, &value as *const u64) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The kernel's id for an event, as it appears in PERF_SAMPLE_IDENTIFIER.

@@ -616,6 +616,7 @@ fn run(
     // (event, cpu, pid) -> fd index, for group members to find their leader.
     let mut opened: std::collections::HashMap<(usize, u32, i32), usize> = std::collections::HashMap::new();
     let mut fd_is_leader: Vec<bool> = Vec::new();
+    let mut fd_is_clock: Vec<bool> = Vec::new();
     for (ei, spec) in events.iter().enumerate() {
         let mut attr = attrs::build(spec, cfg.sampling, &cfg.options, context(cfg, ei, exclude_kernel, data_bytes));
         let mut ids = Vec::new();
@@ -674,6 +675,9 @@ fn run(
                 }
                 opened.insert((ei, cpu, pid), fds.len());
                 fd_is_leader.push(spec.group_leader.is_none());
+                // cpu-clock and task-clock: the kernel turns -F into a fixed
+                // period in ns at open, so a new rate is set as a period.
+                fd_is_clock.push(attr.type_ == crate::perf::attr::type_id::SOFTWARE && attr.config <= 1);
                 fds.push(fd);
             }
         }
@@ -805,7 +809,16 @@ fn run(
     let mut agent = match (&cfg.modes, &cfg.control) {
         (None, None) => None,
         (m, c) => {
-            let a = Agent::new(m.clone().map(super::control::Modes::new), c.clone());
+            let freq = match cfg.sampling {
+                Sampling::Freq(f) => Some(f),
+                Sampling::Period(_) => None,
+            };
+            let a = Agent::new(
+                m.clone().map(super::control::Modes::new),
+                c.clone(),
+                fds.iter().zip(&fd_is_clock).map(|(f, &clock)| (f.as_raw_fd(), clock)).collect(),
+                freq,
+            );
             if let (Some(modes), Some(f)) = (&a.modes, &flows) {
                 a.put_in_force(&modes.start(), f, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
             }
@@ -1482,6 +1495,10 @@ struct Counts {
 struct Agent {
     /// None without --mode/--budget (metrics only).
     modes: Option<super::control::Modes>,
+    /// The sampling events, and the frequency asked for (-F; None with -c).
+    /// (fd, a cpu-clock/task-clock event, whose rate is set as a period in ns).
+    sampling: Vec<(std::os::fd::RawFd, bool)>,
+    freq: Option<u64>,
     control: Option<std::sync::Arc<super::control::Control>>,
     started: Instant,
     last_status: Instant,
@@ -1505,7 +1522,12 @@ struct Watched {
 }
 
 impl Agent {
-    fn new(modes: Option<super::control::Modes>, control: Option<std::sync::Arc<super::control::Control>>) -> Agent {
+    fn new(
+        modes: Option<super::control::Modes>,
+        control: Option<std::sync::Arc<super::control::Control>>,
+        sampling: Vec<(std::os::fd::RawFd, bool)>,
+        freq: Option<u64>,
+    ) -> Agent {
         let now = Instant::now();
         let watch = modes
             .as_ref()
@@ -1521,6 +1543,8 @@ impl Agent {
         Agent {
             modes,
             control,
+            sampling,
+            freq,
             started: now,
             last_status: now - Duration::from_secs(1),
             last_samples: 0,
@@ -1535,6 +1559,18 @@ impl Agent {
 
     fn put_in_force(&self, s: &super::control::Switch, flows: &crate::flow::FlowSession, w: &mut TraceWriter) -> Result<(), AgentError> {
         flows.set_budget(&s.budget).map_err(AgentError::Bpf)?;
+        // Interrupts the budget would drop are not taken: the sampling
+        // frequency follows the budget (a quarter above it, so the bucket
+        // still sets the exact rate), never above what was asked for.
+        if let Some(base) = self.freq {
+            let f = if s.budget.rate == 0 { base } else { base.min(s.budget.rate + s.budget.rate / 4).max(1) };
+            for &(fd, clock) in &self.sampling {
+                let value = if clock { 1_000_000_000 / f } else { f };
+                // SAFETY: the fds stay open for the whole capture (they are
+                // closed after the loop, after the last step).
+                let _ = sys::set_period(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, value);
+            }
+        }
         let ev = crate::trace::meta::AgentEvent {
             time: sysinfo::monotonic_ns(),
             kind: "mode".into(),
