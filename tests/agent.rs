@@ -688,7 +688,7 @@ fn switch_output_rotates_into_complete_traces_and_keeps_the_newest() {
     // signal: SIGUSR2 closes the file.
     let dir2 = tmpdir();
     let out2 = dir2.path().join("s.msen");
-    let mut cap = Capture::start(&[
+    let cap = Capture::start(&[
         "-e",
         "cpu-clock",
         "-F",

@@ -57,31 +57,6 @@ impl AgentTimeline {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(time: u64, mode: Mode) -> AgentEvent {
-        AgentEvent { time, kind: "mode".into(), mode, ..Default::default() }
-    }
-
-    #[test]
-    fn spans_follow_the_switches() {
-        let t = AgentTimeline {
-            events: vec![
-                ev(10, Mode::Sentinel),
-                ev(20, Mode::Diagnostic),
-                ev(30, Mode::Diagnostic),
-                ev(40, Mode::Sentinel),
-                ev(50, Mode::Diagnostic),
-            ],
-        };
-        assert_eq!(t.spans(Mode::Diagnostic), vec![(20, 39), (50, u64::MAX)]);
-        assert_eq!(t.spans(Mode::Sentinel), vec![(10, 19), (40, 49)]);
-        assert!(AgentTimeline::default().spans(Mode::Sentinel).is_empty());
-    }
-}
-
 /// The host context of a trace (HOST blocks), in time order.
 pub fn load_host(trace: &Trace) -> Result<Vec<crate::trace::meta::HostSample>, TraceError> {
     let mut out: Vec<crate::trace::meta::HostSample> = Vec::new();
@@ -115,4 +90,29 @@ pub fn host_summary(h: &[crate::trace::meta::HostSample]) -> Option<String> {
         busy.iter().sum::<f64>() / busy.len() as f64,
         mem_min / 1024
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(time: u64, mode: Mode) -> AgentEvent {
+        AgentEvent { time, kind: "mode".into(), mode, ..Default::default() }
+    }
+
+    #[test]
+    fn spans_follow_the_switches() {
+        let t = AgentTimeline {
+            events: vec![
+                ev(10, Mode::Sentinel),
+                ev(20, Mode::Diagnostic),
+                ev(30, Mode::Diagnostic),
+                ev(40, Mode::Sentinel),
+                ev(50, Mode::Diagnostic),
+            ],
+        };
+        assert_eq!(t.spans(Mode::Diagnostic), vec![(20, 39), (50, u64::MAX)]);
+        assert_eq!(t.spans(Mode::Sentinel), vec![(10, 19), (40, 49)]);
+        assert!(AgentTimeline::default().spans(Mode::Sentinel).is_empty());
+    }
 }

@@ -1324,11 +1324,14 @@ extern "C" fn on_usr2(_sig: libc::c_int) {
     USR2.store(true, Ordering::SeqCst);
 }
 
+/// A closed file being finished: its size and notes when done.
+type Finishing = std::thread::JoinHandle<io::Result<(u64, Vec<String>)>>;
+
 #[derive(Debug)]
 struct Rotation {
     cfg: RotationConfig,
     /// Files being finished (symbols embedded) on their own thread.
-    pending: Vec<(PathBuf, std::thread::JoinHandle<io::Result<(u64, Vec<String>)>>)>,
+    pending: Vec<(PathBuf, Finishing)>,
     /// Complete files, oldest first.
     files: std::collections::VecDeque<PathBuf>,
     written: usize,
@@ -1370,7 +1373,7 @@ impl Rotation {
         self.prune(true, notes);
     }
 
-    fn joined(path: &Path, h: std::thread::JoinHandle<io::Result<(u64, Vec<String>)>>, notes: &mut Vec<String>) {
+    fn joined(path: &Path, h: Finishing, notes: &mut Vec<String>) {
         match h.join() {
             Ok(Ok((_, n))) => notes.extend(n),
             Ok(Err(e)) => notes.push(format!("{}: could not be finished: {e}", path.display())),
