@@ -480,8 +480,11 @@ fn packet_loss_on_a_watched_interface_switches_to_diagnostic_within_an_interval(
     let trace = dir.path().join("a.msen");
     let port = free_port();
     let ps = port.to_string();
+    let mport = free_port().to_string();
     let t = trace.to_str().unwrap();
     let args = [
+        "--metrics",
+        &mport,
         "-a",
         "-e",
         "cpu-clock",
@@ -517,6 +520,11 @@ fn packet_loss_on_a_watched_interface_switches_to_diagnostic_within_an_interval(
     std::thread::sleep(Duration::from_secs(3));
     let s = status(port);
     assert_eq!(s["mode"], "sentinel", "clean traffic triggered: {s}");
+    // The metrics name the busy flow (the client's side of iperf3's data).
+    let (_, text) = http(mport.parse().unwrap(), "GET", "/metrics", "");
+    let want = format!("ms_flow_samples_per_sec{{flow=\"tcp 10.231.");
+    let line = text.lines().find(|l| l.starts_with(&want) && l.contains(&format!("{}:5201", host.far_addr)));
+    assert!(line.is_some(), "no per-flow rate for the iperf3 flow: {text}");
     // 10% loss on the far side's input: the sender retransmits.
     let nft = |rule: &str| {
         let o = host.exec(&["nft", rule]).output().unwrap();

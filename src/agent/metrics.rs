@@ -85,6 +85,11 @@ pub fn render(s: &Status) -> String {
     );
     gauge_i64(&mut r, "ms_budget_rate_per_cpu", "The budget in force, samples per second per CPU (0: unlimited)", s.budget.rate as i64);
     gauge_i64(&mut r, "ms_budget_burst", "The token bucket's size in force, samples", s.budget.burst as i64);
+    let flows = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+    for (flow, rate) in &s.flows_top {
+        flows.get_or_create(&vec![("flow".to_string(), flow.clone())]).set(*rate);
+    }
+    r.register("ms_flow_samples_per_sec", "Samples per second of the busiest flows (at most 20), over the last second", flows);
     counter(&mut r, "ms_mode_switches", "Mode switches since the capture started", s.switches);
     gauge_f64(&mut r, "ms_uptime_seconds", "Seconds since the capture started", s.uptime_secs);
     let mut out = String::new();

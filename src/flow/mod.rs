@@ -332,6 +332,20 @@ impl FlowSession {
         out
     }
 
+    /// A flow's text (`tcp 10.0.0.1:5201 <- 10.0.0.2:40000`), from the
+    /// in-kernel key table.
+    pub fn flow_label(&self, id: u64) -> Option<String> {
+        let v = self.skel.maps.flow_keys.lookup(&id.to_ne_bytes(), libbpf_rs::MapFlags::ANY).ok().flatten()?;
+        if v.len() < std::mem::size_of::<types::msen_flow_key>() {
+            return None;
+        }
+        // SAFETY: the map's value is one msen_flow_key (checked by size),
+        // read unaligned; integers only.
+        let k: types::msen_flow_key = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
+        let st = types::msen_flow_stats { key: k, ..Default::default() };
+        Some(flow_info(id, &st).text())
+    }
+
     /// One interface's traffic counters, summed over the CPUs (None before
     /// its first packet).
     pub fn iface_counters(&self, iface: Iface) -> Option<IfaceCounters> {

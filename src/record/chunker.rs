@@ -46,6 +46,10 @@ pub struct Chunker {
     /// PERF_RECORD_THROTTLE records: the kernel lowered the rate (too many
     /// interrupts).
     pub throttled: u64,
+    /// Samples per flow id since the agent last took them (live rollups
+    /// for the metrics; not stored), counted when `count_flows` is set.
+    pub flow_samples: HashMap<u64, u64>,
+    pub count_flows: bool,
 }
 
 /// Bound on distinct kernel addresses remembered (about 16 MiB).
@@ -71,7 +75,18 @@ impl Chunker {
             pending_tag: (0..rings).map(|_| None).collect(),
             tags: 0,
             throttled: 0,
+            flow_samples: HashMap::new(),
+            count_flows: false,
         }
+    }
+
+    /// The flow id a tag record names (None for no flow).
+    fn tag_flow(&self, rec: &[u8]) -> Option<u64> {
+        let body = rec.get(8..)?;
+        let id = Endian::Little.u64(body.get(..8)?);
+        let s = self.by_id.get(&id)?.parse_sample(body).ok()?;
+        let t = crate::flow::decode_tag(s.raw?)?;
+        (t.flow_id != 0).then_some(t.flow_id)
     }
 
     /// Raw bytes held for the next blocks (an upper bound on what they add
@@ -164,9 +179,15 @@ impl Chunker {
                 let t = self.sample_time_off.and_then(|o| r.body.get(o..o + 8)).map(|b| Endian::Little.u64(b));
                 self.samples += 1;
                 self.note_sample(&r);
+                let tag = self.pending_tag[ring].take();
+                if self.count_flows {
+                    if let Some(flow) = tag.as_deref().and_then(|t| self.tag_flow(t)) {
+                        *self.flow_samples.entry(flow).or_default() += 1;
+                    }
+                }
                 let (c, s) = &mut self.samples_by_ring[ring];
                 *c = cpu;
-                if let Some(tag) = self.pending_tag[ring].take() {
+                if let Some(tag) = tag {
                     s.add(&tag, None);
                 }
                 s.add(rec, t);

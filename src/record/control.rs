@@ -74,6 +74,8 @@ pub struct Status {
     pub switches: u64,
     /// The last anomaly seen on the watched interfaces, if any.
     pub last_anomaly: Option<String>,
+    /// The busiest flows over the last second: (5-tuple, samples/s).
+    pub flows_top: Vec<(String, f64)>,
 }
 
 /// Shared between the capture loop and the endpoints.

@@ -803,6 +803,7 @@ fn run(
 
     let (track_type, id0) = (meta.events[0].attr.sample_type, meta.events[0].ids.first().copied().unwrap_or(0));
     let mut chunker = Chunker::new(&meta.events, rings.len());
+    chunker.count_flows = cfg.control.is_some();
 
     // The agent: modes (budget in the kernel) and the status the endpoints
     // read. Its start is in force before the first sample.
@@ -891,6 +892,7 @@ fn run(
             a.step(
                 flows.as_ref(),
                 Counts { samples: totals.0 + chunker.samples, lost: totals.1 + chunker.lost, throttled: totals.2 + chunker.throttled },
+                &mut chunker.flow_samples,
                 &mut writer,
             )
             .map_err(|e| match e {
@@ -974,6 +976,7 @@ fn run(
                 pids.sort_unstable();
                 pids.dedup();
                 chunker = Chunker::new(&meta.events, rings.len());
+                chunker.count_flows = cfg.control.is_some();
                 let mut synth = Vec::new();
                 for pid in pids {
                     procscan::synthesize_process(pid, track_type, id0, &mut synth);
@@ -1514,7 +1517,12 @@ struct Agent {
     last_anomaly: Option<String>,
     /// An anomaly since the flight recorder last looked.
     anomaly_snapshot: Option<String>,
+    /// Flow id -> its 5-tuple text, for the metrics' labels.
+    flow_labels: std::collections::HashMap<u64, String>,
 }
+
+/// Flows in the metrics' per-flow rollups.
+const TOP_FLOWS: usize = 20;
 
 #[derive(Debug)]
 struct Watched {
@@ -1557,6 +1565,7 @@ impl Agent {
             last_look: now,
             last_anomaly: None,
             anomaly_snapshot: None,
+            flow_labels: Default::default(),
         }
     }
 
@@ -1589,7 +1598,13 @@ impl Agent {
         .map_err(AgentError::Write)
     }
 
-    fn step(&mut self, flows: Option<&crate::flow::FlowSession>, n: Counts, w: &mut TraceWriter) -> Result<(), AgentError> {
+    fn step(
+        &mut self,
+        flows: Option<&crate::flow::FlowSession>,
+        n: Counts,
+        flow_samples: &mut std::collections::HashMap<u64, u64>,
+        w: &mut TraceWriter,
+    ) -> Result<(), AgentError> {
         let now = Instant::now();
         let usr1 = USR1.swap(false, Ordering::SeqCst);
         let requests = self.control.as_ref().map(|c| c.take_requests()).unwrap_or_default();
@@ -1647,6 +1662,27 @@ impl Agent {
         let mode = |f: fn(&super::control::Modes) -> crate::trace::meta::Budget| self.modes.as_ref().map(f).unwrap_or_default();
         let prev = c.status().unwrap_or_default();
         let publish_rate = dt >= Duration::from_secs(1);
+        let top_flows = if publish_rate {
+            // The busiest flows over the last second, by samples; bounded
+            // (TOP_FLOWS) so the metrics' cardinality is too.
+            let mut v: Vec<(u64, u64)> = flow_samples.drain().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            v.truncate(TOP_FLOWS);
+            v.into_iter()
+                .map(|(id, k)| {
+                    let label = self
+                        .flow_labels
+                        .entry(id)
+                        .or_insert_with(|| flows.and_then(|f| f.flow_label(id)).unwrap_or_else(|| format!("flow#{id:016x}")));
+                    (label.clone(), k as f64 / dt.as_secs_f64())
+                })
+                .collect()
+        } else {
+            prev.flows_top.clone()
+        };
+        if self.flow_labels.len() > 4 * TOP_FLOWS * 64 {
+            self.flow_labels.clear();
+        }
         c.publish(super::control::Status {
             mode: self.modes.as_ref().map(super::control::Modes::mode).unwrap_or_default(),
             auto: self.modes.as_ref().is_some_and(super::control::Modes::is_auto),
@@ -1667,6 +1703,7 @@ impl Agent {
             throttled_last_sec: if publish_rate { n.throttled.saturating_sub(self.last_throttled) } else { prev.throttled_last_sec },
             switches: self.switches.saturating_sub(1),
             last_anomaly: self.last_anomaly.clone(),
+            flows_top: top_flows,
         });
         if publish_rate {
             self.last_samples = n.samples;
