@@ -806,3 +806,60 @@ fn the_flight_recorder_stays_within_its_size_and_snapshots_the_last_seconds_on_a
         assert!(j["rows"].as_array().unwrap().iter().any(|r| r["comm"] == "sh"), "{j}");
     }
 }
+
+#[test]
+fn jit_and_data_symbols_registered_through_the_control_api_name_the_samples() {
+    if std::env::consts::ARCH != "x86_64" {
+        eprintln!("SKIP: the test JIT emits x86-64 code");
+        return;
+    }
+    if !require_root("jit_and_data_symbols_registered_through_the_control_api_name_the_samples") {
+        return;
+    }
+    let dir = tmpdir();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/programs/jit.c");
+    cc(&["-O2", "-o", "jit", src.to_str().unwrap()], dir.path());
+    // The JIT announces its code on stdout only (no /tmp/perf-PID.map).
+    let mut jit =
+        std::process::Command::new(dir.path().join("jit")).arg("8").env("MSEN_JIT_NO_MAP", "1").stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(jit.stdout.take().unwrap()), &mut line).unwrap();
+    let (addr, size) = line.trim().split_once(' ').unwrap();
+    let pid = jit.id().to_string();
+    let trace = dir.path().join("j.msen");
+    let port = free_port();
+    let ps = port.to_string();
+    let t = trace.to_str().unwrap();
+    let mut cap = Capture::start(&["-p", &pid, "-e", "cpu-clock", "-F", "999", "--control", &ps, "-o", t]);
+    cap.wait_said("control API at");
+    let body = format!(r#"{{"pid":{pid},"symbols":[{{"start":"0x{addr}","size":"0x{size}","name":"registered_spin"}}]}}"#);
+    let (code, resp) = http(port, "POST", "/api/v1/symbols/jit", &body);
+    assert_eq!(code, 200, "{resp}");
+    let (code, resp) = http(
+        port,
+        "POST",
+        "/api/v1/symbols/data",
+        r#"{"objects":[{"address":"0x601000","size":64,"name":"table","type":"struct row[4]"}]}"#,
+    );
+    assert_eq!(code, 200, "{resp}");
+    for bad in [
+        r#"{"symbols":[]}"#,
+        r#"{"pid":1,"symbols":[{"start":"0xzz","size":1,"name":"x"}]}"#,
+        r#"{"pid":1,"symbols":[{"start":1,"size":0,"name":"x"}]}"#,
+        r#"{"pid":1,"symbols":[{"start":1,"size":1,"name":"a\nb"}]}"#,
+    ] {
+        assert_eq!(http(port, "POST", "/api/v1/symbols/jit", bad).0, 400, "{bad}");
+    }
+    assert_eq!(http(port, "POST", "/api/v1/symbols/data", r#"{"objects":[{"address":1,"size":1,"name":"two words"}]}"#).0, 400);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, log) = cap.stop();
+    let _ = jit.kill();
+    let _ = jit.wait();
+    assert!(code == 0 || code == 130, "exit {code}: {log}");
+    // The registration is in the trace: the JIT's samples are named by it.
+    let j = json(&run(&["report", "-i", t, "--sort", "sym", "--no-children", "--format", "json"]));
+    let top = &j["rows"][0];
+    assert_eq!(top["sym"], "registered_spin", "{j}");
+    let info = info_json(&trace);
+    assert_eq!(info["blocks_by_kind"]["data-objects"], 1, "{info}");
+}

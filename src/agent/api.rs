@@ -14,7 +14,75 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/token-bucket", "POST"),
     ("/api/v1/snapshot", "POST"),
     ("/api/v1/alert", "POST"),
+    ("/api/v1/symbols/jit", "POST"),
+    ("/api/v1/symbols/data", "POST"),
 ];
+
+/// An address or size: a number, or a string in hex (0x...) or decimal.
+fn number(v: &Value, what: &str) -> Result<u64, String> {
+    match v {
+        Value::Number(n) => n.as_u64().ok_or_else(|| format!("{what} must be a non-negative integer, not {n}")),
+        Value::String(s) => match s.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => s.parse(),
+        }
+        .map_err(|_| format!("{what} {s:?} is not a number (give 0x-hex or decimal)")),
+        _ => Err(format!("{what} must be a number or a \"0x...\" string")),
+    }
+}
+
+/// A symbol or object name: one line, something printable.
+fn name(v: Option<&Value>, what: &str) -> Result<String, String> {
+    let n = v.and_then(Value::as_str).ok_or_else(|| format!("{what} needs a \"name\""))?;
+    if n.is_empty() || n.contains(['\n', '\r']) || n.len() > 4096 {
+        return Err(format!("{what}: the name must be one line of 1..4096 bytes"));
+    }
+    Ok(n.to_string())
+}
+
+/// {"pid": N, "symbols": [{"start": .., "size": .., "name": ..}]} -> perf-map text.
+fn jit_symbols(v: &Value) -> Result<(u32, String, usize), String> {
+    let pid = v
+        .get("pid")
+        .and_then(Value::as_u64)
+        .filter(|&p| p > 0 && p <= u32::MAX as u64)
+        .ok_or("give \"pid\": the process the code runs in")?;
+    let syms =
+        v.get("symbols").and_then(Value::as_array).ok_or("give \"symbols\": [{\"start\": \"0x...\", \"size\": N, \"name\": \"...\"}]")?;
+    let mut map = String::new();
+    for (i, s) in syms.iter().enumerate() {
+        let what = format!("symbols[{i}]");
+        let start = number(s.get("start").ok_or_else(|| format!("{what} needs a \"start\""))?, &format!("{what}.start"))?;
+        let size = number(s.get("size").ok_or_else(|| format!("{what} needs a \"size\""))?, &format!("{what}.size"))?;
+        if size == 0 {
+            return Err(format!("{what}.size must be at least 1"));
+        }
+        map.push_str(&format!("{start:x} {size:x} {}\n", name(s.get("name"), &what)?));
+    }
+    Ok((pid as u32, map, syms.len()))
+}
+
+/// {"objects": [{"address": .., "size": .., "name": .., "type"?: ..}]} -> `--data-objects` text.
+fn data_objects(v: &Value) -> Result<(String, usize), String> {
+    let objs =
+        v.get("objects").and_then(Value::as_array).ok_or("give \"objects\": [{\"address\": \"0x...\", \"size\": N, \"name\": \"...\"}]")?;
+    let mut text = String::new();
+    for (i, o) in objs.iter().enumerate() {
+        let what = format!("objects[{i}]");
+        let addr = number(o.get("address").ok_or_else(|| format!("{what} needs an \"address\""))?, &format!("{what}.address"))?;
+        let size = number(o.get("size").ok_or_else(|| format!("{what} needs a \"size\""))?, &format!("{what}.size"))?;
+        let n = name(o.get("name"), &what)?;
+        if n.contains(char::is_whitespace) {
+            return Err(format!("{what}: the name must have no spaces (the type may)"));
+        }
+        let ty = o.get("type").and_then(Value::as_str).unwrap_or("");
+        if ty.contains(['\n', '\r', '#']) {
+            return Err(format!("{what}: the type must be one line without '#'"));
+        }
+        text.push_str(&format!("{addr:#x} {size} {n} {ty}\n"));
+    }
+    Ok((text, objs.len()))
+}
 
 /// Answer one request. `token`: the bearer token every request must carry.
 pub fn handle(req: &Request, control: &Control, token: Option<&str>) -> Response {
@@ -119,6 +187,20 @@ pub fn handle(req: &Request, control: &Control, token: Option<&str>) -> Response
             }
             Response::json(200, &json!({ "accepted": true, "cause": cause, "snapshot": snapshot }))
         }
+        "/api/v1/symbols/jit" => match body().map_err(Some).and_then(|v| jit_symbols(&v).map_err(|e| Some(Response::error(400, &e)))) {
+            Ok((pid, map, n)) => {
+                control.request(Ctl::RegisterJit { pid, map });
+                Response::json(200, &json!({ "accepted": true, "pid": pid, "symbols": n }))
+            }
+            Err(r) => r.unwrap_or_else(|| Response::error(400, "bad request")),
+        },
+        "/api/v1/symbols/data" => match body().map_err(Some).and_then(|v| data_objects(&v).map_err(|e| Some(Response::error(400, &e)))) {
+            Ok((text, n)) => {
+                control.request(Ctl::RegisterData { text });
+                Response::json(200, &json!({ "accepted": true, "objects": n }))
+            }
+            Err(r) => r.unwrap_or_else(|| Response::error(400, "bad request")),
+        },
         _ => Response::error(404, "no such endpoint"),
     }
 }

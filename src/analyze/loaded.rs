@@ -249,7 +249,15 @@ impl Loaded {
             match trace.decode_or_skip(&b)? {
                 Some(d) => {
                     let m: HashMap<String, String> = serde_json::from_slice(&d).unwrap_or_default();
-                    jit.extend(m.into_iter().filter_map(|(k, v)| k.parse().ok().map(|p| (p, v))));
+                    // Several blocks for one pid (symbols registered during
+                    // the capture, the perf map at its end) add up.
+                    for (p, v) in m.into_iter().filter_map(|(k, v)| k.parse::<u32>().ok().map(|p| (p, v))) {
+                        let e = jit.entry(p).or_default();
+                        if !e.is_empty() && !e.ends_with('\n') {
+                            e.push('\n');
+                        }
+                        e.push_str(&v);
+                    }
                 }
                 None => stats.corrupt_blocks_skipped += 1,
             }
@@ -266,6 +274,14 @@ impl Loaded {
             jit.insert(pid.unwrap_or(u32::MAX), text);
         }
         let mut data_objects = Vec::new();
+        for b in trace.blocks_of(BlockKind::DATA_OBJECTS).copied().collect::<Vec<_>>() {
+            match trace.decode_or_skip(&b)? {
+                Some(d) => data_objects.extend(parse_data_objects(&String::from_utf8_lossy(&d)).map_err(|reason| {
+                    TraceError::BadMetadata { path: trace.path().to_path_buf(), reason: format!("registered data objects: {reason}") }
+                })?),
+                None => stats.corrupt_blocks_skipped += 1,
+            }
+        }
         if let Some(path) = &opts.data_objects {
             let text = std::fs::read_to_string(path).map_err(|source| TraceError::Open { path: path.clone(), err: source })?;
             data_objects = parse_data_objects(&text).map_err(|reason| TraceError::BadMetadata { path: path.clone(), reason })?;

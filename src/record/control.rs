@@ -47,6 +47,10 @@ pub enum Request {
     Trigger { cause: String },
     /// Change one mode's budget (in force at once when that mode is).
     SetBudget { mode: Mode, budget: Budget },
+    /// JIT symbols of a process, as perf-map text (`START SIZE NAME`, hex).
+    RegisterJit { pid: u32, map: String },
+    /// Data objects, as `ADDRESS SIZE NAME [TYPE]` lines.
+    RegisterData { text: String },
 }
 
 /// The last status the capture published (about once a second).
@@ -220,6 +224,7 @@ impl Modes {
                 self.go(Mode::Sentinel, cause)
             }
             Request::Trigger { cause } => self.trigger(now, cause),
+            Request::RegisterJit { .. } | Request::RegisterData { .. } => None,
             Request::SetBudget { mode, budget } => {
                 match mode {
                     Mode::Sentinel => self.cfg.sentinel = *budget,

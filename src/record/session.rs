@@ -1608,6 +1608,22 @@ impl Agent {
         let now = Instant::now();
         let usr1 = USR1.swap(false, Ordering::SeqCst);
         let requests = self.control.as_ref().map(|c| c.take_requests()).unwrap_or_default();
+        // Registrations go into the trace at once (a killed capture keeps them).
+        for r in &requests {
+            let global = |kind, n| BlockInfo { kind, stream: STREAM_GLOBAL, record_count: n, first_time: 0, last_time: 0 };
+            match r {
+                super::control::Request::RegisterJit { pid, map } => {
+                    let json = serde_json::to_vec(&std::collections::BTreeMap::from([(pid.to_string(), map)]))
+                        .map_err(|e| AgentError::Write(io::Error::other(e)))?;
+                    w.write_block(global(BlockKind::JIT_MAPS, 1), &json).map_err(AgentError::Write)?;
+                }
+                super::control::Request::RegisterData { text } => {
+                    w.write_block(global(BlockKind::DATA_OBJECTS, text.lines().count() as u32), text.as_bytes())
+                        .map_err(AgentError::Write)?;
+                }
+                _ => {}
+            }
+        }
         let mut todo = Vec::new();
         if let Some(m) = self.modes.as_mut() {
             if usr1 {

@@ -58,6 +58,9 @@ impl BlockKind {
     /// JSON array of `HostSample`: host context, one reading a second,
     /// written at the recorder's flush interval.
     pub const HOST: Self = Self(13);
+    /// Text, `ADDRESS SIZE NAME [TYPE]` per line (hex address): data objects
+    /// registered during the capture (POST /api/v1/symbols/data).
+    pub const DATA_OBJECTS: Self = Self(14);
 
     pub fn name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -74,6 +77,7 @@ impl BlockKind {
             11 => "unwind",
             12 => "agent",
             13 => "host",
+            14 => "data-objects",
             _ => return None,
         })
     }

@@ -2,6 +2,8 @@
  * executable mapping, announces it in /tmp/perf-PID.map as JIT runtimes do,
  * and runs it. x86-64 only.
  *   usage: jit [seconds]
+ * With MSEN_JIT_NO_MAP set it writes no map and prints "ADDRESS SIZE" of
+ * the code on stdout instead (for registering it another way).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,13 +27,18 @@ int main(int argc, char **argv)
 	if (p == MAP_FAILED)
 		return 1;
 	memcpy(p + 64, code, sizeof code);
-	char path[64];
-	snprintf(path, sizeof path, "/tmp/perf-%d.map", getpid());
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return 1;
-	fprintf(f, "%lx %zx jit_spin\n", (unsigned long)(p + 64), sizeof code);
-	fclose(f);
+	if (getenv("MSEN_JIT_NO_MAP")) {
+		printf("%lx %zx\n", (unsigned long)(p + 64), sizeof code);
+		fflush(stdout);
+	} else {
+		char path[64];
+		snprintf(path, sizeof path, "/tmp/perf-%d.map", getpid());
+		FILE *f = fopen(path, "w");
+		if (!f)
+			return 1;
+		fprintf(f, "%lx %zx jit_spin\n", (unsigned long)(p + 64), sizeof code);
+		fclose(f);
+	}
 	void (*spin)(unsigned long) = (void (*)(unsigned long))(p + 64);
 	double end = now() + (argc > 1 ? atof(argv[1]) : 1.0);
 	while (now() < end)
