@@ -34,10 +34,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Settings written by msen before load. */
 const volatile __u64 multiplex_window_ns = 50000000ULL;
-const volatile __u32 nr_filters = 0;
-const volatile struct msen_flow_filter filters[MSEN_MAX_FILTERS] = {};
-const volatile __u32 nr_pids = 0;
-const volatile __u32 pids[MSEN_MAX_PIDS] = {};
 /* Never read: it puts struct msen_flow_tag into the skeleton's types, so
  * msen decodes tags with the generated struct. */
 const volatile struct msen_flow_tag tag_layout __attribute__((used)) = {};
@@ -87,6 +83,14 @@ struct {
 	__type(key, struct msen_iface_key);
 	__type(value, struct msen_iface_stats);
 } ifaces SEC(".maps");
+
+/* The target filters (slot 0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct msen_targets);
+} targets SEC(".maps");
 
 /* The budget (slot 0), and each CPU's bucket. */
 struct {
@@ -422,7 +426,7 @@ int BPF_PROG(raw_inet_sock_set_state, struct sock *sk, int oldstate, int newstat
 SEC("raw_tp/tcp_retransmit_skb")
 int BPF_PROG(raw_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb) { on_retransmit(sk, 0); return 0; }
 
-static __always_inline int prefix_match(const __u8 *a, const volatile __u8 *p, __u32 bits)
+static __always_inline int prefix_match(const __u8 *a, const __u8 *p, __u32 bits)
 {
 #pragma unroll
 	for (int i = 0; i < 16; i++) {
@@ -436,19 +440,19 @@ static __always_inline int prefix_match(const __u8 *a, const volatile __u8 *p, _
 	return 1;
 }
 
-static __always_inline int filter_match(const struct msen_flow_key *k)
+static __always_inline int filter_match(const struct msen_targets *tg, const struct msen_flow_key *k)
 {
 #pragma unroll
 	for (int i = 0; i < MSEN_MAX_FILTERS; i++) {
-		if (i >= nr_filters)
+		if (i >= tg->nr_filters)
 			break;
-		if (filters[i].family != k->family)
+		const struct msen_flow_filter *f = &tg->filters[i];
+		if (f->family != k->family)
 			continue;
-		int port = filters[i].port;
+		int port = f->port;
 		if (port && port != k->lport && port != k->rport)
 			continue;
-		if (prefix_match(k->laddr, filters[i].addr, filters[i].prefix_len) ||
-		    prefix_match(k->raddr, filters[i].addr, filters[i].prefix_len))
+		if (prefix_match(k->laddr, f->addr, f->prefix_len) || prefix_match(k->raddr, f->addr, f->prefix_len))
 			return 1;
 	}
 	return 0;
@@ -502,11 +506,13 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	__u64 now = bpf_ktime_get_ns();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 pid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	if (nr_pids) {
+	__u32 zero0 = 0;
+	struct msen_targets *tg = bpf_map_lookup_elem(&targets, &zero0);
+	if (tg && tg->nr_pids) {
 		int ok = 0;
 #pragma unroll
 		for (int i = 0; i < MSEN_MAX_PIDS; i++) {
-			if (i < nr_pids && pids[i] == pid)
+			if (i < tg->nr_pids && tg->pids[i] == pid)
 				ok = 1;
 		}
 		if (!ok) {
@@ -533,9 +539,9 @@ int on_sample(struct bpf_perf_event_data *ctx)
 				tag.flags |= MSEN_TAG_MULTIPLEXED;
 		}
 	}
-	if (nr_filters) {
+	if (tg && tg->nr_filters) {
 		struct msen_flow_key *fk = tag.flow_id ? bpf_map_lookup_elem(&flow_keys, &tag.flow_id) : 0;
-		if (!fk || !filter_match(fk)) {
+		if (!fk || !filter_match(tg, fk)) {
 			bump(MSEN_STAT_DROP_FLOW);
 			return 0;
 		}

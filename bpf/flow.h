@@ -135,4 +135,15 @@ struct msen_iface_stats {
 	__u64 srtt_reads;
 };
 
+/* The in-kernel target filters (--pid-filter, --flow-filter, POST
+ * /api/v1/targets): one ARRAY slot, replaced whole by msen. A sample is
+ * kept when its pid is listed (or no pid is) and its flow matches a filter
+ * (or there is none). */
+struct msen_targets {
+	__u32 nr_pids;
+	__u32 pids[MSEN_MAX_PIDS];
+	__u32 nr_filters;
+	struct msen_flow_filter filters[MSEN_MAX_FILTERS];
+};
+
 #endif

@@ -863,3 +863,50 @@ fn jit_and_data_symbols_registered_through_the_control_api_name_the_samples() {
     let info = info_json(&trace);
     assert_eq!(info["blocks_by_kind"]["data-objects"], 1, "{info}");
 }
+
+#[test]
+fn targets_posted_to_the_control_api_replace_the_in_kernel_filters() {
+    if !require_root("targets_posted_to_the_control_api_replace_the_in_kernel_filters") {
+        return;
+    }
+    let spawn = || std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+    let (mut a, mut b) = (spawn(), spawn());
+    let dir = tmpdir();
+    let trace = dir.path().join("t.msen");
+    let port = free_port();
+    let ps = port.to_string();
+    let t = trace.to_str().unwrap();
+    let mut cap = Capture::start(&["-a", "-e", "cpu-clock", "-F", "499", "--control", &ps, "--no-embed", "-o", t]);
+    cap.wait_said("control API at");
+    let _ = status(port);
+    std::thread::sleep(Duration::from_millis(700));
+    let (code, body) = http(port, "POST", "/api/v1/targets", &format!(r#"{{"pids":[{}]}}"#, a.id()));
+    assert_eq!(code, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = http(port, "POST", "/api/v1/targets", r#"{"pids":[],"flows":[]}"#);
+    assert_eq!(code, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(http(port, "POST", "/api/v1/targets", r#"{"flows":["10.0.0.0/99"]}"#).0, 400);
+    assert_eq!(http(port, "POST", "/api/v1/targets", r#"{"pids":[0]}"#).0, 400);
+    let (code, log) = cap.stop();
+    let _ = (a.kill(), b.kill(), a.wait(), b.wait());
+    assert!(code == 0 || code == 130, "exit {code}: {log}");
+    let info = info_json(&trace);
+    let ev: Vec<u64> =
+        info["agent"].as_array().unwrap().iter().filter(|e| e["kind"] == "targets").map(|e| e["time"].as_u64().unwrap()).collect();
+    assert_eq!(ev.len(), 2, "{info}");
+    let text = stdout(&run(&["info", t]));
+    assert!(text.contains(&format!("pids {}; flows all (control)", a.id())) && text.contains("pids all; flows all (control)"), "{text}");
+    let o = run(&["script", "-i", t, "--format", "jsonl"]);
+    let samples: Vec<(u64, u64)> = stdout(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["pid"].as_u64()?, v["time"].as_u64()?)))
+        .collect();
+    let count = |pid: u32, from: u64, to: u64| samples.iter().filter(|(p, t)| *p == pid as u64 && *t > from && *t < to).count();
+    // 10 ms after each change, for samples already in flight.
+    let margin = 10_000_000;
+    assert!(count(a.id(), ev[0] + margin, ev[1]) > 100, "the target's samples are kept");
+    assert_eq!(count(b.id(), ev[0] + margin, ev[1]), 0, "another process's samples were kept while only {} was a target", a.id());
+    assert!(count(b.id(), ev[1] + margin, u64::MAX) > 50, "after the targets were cleared, every process is sampled again");
+}

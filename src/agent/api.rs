@@ -14,6 +14,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/token-bucket", "POST"),
     ("/api/v1/snapshot", "POST"),
     ("/api/v1/alert", "POST"),
+    ("/api/v1/targets", "POST"),
     ("/api/v1/symbols/jit", "POST"),
     ("/api/v1/symbols/data", "POST"),
 ];
@@ -38,6 +39,28 @@ fn name(v: Option<&Value>, what: &str) -> Result<String, String> {
         return Err(format!("{what}: the name must be one line of 1..4096 bytes"));
     }
     Ok(n.to_string())
+}
+
+/// {"pids"?: [N, ...], "flows"?: ["CIDR[:PORT]", ...]}: the targets that replace
+/// the in-kernel filters (an empty or missing list keeps everything).
+fn targets(v: &Value) -> Result<(Vec<u32>, Vec<crate::flow::FlowFilter>), String> {
+    let mut pids = Vec::new();
+    if let Some(p) = v.get("pids") {
+        for x in p.as_array().ok_or("\"pids\" must be a list of process ids")? {
+            pids.push(x.as_u64().filter(|&n| n > 0 && n <= u32::MAX as u64).ok_or_else(|| format!("{x} is not a process id"))? as u32);
+        }
+    }
+    let mut flows = Vec::new();
+    if let Some(f) = v.get("flows") {
+        for x in f.as_array().ok_or("\"flows\" must be a list of \"CIDR[:PORT]\" strings")? {
+            let s = x.as_str().ok_or_else(|| format!("{x} is not a \"CIDR[:PORT]\" string"))?;
+            flows.extend(crate::flow::FlowFilter::parse(s)?);
+        }
+    }
+    if pids.len() > 16 || flows.len() > 8 {
+        return Err(format!("at most 16 pids and 8 flow filters (got {} and {})", pids.len(), flows.len()));
+    }
+    Ok((pids, flows))
 }
 
 /// {"pid": N, "symbols": [{"start": .., "size": .., "name": ..}]} -> perf-map text.
@@ -186,6 +209,20 @@ pub fn handle(req: &Request, control: &Control, token: Option<&str>) -> Response
                 control.request_snapshot(cause.clone());
             }
             Response::json(200, &json!({ "accepted": true, "cause": cause, "snapshot": snapshot }))
+        }
+        "/api/v1/targets" => {
+            let v = match body() {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            match targets(&v) {
+                Ok((pids, flows)) => {
+                    let text = json!({ "accepted": true, "pids": pids, "flows": flows.iter().map(|f| f.to_string()).collect::<Vec<_>>() });
+                    control.request(Ctl::SetTargets { pids, flows });
+                    Response::json(200, &text)
+                }
+                Err(e) => Response::error(400, &e),
+            }
         }
         "/api/v1/symbols/jit" => match body().map_err(Some).and_then(|v| jit_symbols(&v).map_err(|e| Some(Response::error(400, &e)))) {
             Ok((pid, map, n)) => {

@@ -231,20 +231,6 @@ impl FlowSession {
         let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
         let builder = skel::FlowSkelBuilder::default();
         let mut open = builder.open(storage).map_err(|e| e.to_string())?;
-        {
-            let ro = open.maps.rodata_data.as_deref_mut().ok_or("rodata is not mapped")?;
-            ro.nr_filters = cfg.filters.len().min(ro.filters.len()) as u32;
-            for (slot, f) in ro.filters.iter_mut().zip(&cfg.filters) {
-                slot.addr = f.addr;
-                slot.prefix_len = f.prefix_len;
-                slot.port = f.port;
-                slot.family = f.family;
-            }
-            ro.nr_pids = cfg.pids.len().min(ro.pids.len()) as u32;
-            for (slot, p) in ro.pids.iter_mut().zip(&cfg.pids) {
-                *slot = *p;
-            }
-        }
         // Keep one set of tracepoint programs: tp_btf or raw_tp.
         for mut prog in open.open_object_mut().progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
@@ -255,6 +241,7 @@ impl FlowSession {
             }
         }
         let skel = open.load().map_err(|e| e.to_string())?;
+        write_targets(&skel, &cfg.pids, &cfg.filters)?;
         let prefix = if btf { "btf_" } else { "raw_" };
         let mut links = Vec::new();
         let mut hooks = Vec::new();
@@ -370,6 +357,12 @@ impl FlowSession {
         Some(c)
     }
 
+    /// Replace the in-kernel target filters (POST /api/v1/targets): at most
+    /// 16 pids and 8 flow filters; empty lists keep everything.
+    pub fn set_targets(&self, pids: &[u32], filters: &[FlowFilter]) -> Result<(), FlowError> {
+        write_targets(&self.skel, pids, filters).map_err(FlowError::Other)
+    }
+
     /// Put a sampling budget in force (every CPU's bucket keeps its tokens,
     /// capped at the new burst on its next sample).
     pub fn set_budget(&self, b: &Budget) -> Result<(), FlowError> {
@@ -388,6 +381,28 @@ impl FlowSession {
     pub fn output_fds(&self) -> impl Iterator<Item = &OwnedFd> {
         self.outputs.iter().map(|(_, fd)| fd)
     }
+}
+
+fn write_targets(skel: &skel::FlowSkel<'_>, pids: &[u32], filters: &[FlowFilter]) -> Result<(), String> {
+    let mut t = types::msen_targets::default();
+    if pids.len() > t.pids.len() || filters.len() > t.filters.len() {
+        return Err(format!("at most {} pids and {} flow filters", t.pids.len(), t.filters.len()));
+    }
+    t.nr_pids = pids.len() as u32;
+    for (slot, p) in t.pids.iter_mut().zip(pids) {
+        *slot = *p;
+    }
+    t.nr_filters = filters.len() as u32;
+    for (slot, f) in t.filters.iter_mut().zip(filters) {
+        slot.addr = f.addr;
+        slot.prefix_len = f.prefix_len;
+        slot.port = f.port;
+        slot.family = f.family;
+    }
+    // SAFETY: msen_targets is a plain C struct of integers (padding bytes
+    // zeroed by Default); its bytes are what the map's value holds.
+    let bytes = unsafe { std::slice::from_raw_parts((&t as *const types::msen_targets).cast::<u8>(), std::mem::size_of_val(&t)) };
+    skel.maps.targets.update(&0u32.to_ne_bytes(), bytes, libbpf_rs::MapFlags::ANY).map_err(|e| format!("targets map: {e}"))
 }
 
 /// One flow's counters summed over the CPUs that saw it (first seen the

@@ -51,6 +51,8 @@ pub enum Request {
     RegisterJit { pid: u32, map: String },
     /// Data objects, as `ADDRESS SIZE NAME [TYPE]` lines.
     RegisterData { text: String },
+    /// Replace the in-kernel target filters (empty: keep everything).
+    SetTargets { pids: Vec<u32>, flows: Vec<crate::flow::FlowFilter> },
 }
 
 /// The last status the capture published (about once a second).
@@ -224,7 +226,7 @@ impl Modes {
                 self.go(Mode::Sentinel, cause)
             }
             Request::Trigger { cause } => self.trigger(now, cause),
-            Request::RegisterJit { .. } | Request::RegisterData { .. } => None,
+            Request::RegisterJit { .. } | Request::RegisterData { .. } | Request::SetTargets { .. } => None,
             Request::SetBudget { mode, budget } => {
                 match mode {
                     Mode::Sentinel => self.cfg.sentinel = *budget,

@@ -1589,6 +1589,7 @@ impl Agent {
             mode: s.mode,
             cause: s.cause.clone(),
             budget: s.budget,
+            detail: String::new(),
         };
         let json = serde_json::to_vec(&ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
         w.write_block(
@@ -1620,6 +1621,35 @@ impl Agent {
                 super::control::Request::RegisterData { text } => {
                     w.write_block(global(BlockKind::DATA_OBJECTS, text.lines().count() as u32), text.as_bytes())
                         .map_err(AgentError::Write)?;
+                }
+                super::control::Request::SetTargets { pids, flows: filters } => {
+                    let Some(f) = flows else { continue };
+                    f.set_targets(pids, filters).map_err(AgentError::Bpf)?;
+                    let list = |v: Vec<String>| if v.is_empty() { "all".to_string() } else { v.join(",") };
+                    let ev = crate::trace::meta::AgentEvent {
+                        time: sysinfo::monotonic_ns(),
+                        kind: "targets".into(),
+                        mode: self.modes.as_ref().map(super::control::Modes::mode).unwrap_or_default(),
+                        cause: "control".into(),
+                        budget: self.modes.as_ref().map(super::control::Modes::budget).unwrap_or_default(),
+                        detail: format!(
+                            "pids {}; flows {}",
+                            list(pids.iter().map(|p| p.to_string()).collect()),
+                            list(filters.iter().map(|f| f.to_string()).collect())
+                        ),
+                    };
+                    let json = serde_json::to_vec(&ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
+                    w.write_block(
+                        BlockInfo {
+                            kind: BlockKind::AGENT,
+                            stream: STREAM_GLOBAL,
+                            record_count: 1,
+                            first_time: ev.time,
+                            last_time: ev.time,
+                        },
+                        &json,
+                    )
+                    .map_err(AgentError::Write)?;
                 }
                 _ => {}
             }

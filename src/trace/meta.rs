@@ -244,12 +244,14 @@ pub struct AgentEvent {
     /// CLOCK_MONOTONIC, the samples' clock.
     pub time: u64,
     /// "mode" (a budget put in force: at the start and at each switch),
-    /// "shed" / "restore" (event groups turned off and on under load).
+    /// "targets" (the in-kernel pid and flow filters replaced).
     pub kind: String,
     pub mode: Mode,
     /// What caused it: "start", "SIGUSR1", "control", "anomaly: ...", "hold expired".
     pub cause: String,
     pub budget: Budget,
+    /// kind "targets": the filters now in force (`pids 12,34; flows 10.0.0.0/8:443`).
+    pub detail: String,
 }
 
 /// A fresh capture id (a random UUID), for a new recording.
