@@ -910,3 +910,37 @@ fn targets_posted_to_the_control_api_replace_the_in_kernel_filters() {
     assert_eq!(count(b.id(), ev[0] + margin, ev[1]), 0, "another process's samples were kept while only {} was a target", a.id());
     assert!(count(b.id(), ev[1] + margin, u64::MAX) > 50, "after the targets were cleared, every process is sampled again");
 }
+
+#[test]
+fn while_the_budget_drops_most_samples_the_later_event_groups_are_shed() {
+    if !require_root("while_the_budget_drops_most_samples_the_later_event_groups_are_shed") {
+        return;
+    }
+    let dir = tmpdir();
+    let trace = dir.path().join("shed.msen");
+    let t = trace.to_str().unwrap();
+    // Two groups at a fixed 10 kHz each against 300 samples/s per CPU.
+    let o = msen()
+        .args(["record", "-e", "cpu-clock,task-clock", "-c", "100000", "--mode", "sentinel", "--sentinel-budget", "300", "--no-embed"])
+        .args(["--duration", "6", "-o", t])
+        .args(BUSY_CPU0)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = info_json(&trace);
+    let shed: Vec<&serde_json::Value> = info["agent"].as_array().unwrap().iter().filter(|e| e["kind"] == "shed").collect();
+    assert_eq!(shed.len(), 1, "{info}");
+    let at = shed[0]["time"].as_u64().unwrap();
+    assert!(shed[0]["detail"].as_str().unwrap().starts_with("task-clock off: the budget dropped"), "{info}");
+    let text = stdout(&run(&["info", t]));
+    assert!(text.contains("# shed ") && text.contains("task-clock off"), "{text}");
+    let o = run(&["script", "-i", t, "--format", "jsonl"]);
+    let late: Vec<String> = stdout(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["time"].as_u64().is_some_and(|x| x > at + 10_000_000))
+        .map(|v| v["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(late.iter().any(|e| e == "cpu-clock"), "the first group keeps sampling");
+    assert!(!late.iter().any(|e| e == "task-clock"), "task-clock sampled after it was shed");
+}

@@ -312,8 +312,8 @@ pub fn to_text(l: &Loaded, i: &Info) -> String {
     if let Some(h) = super::agent::host_summary(&l.host) {
         line("host context", format!("{h} (msen info --host)"));
     }
-    for e in l.agent.events.iter().filter(|e| e.kind == "targets") {
-        line("targets", format!("+{:.3} s {} ({})", e.time.saturating_sub(m.start_clock_ns) as f64 / 1e9, e.detail, e.cause));
+    for e in l.agent.events.iter().filter(|e| e.kind != "mode") {
+        line(&e.kind, format!("+{:.3} s {} ({})", e.time.saturating_sub(m.start_clock_ns) as f64 / 1e9, e.detail, e.cause));
     }
     for e in l.agent.switches() {
         let at = e.time.saturating_sub(m.start_clock_ns) as f64 / 1e9;

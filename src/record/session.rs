@@ -617,6 +617,8 @@ fn run(
     let mut opened: std::collections::HashMap<(usize, u32, i32), usize> = std::collections::HashMap::new();
     let mut fd_is_leader: Vec<bool> = Vec::new();
     let mut fd_is_clock: Vec<bool> = Vec::new();
+    // The event index of every fd (group leaders of later events can be shed).
+    let mut fd_event: Vec<usize> = Vec::new();
     for (ei, spec) in events.iter().enumerate() {
         let mut attr = attrs::build(spec, cfg.sampling, &cfg.options, context(cfg, ei, exclude_kernel, data_bytes));
         let mut ids = Vec::new();
@@ -675,6 +677,7 @@ fn run(
                 }
                 opened.insert((ei, cpu, pid), fds.len());
                 fd_is_leader.push(spec.group_leader.is_none());
+                fd_event.push(ei);
                 // cpu-clock and task-clock: the kernel turns -F into a fixed
                 // period in ns at open, so a new rate is set as a period.
                 fd_is_clock.push(attr.type_ == crate::perf::attr::type_id::SOFTWARE && attr.config <= 1);
@@ -814,12 +817,20 @@ fn run(
                 Sampling::Freq(f) => Some(f),
                 Sampling::Period(_) => None,
             };
-            let a = Agent::new(
+            let mut a = Agent::new(
                 m.clone().map(super::control::Modes::new),
                 c.clone(),
                 fds.iter().zip(&fd_is_clock).map(|(f, &clock)| (f.as_raw_fd(), clock)).collect(),
                 freq,
             );
+            let first_group = fd_event.first().copied().unwrap_or(0);
+            a.sheddable = fds
+                .iter()
+                .zip(&fd_is_leader)
+                .zip(&fd_event)
+                .filter(|((_, &leader), &ei)| leader && ei != first_group && events.get(ei).is_some_and(|e| e.group_leader.is_none()))
+                .map(|((f, _), &ei)| (f.as_raw_fd(), events[ei].name.clone()))
+                .collect();
             if let (Some(modes), Some(f)) = (&a.modes, &flows) {
                 a.put_in_force(&modes.start(), f, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
             }
@@ -1519,7 +1530,25 @@ struct Agent {
     anomaly_snapshot: Option<String>,
     /// Flow id -> its 5-tuple text, for the metrics' labels.
     flow_labels: std::collections::HashMap<u64, String>,
+    /// Leaders of the event groups after the first (fd, event name): what
+    /// load shedding turns off while the budget drops most samples.
+    sheddable: Vec<(std::os::fd::RawFd, String)>,
+    shed: bool,
+    /// Seconds in a row over SHED_AT / under RESTORE_AT, and the kernel's
+    /// kept and dropped counts at the last look.
+    over: u32,
+    under: u32,
+    last_kept_dropped: (u64, u64),
+    last_shed_look: Instant,
 }
+
+/// Load shedding: when the budget drops over this share of the samples for
+/// SHED_AFTER seconds in a row, the later event groups are turned off; under
+/// RESTORE_AT for RESTORE_AFTER seconds, back on.
+const SHED_AT: f64 = 0.5;
+const SHED_AFTER: u32 = 3;
+const RESTORE_AT: f64 = 0.1;
+const RESTORE_AFTER: u32 = 5;
 
 /// Flows in the metrics' per-flow rollups.
 const TOP_FLOWS: usize = 20;
@@ -1566,7 +1595,70 @@ impl Agent {
             last_anomaly: None,
             anomaly_snapshot: None,
             flow_labels: Default::default(),
+            sheddable: Vec::new(),
+            shed: false,
+            over: 0,
+            under: 0,
+            last_kept_dropped: (0, 0),
+            last_shed_look: now,
         }
+    }
+
+    /// Once a second: turn the later event groups off while the budget drops
+    /// most samples, and back on when it no longer does (an AGENT block each).
+    fn shed_or_restore(&mut self, flows: &crate::flow::FlowSession, w: &mut TraceWriter) -> Result<(), AgentError> {
+        if self.sheddable.is_empty() || self.modes.is_none() || self.last_shed_look.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        self.last_shed_look = Instant::now();
+        let per = flows.counters_per_cpu();
+        let total = |k: &str| per.get(k).map_or(0, |v| v.iter().sum::<u64>());
+        let (kept, dropped) = (total("tags"), total("dropped_by_budget"));
+        let (dk, dd) = (kept.saturating_sub(self.last_kept_dropped.0), dropped.saturating_sub(self.last_kept_dropped.1));
+        self.last_kept_dropped = (kept, dropped);
+        let share = if dk + dd == 0 { 0.0 } else { dd as f64 / (dk + dd) as f64 };
+        (self.over, self.under) = if share > SHED_AT {
+            (self.over + 1, 0)
+        } else if share < RESTORE_AT {
+            (0, self.under + 1)
+        } else {
+            (0, 0)
+        };
+        let mut names: Vec<&str> = self.sheddable.iter().map(|(_, n)| n.as_str()).collect();
+        names.dedup();
+        let names = names.join(",");
+        let (kind, detail) = if !self.shed && self.over >= SHED_AFTER {
+            for (fd, _) in &self.sheddable {
+                // SAFETY: the fds stay open for the whole capture.
+                let _ = sys::disable(&unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) }.try_clone_to_owned().map_err(AgentError::Write)?);
+            }
+            ("shed", format!("{names} off: the budget dropped {:.0}% of the samples for {SHED_AFTER} s", share * 100.0))
+        } else if self.shed && self.under >= RESTORE_AFTER {
+            for (fd, _) in &self.sheddable {
+                // SAFETY: as above.
+                let _ = sys::enable(&unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) }.try_clone_to_owned().map_err(AgentError::Write)?);
+            }
+            ("restore", format!("{names} on again: the budget dropped under {:.0}% for {RESTORE_AFTER} s", RESTORE_AT * 100.0))
+        } else {
+            return Ok(());
+        };
+        self.shed = kind == "shed";
+        (self.over, self.under) = (0, 0);
+        let m = self.modes.as_ref();
+        let ev = crate::trace::meta::AgentEvent {
+            time: sysinfo::monotonic_ns(),
+            kind: kind.into(),
+            mode: m.map(super::control::Modes::mode).unwrap_or_default(),
+            cause: "load".into(),
+            budget: m.map(super::control::Modes::budget).unwrap_or_default(),
+            detail,
+        };
+        let json = serde_json::to_vec(&ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
+        w.write_block(
+            BlockInfo { kind: BlockKind::AGENT, stream: STREAM_GLOBAL, record_count: 1, first_time: ev.time, last_time: ev.time },
+            &json,
+        )
+        .map_err(AgentError::Write)
     }
 
     fn put_in_force(&self, s: &super::control::Switch, flows: &crate::flow::FlowSession, w: &mut TraceWriter) -> Result<(), AgentError> {
@@ -1688,6 +1780,9 @@ impl Agent {
                 self.put_in_force(s, f, w)?;
                 self.switches += 1;
             }
+        }
+        if let Some(f) = flows {
+            self.shed_or_restore(f, w)?;
         }
         let Some(c) = &self.control else { return Ok(()) };
         let dt = self.last_status.elapsed();
