@@ -195,7 +195,7 @@ fn modes_switch_by_signal_by_post_and_back_after_the_hold_and_the_trace_keeps_ea
     assert_eq!((s["mode"].as_str(), s["auto"].as_bool()), (Some("sentinel"), Some(true)), "{s}");
     // SIGUSR1: diagnostic within one poll interval of the capture (100 ms; a second allowed).
     cap.signal(libc::SIGUSR1);
-    let took = until(port, Duration::from_secs(1), "SIGUSR1 -> diagnostic", |s| s["mode"] == "diagnostic");
+    let took = until(port, Duration::from_secs(2), "SIGUSR1 -> diagnostic", |s| s["mode"] == "diagnostic");
     eprintln!("SIGUSR1 to diagnostic: {took:?}");
     // The hold (1.5 s) ends: sentinel again.
     until(port, Duration::from_secs(5), "hold expired -> sentinel", |s| s["mode"] == "sentinel");
@@ -711,10 +711,22 @@ fn switch_output_rotates_into_complete_traces_and_keeps_the_newest() {
         "-c",
         "while :; do :; done",
     ]);
-    std::thread::sleep(Duration::from_millis(700));
-    for _ in 0..2 {
+    // The first file exists once the capture runs.
+    let t0 = Instant::now();
+    while rotated(dir2.path(), "s.msen").is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the capture never started: {}", cap.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..2 {
         cap.signal(libc::SIGUSR2);
-        std::thread::sleep(Duration::from_millis(700));
+        // Until the next file is there.
+        let t0 = Instant::now();
+        while rotated(dir2.path(), "s.msen").len() < i + 2 {
+            assert!(t0.elapsed() < Duration::from_secs(30), "SIGUSR2 did not switch the file: {}", cap.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
     let (code, log) = cap.stop();
     assert!(code == 0 || code == 130, "exit {code}: {log}");

@@ -488,6 +488,17 @@ pub fn record(cfg: &RecordConfig) -> Result<RecordSummary, RecordError> {
     STOP.store(false, Ordering::SeqCst);
     STOP_SIGNAL.store(0, Ordering::SeqCst);
     install_signal_handlers();
+    // SIGUSR2 closes the file (--switch-output signal) or asks for a
+    // snapshot (--flight-recorder): caught from the start, so an early one
+    // never ends msen.
+    if cfg.rotation.as_ref().is_some_and(|r| r.switch == SwitchOutput::Signal || r.flight.is_some()) {
+        USR2.store(false, Ordering::SeqCst);
+        let handler: extern "C" fn(libc::c_int) = on_usr2;
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        unsafe {
+            libc::signal(libc::SIGUSR2, handler as libc::sighandler_t);
+        }
+    }
     if cfg.modes.is_some() {
         USR1.store(false, Ordering::SeqCst);
         let handler: extern "C" fn(libc::c_int) = on_usr1;
@@ -1353,14 +1364,6 @@ struct Rotation {
 
 impl Rotation {
     fn new(cfg: RotationConfig) -> Rotation {
-        if cfg.switch == SwitchOutput::Signal || cfg.flight.is_some() {
-            USR2.store(false, Ordering::SeqCst);
-            let handler: extern "C" fn(libc::c_int) = on_usr2;
-            // SAFETY: the handler only stores to an atomic (async-signal-safe).
-            unsafe {
-                libc::signal(libc::SIGUSR2, handler as libc::sighandler_t);
-            }
-        }
         Rotation { cfg, pending: Vec::new(), files: Default::default(), written: 0 }
     }
 
