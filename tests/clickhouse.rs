@@ -503,63 +503,40 @@ fn rows_in(s: &Server, db: &str) -> u64 {
 /// `record --clickhouse` on a busy loop, in the background, its stderr
 /// collected as it comes (the test waits for what msen says).
 struct Recording {
-    child: std::process::Child,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    live: common::live::Live,
 }
 
 impl Recording {
     fn start(s: &Server, db: &str, trace: &Path, secs: u32, extra: &[&str]) -> Recording {
-        let mut child = msen()
-            .args([
-                "record",
-                "--clickhouse",
-                &s.url(),
-                "--database",
-                db,
-                "--create-tables",
-                "--flush",
-                "0.3",
-                "--no-flows",
-                "-g",
-                "-F",
-                "499",
-            ])
-            .args(["--duration", &secs.to_string(), "-o"])
-            .arg(trace)
-            .args(extra)
-            .args(["--", "sh", "-c", "while :; do :; done"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let l = log.clone();
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = std::io::Read::read(&mut err, &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                l.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Recording { child, log, reader: Some(reader) }
+        let mut cmd = msen();
+        cmd.args([
+            "record",
+            "--clickhouse",
+            &s.url(),
+            "--database",
+            db,
+            "--create-tables",
+            "--flush",
+            "0.3",
+            "--no-flows",
+            "-g",
+            "-F",
+            "499",
+        ])
+        .args(["--duration", &secs.to_string(), "-o"])
+        .arg(trace)
+        .args(extra)
+        .args(["--", "sh", "-c", "while :; do :; done"]);
+        Recording { live: common::live::Live::spawn(&mut cmd) }
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.live.log()
     }
 
     /// Wait until msen has said `what` (the capture still running).
     fn wait_said(&mut self, what: &str) {
-        let t0 = Instant::now();
-        while !self.log().contains(what) {
-            assert!(self.child.try_wait().unwrap().is_none(), "the capture ended before saying {what:?}: {}", self.log());
-            assert!(t0.elapsed() < Duration::from_secs(60), "msen never said {what:?}: {}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.live.wait_said(what)
     }
 
     /// Wait until the capture's rows grow past `n` while it still runs.
@@ -570,7 +547,7 @@ impl Recording {
             if have > n {
                 return have;
             }
-            assert!(self.child.try_wait().unwrap().is_none(), "the capture ended before its rows reached ClickHouse: {}", self.log());
+            assert!(self.live.running(), "the capture ended before its rows reached ClickHouse: {}", self.log());
             assert!(t0.elapsed() < Duration::from_secs(60), "no rows arrived while recording: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -578,17 +555,12 @@ impl Recording {
 
     /// Stop the capture as a user does (SIGINT); its exit status and what it said.
     fn interrupt(self) -> (Option<i32>, String) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.live.signal(libc::SIGINT);
         self.finish()
     }
 
-    fn finish(mut self) -> (Option<i32>, String) {
-        let st = self.child.wait().unwrap();
-        if let Some(r) = self.reader.take() {
-            r.join().unwrap();
-        }
-        (st.code(), self.log())
+    fn finish(self) -> (Option<i32>, String) {
+        self.live.finish()
     }
 }
 

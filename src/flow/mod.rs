@@ -337,9 +337,7 @@ impl FlowSession {
     /// its first packet).
     pub fn iface_counters(&self, iface: Iface) -> Option<IfaceCounters> {
         let key = types::msen_iface_key { netns: iface.netns, ifindex: iface.ifindex };
-        // SAFETY: msen_iface_key is two u32 fields, no padding.
-        let kb = unsafe { std::slice::from_raw_parts((&key as *const types::msen_iface_key).cast::<u8>(), std::mem::size_of_val(&key)) };
-        let per = self.skel.maps.ifaces.lookup_percpu(kb, libbpf_rs::MapFlags::ANY).ok().flatten()?;
+        let per = self.skel.maps.ifaces.lookup_percpu(bytes_of(&key), libbpf_rs::MapFlags::ANY).ok().flatten()?;
         let size = std::mem::size_of::<types::msen_iface_stats>();
         let mut c = IfaceCounters::default();
         for v in per.iter().filter(|v| v.len() >= size) {
@@ -367,13 +365,10 @@ impl FlowSession {
     /// capped at the new burst on its next sample).
     pub fn set_budget(&self, b: &Budget) -> Result<(), FlowError> {
         let v = types::msen_budget { rate: b.rate, burst: b.burst, hard_drop_ns: b.hard_drop_ns };
-        // SAFETY: msen_budget is a plain C struct of u64 fields (no padding);
-        // its bytes are what the map's value holds.
-        let bytes = unsafe { std::slice::from_raw_parts((&v as *const types::msen_budget).cast::<u8>(), std::mem::size_of_val(&v)) };
         self.skel
             .maps
             .budget
-            .update(&0u32.to_ne_bytes(), bytes, libbpf_rs::MapFlags::ANY)
+            .update(&0u32.to_ne_bytes(), bytes_of(&v), libbpf_rs::MapFlags::ANY)
             .map_err(|e| FlowError::Other(format!("budget map: {e}")))
     }
 
@@ -382,6 +377,20 @@ impl FlowSession {
         self.outputs.iter().map(|(_, fd)| fd)
     }
 }
+
+/// The bytes of one of bpf/flow.h's structs, as a map key or value holds them.
+fn bytes_of<T: MapPod>(v: &T) -> &[u8] {
+    // SAFETY: MapPod types are the skeleton's plain C structs of integers,
+    // built from Default (padding zeroed) or with every field set; any
+    // initialized value may be viewed as its size_of bytes.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// The structs of bpf/flow.h passed to maps whole (integers only).
+trait MapPod: Copy {}
+impl MapPod for types::msen_budget {}
+impl MapPod for types::msen_iface_key {}
+impl MapPod for types::msen_targets {}
 
 fn write_targets(skel: &skel::FlowSkel<'_>, pids: &[u32], filters: &[FlowFilter]) -> Result<(), String> {
     let mut t = types::msen_targets::default();
@@ -399,10 +408,7 @@ fn write_targets(skel: &skel::FlowSkel<'_>, pids: &[u32], filters: &[FlowFilter]
         slot.port = f.port;
         slot.family = f.family;
     }
-    // SAFETY: msen_targets is a plain C struct of integers (padding bytes
-    // zeroed by Default); its bytes are what the map's value holds.
-    let bytes = unsafe { std::slice::from_raw_parts((&t as *const types::msen_targets).cast::<u8>(), std::mem::size_of_val(&t)) };
-    skel.maps.targets.update(&0u32.to_ne_bytes(), bytes, libbpf_rs::MapFlags::ANY).map_err(|e| format!("targets map: {e}"))
+    skel.maps.targets.update(&0u32.to_ne_bytes(), bytes_of(&t), libbpf_rs::MapFlags::ANY).map_err(|e| format!("targets map: {e}"))
 }
 
 /// One flow's counters summed over the CPUs that saw it (first seen the

@@ -991,7 +991,16 @@ fn run(
                 write_metadata(&mut w, &meta).map_err(write_err)?;
                 let old = std::mem::replace(&mut writer, w);
                 let old_path = std::mem::replace(&mut current_path, next);
-                r.finish_in_background(old, old_path, cfg.embed);
+                if r.cfg.flight.is_some() {
+                    // A segment is finished at once: its symbols are embedded
+                    // only if a snapshot takes it.
+                    let (_, n) = embed_and_finish(old, &old_path, Embed::None, false).map_err(write_err)?;
+                    notes.extend(n);
+                    r.written += 1;
+                    r.files.push_back(old_path);
+                } else {
+                    r.finish_in_background(old, old_path, cfg.embed);
+                }
                 totals = (totals.0 + chunker.samples, totals.1 + chunker.lost, totals.2 + chunker.throttled);
                 let mut pids: Vec<u32> = chunker.sampled_pids().collect();
                 pids.extend(workload.as_ref().map(|w| w.pid as u32));
@@ -1021,13 +1030,16 @@ fn run(
                             o.push(".snapshot");
                             rotated_name(Path::new(&o), sysinfo::unix_ns())
                         };
-                        let level = cfg.compression_level;
+                        let (level, embed) = (cfg.compression_level, cfg.embed);
                         merging = Some(std::thread::spawn(move || {
                             let refs: Vec<&Path> = segs.iter().map(PathBuf::as_path).collect();
                             let id = crate::trace::meta::new_capture_id();
-                            crate::trace::merge::merge(&refs, &out, level, &id, &format!("snapshot: {why}"))
-                                .map(|m| (out.clone(), m))
-                                .map_err(|e| e.to_string())
+                            let mut w = TraceWriter::create(&out, level).map_err(|e| format!("{}: {e}", out.display()))?;
+                            let mut m = crate::trace::merge::merge_into(&refs, &mut w, &out, &id, &format!("snapshot: {why}"))
+                                .map_err(|e| e.to_string())?;
+                            // The symbols once, for the whole snapshot (segments carry none).
+                            m.bytes = embed_and_finish(w, &out, embed, false).map_err(|e| format!("{}: {e}", out.display()))?.0;
+                            Ok((out.clone(), m))
                         }));
                     }
                 }
@@ -1139,7 +1151,9 @@ fn run(
         }
         writer.finish().map_err(write_err)?
     } else {
-        let (b, n) = embed_and_finish(writer, &current_path, cfg.embed, cfg.verbose).map_err(write_err)?;
+        let flight = cfg.rotation.as_ref().is_some_and(|r| r.flight.is_some());
+        let (b, n) =
+            embed_and_finish(writer, &current_path, if flight { Embed::None } else { cfg.embed }, cfg.verbose).map_err(write_err)?;
         notes.extend(n);
         b
     };

@@ -35,15 +35,15 @@ fn global(kind: BlockKind, n: u32) -> BlockInfo {
     BlockInfo { kind, stream: STREAM_GLOBAL, record_count: n, first_time: 0, last_time: 0 }
 }
 
-/// Merge `inputs` (oldest first) into `out`; `capture_id` and `stop_reason`
-/// describe the new trace.
-pub fn merge(inputs: &[&Path], out: &Path, level: i32, capture_id: &str, stop_reason: &str) -> Result<Merged, TraceError> {
+/// Merge `inputs` (oldest first) into `w`, a new trace at `out`, up to its
+/// end block; the caller adds what it wants (embedded symbols) and finishes
+/// it. `capture_id` and `stop_reason` describe the new trace.
+pub fn merge_into(inputs: &[&Path], w: &mut TraceWriter, out: &Path, capture_id: &str, stop_reason: &str) -> Result<Merged, TraceError> {
     let io = |e: std::io::Error| TraceError::Open { path: out.to_path_buf(), err: e };
     let traces: Vec<Trace> = inputs.iter().map(|p| Trace::open(p, OpenOptions::default())).collect::<Result<_, _>>()?;
     let Some(first) = traces.first() else {
         return Err(TraceError::BadMetadata { path: out.to_path_buf(), reason: "nothing to merge".into() });
     };
-    let mut w = TraceWriter::create(out, level).map_err(io)?;
     let mut meta = first.meta.clone();
     meta.capture_id = capture_id.to_string();
     w.write_block(global(BlockKind::METADATA, 1), &serde_json::to_vec(&meta).map_err(|e| io(std::io::Error::other(e)))?).map_err(io)?;
@@ -121,6 +121,5 @@ pub fn merge(inputs: &[&Path], out: &Path, level: i32, capture_id: &str, stop_re
     }
     end.build_ids = build_ids.into_iter().map(|(path, build_id)| BuildId { path, build_id }).collect();
     w.write_block(global(BlockKind::CAPTURE_END, 1), &serde_json::to_vec(&end).map_err(|e| io(std::io::Error::other(e)))?).map_err(io)?;
-    let bytes = w.finish().map_err(io)?;
-    Ok(Merged { segments: traces.len(), samples: end.samples, bytes })
+    Ok(Merged { segments: traces.len(), samples: end.samples, bytes: w.position() })
 }

@@ -2,6 +2,7 @@
 //! built from testdata/programs, synthetic traces, root checks.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod live;
 pub mod perfout;
 
 use msen::perf::attr::{flag, sample, EventAttr};
