@@ -117,7 +117,7 @@ fn stdout_error(e: std::io::Error) -> anyhow::Error {
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Record(args) => {
-            if let Some(name) = &args.mock {
+            if let Some(name) = args.mock.as_ref().filter(|_| args.rate.is_none()) {
                 let scenario = msen::record::mock::Scenario::parse(name)
                     .ok_or_else(|| anyhow::anyhow!("unknown mock scenario '{name}'; use {}", msen::record::mock::Scenario::NAMES))?;
                 let n = msen::record::mock::write_mock(&args.output, scenario, args.rounds, args.seed, std::env::args().collect())
@@ -178,7 +178,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 }
                 None => None,
             };
-            let s = msen::record::record(&cfg)?;
+            let s = match (&args.mock, args.rate) {
+                (Some(name), Some(rate)) => {
+                    let scenario = msen::record::mock::Scenario::parse(name)
+                        .ok_or_else(|| anyhow::anyhow!("unknown mock scenario '{name}'; use {}", msen::record::mock::Scenario::NAMES))?;
+                    msen::record::session::record_mock(&cfg, scenario, rate, args.seed)?
+                }
+                _ => msen::record::record(&cfg)?,
+            };
             if verbose {
                 for n in &s.notes {
                     eprintln!("msen: {n}");

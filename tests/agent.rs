@@ -938,3 +938,64 @@ fn while_the_budget_drops_most_samples_the_later_event_groups_are_shed() {
     assert!(late.iter().any(|e| e == "cpu-clock"), "the first group keeps sampling");
     assert!(!late.iter().any(|e| e == "task-clock"), "task-clock sampled after it was shed");
 }
+
+#[test]
+fn the_mock_drives_the_same_pipeline_budget_modes_metrics_and_control() {
+    // No root: the mock's synthetic host stands in for the kernel.
+    let dir = tmpdir();
+    let trace = dir.path().join("mock.msen");
+    let (port, mport) = (free_port(), free_port());
+    let (ps, ms) = (port.to_string(), mport.to_string());
+    let t = trace.to_str().unwrap();
+    let mut cap = Capture::start(&[
+        "--mock",
+        "false-sharing",
+        "--rate",
+        "20000",
+        "--mode",
+        "auto",
+        "--sentinel-budget",
+        "300",
+        "--diagnostic-budget",
+        "1500",
+        "--hold",
+        "60",
+        "--control",
+        &ps,
+        "--metrics",
+        &ms,
+        "-o",
+        t,
+    ]);
+    cap.wait_said("control API at");
+    // The scenario's two CPUs, 300/s each, out of 20000/s offered.
+    std::thread::sleep(Duration::from_millis(2500));
+    let s = status(port);
+    let rate = s["samples_per_sec"].as_f64().unwrap();
+    assert!((rate - 600.0).abs() < 60.0, "kept {rate}/s in sentinel: {s}");
+    assert!(s["dropped"]["budget"].as_u64().unwrap() > 20_000, "{s}");
+    cap.signal(libc::SIGUSR1);
+    until(port, Duration::from_secs(2), "SIGUSR1 -> diagnostic", |s| s["mode"] == "diagnostic");
+    std::thread::sleep(Duration::from_millis(2500));
+    let s = status(port);
+    let rate = s["samples_per_sec"].as_f64().unwrap();
+    assert!((rate - 3000.0).abs() < 300.0, "kept {rate}/s in diagnostic: {s}");
+    let (_, text) = http(mport, "GET", "/metrics", "");
+    assert!(text.contains("ms_agent_mode 1") && text.contains("ms_flow_samples_per_sec{flow=\"tcp 10.1.0.1:700"), "{text}");
+    let (code, log) = cap.stop();
+    assert!(code == 0 || code == 130, "exit {code}: {log}");
+    assert!(log.contains("samples offered at 20000/s"), "{log}");
+    // The trace reads as any other: modes, drops, and the analyses.
+    let text = stdout(&run(&["info", t]));
+    assert!(text.contains("diagnostic (SIGUSR1): 1500/s per CPU") && text.contains("over the budget (cpu1 "), "{text}");
+    let o = run(&["false-share", "-i", t]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (sent, diag) = {
+        let n = |m: &str| -> u64 {
+            let j = json(&run(&["report", "-i", t, "--mode", m, "--sort", "comm", "--format", "json"]));
+            j["rows"].as_array().unwrap().iter().map(|r| r["samples"].as_u64().unwrap()).sum()
+        };
+        (n("sentinel"), n("diagnostic"))
+    };
+    assert!(diag > 2 * sent && sent > 0, "sentinel {sent}, diagnostic {diag}");
+}

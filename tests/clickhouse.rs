@@ -665,3 +665,28 @@ fn a_full_disk_on_the_server_then_a_rerun_leaves_every_row_once() {
     assert!(want[0].1.starts_with("400000\t"), "{want:?}");
     assert_eq!(fingerprint(&s, "default", &id), want, "after the disk filled up");
 }
+
+#[test]
+fn a_paced_mock_streams_into_clickhouse_as_a_live_capture_does() {
+    // No root: the mock's synthetic host stands in for the kernel.
+    let dir = tmpdir();
+    let s = Server::start();
+    s.query("CREATE DATABASE mock");
+    let trace = dir.path().join("m.msen");
+    let o = msen()
+        .args(["record", "--mock", "false-sharing", "--rate", "20000", "--budget", "2000", "--duration", "3", "--flush", "0.3"])
+        .args(["--clickhouse", &s.url(), "--database", "mock", "--create-tables", "-o"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sends to ClickHouse while recording"), "{}", stderr(&o));
+    // What streamed in equals a fresh export of the finished trace.
+    let id = capture_id_in(&s, "mock", &trace);
+    s.query("CREATE DATABASE fresh");
+    let e = export(&s.url(), &["--database", "fresh", "--create-tables"], &[&trace]);
+    assert!(e.status.success(), "{}", stderr(&e));
+    let want = fingerprint(&s, "fresh", &id);
+    assert!(!want[0].1.starts_with("0\t"), "{want:?}");
+    assert_eq!(fingerprint(&s, "mock", &id), want);
+}

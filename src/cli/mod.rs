@@ -325,6 +325,11 @@ pub struct RecordArgs {
     /// Repetitions of the mock scenario's access pattern.
     #[arg(long, default_value_t = 1000, requires = "mock")]
     pub rounds: u64,
+    /// With --mock: play the scenario live at N samples per second through
+    /// the capture's own pipeline (budget, modes, metrics, control,
+    /// --clickhouse), until --duration or Ctrl-C, instead of writing it at once.
+    #[arg(long, value_name = "N", requires = "mock", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub rate: Option<u64>,
     /// Seed of the mock generator.
     #[arg(long, default_value_t = 1, requires = "mock")]
     pub seed: u64,
@@ -1306,6 +1311,9 @@ impl RecordArgs {
             Target::Tids(self.tids.clone())
         } else if workload.is_some() {
             Target::Command
+        } else if self.mock.is_some() && self.rate.is_some() {
+            // The mock's own synthetic host: nothing here is sampled.
+            Target::AllCpus
         } else {
             return Err(UsageError("nothing to record: give a command (`msen record ./app args`), -a (all CPUs), -p PID or -t TID".into()));
         };
@@ -1393,6 +1401,11 @@ impl RecordArgs {
             return Err(UsageError("--clickhouse follows the trace file as it is written; give -o FILE (not -o -)".into()));
         }
         let modes = self.mode_config()?;
+        if self.rate.is_some() && (self.switch_output.is_some() || self.flight_recorder.is_some()) {
+            return Err(UsageError(
+                "--switch-output and --flight-recorder are not available with --mock --rate yet; record the mock into one file".into(),
+            ));
+        }
         let flight = match &self.flight_recorder {
             Some(v) => {
                 let crate::record::SwitchOutput::Size(n) = parse_switch_output(&format!("size={v}"))

@@ -123,7 +123,8 @@ impl Rng {
     }
 }
 
-const PID: u32 = 4242;
+/// The mock process's pid (its threads are PID..PID+3).
+pub const PID: u32 = 4242;
 const CODE: u64 = 0x40_0000;
 const HEAP: u64 = 0x7f00_0000_0000;
 /// The streaming scenario's buffer: an anonymous mapping of 1 GiB.
@@ -248,7 +249,6 @@ fn mem_attr(config: u64) -> EventAttr {
     }
 }
 
-/// Write a synthetic trace of `scenario` to `path`; returns the sample count.
 /// The tag event's id in mock traces.
 const TAG_ID: u64 = 9;
 
@@ -296,12 +296,12 @@ fn tag_record(tid: u32, time: u64, cpu: u32, flow: Option<u64>) -> Vec<u8> {
     build_record(RecordType::SAMPLE, misc::USER, &b)
 }
 
-pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, command_line: Vec<String>) -> io::Result<u64> {
-    let samples = generate(scenario, rounds, seed);
-    let meta = Metadata {
+/// The metadata of a mock capture: the synthetic 2-socket host, the two
+/// memory events and the flow-tag event.
+pub fn metadata(scenario: Scenario, capture_id: String, command_line: Vec<String>) -> Metadata {
+    Metadata {
         msen_version: env!("CARGO_PKG_VERSION").to_string(),
-        // Generated traces are reproducible: the id follows the inputs.
-        capture_id: crate::trace::meta::content_capture_id(format!("mock {scenario:?} {rounds} {seed}").as_bytes()),
+        capture_id,
         hostname: "mock-2s".into(),
         kernel_release: "synthetic".into(),
         arch: "x86_64".into(),
@@ -331,10 +331,12 @@ pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, comma
         synthetic: true,
         target: format!("mock scenario {scenario:?}"),
         ..Default::default()
-    };
-    let mut w = TraceWriter::create(path, 3)?;
-    let g = |kind, n| BlockInfo { kind, stream: STREAM_GLOBAL, record_count: n, first_time: 0, last_time: 0 };
-    w.write_block(g(BlockKind::METADATA, 1), &serde_json::to_vec(&meta).map_err(io::Error::other)?)?;
+    }
+}
+
+/// The mock process's COMM and MMAP2 records (its threads, binary, heap
+/// and data mappings), at time 0.
+pub fn sideband(meta: &Metadata) -> Vec<u8> {
     let st = meta.events[0].attr.sample_type;
     let tr = |tid: u32| sample_id_trailer(st, PID, tid, 0, LOADS_ID, 0);
     let mut sb = Vec::new();
@@ -351,31 +353,65 @@ pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, comma
             sb.extend(mmap2_record(PID, PID, &m, &tr(PID)));
         }
     }
+    sb
+}
+
+/// One sample at `t` as the kernel writes it: its flow tag (every sample
+/// has one, kind "none" for the thread without a flow), then the sample.
+pub fn records(s: &MockSample, t: u64, out: &mut Vec<u8>) {
+    out.extend(tag_record(s.tid, t, s.cpu, mock_flow_of(s.tid)));
+    let mut b = Vec::with_capacity(80);
+    for v in [
+        if s.store { STORES_ID } else { LOADS_ID },
+        s.ip,
+        PID as u64 | ((s.tid as u64) << 32),
+        t,
+        s.addr,
+        s.cpu as u64,
+        2000,
+        s.weight,
+        s.data_src,
+        s.phys,
+    ] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend(build_record(RecordType::SAMPLE, misc::USER, &b));
+}
+
+/// The mock's flow for a thread, as its FlowInfo (None: the thread without one).
+pub fn flow_of(s: &MockSample) -> Option<crate::trace::meta::FlowInfo> {
+    let id = mock_flow_of(s.tid)?;
+    mock_flows().into_iter().find(|f| f.id == id)
+}
+
+/// The mock's flow table with these counters.
+pub fn flow_table(
+    counters: std::collections::BTreeMap<String, u64>,
+    per_cpu: std::collections::BTreeMap<String, Vec<u64>>,
+) -> crate::trace::meta::FlowTable {
+    crate::trace::meta::FlowTable { flows: mock_flows(), counters, per_cpu }
+}
+
+/// The mock host's CPUs.
+pub const CPUS: u32 = 16;
+
+/// Write a synthetic trace of `scenario` to `path`; returns the sample count.
+pub fn write_mock(path: &Path, scenario: Scenario, rounds: u64, seed: u64, command_line: Vec<String>) -> io::Result<u64> {
+    let samples = generate(scenario, rounds, seed);
+    // Generated traces are reproducible: the id follows the inputs.
+    let meta =
+        metadata(scenario, crate::trace::meta::content_capture_id(format!("mock {scenario:?} {rounds} {seed}").as_bytes()), command_line);
+    let mut w = TraceWriter::create(path, 3)?;
+    let g = |kind, n| BlockInfo { kind, stream: STREAM_GLOBAL, record_count: n, first_time: 0, last_time: 0 };
+    w.write_block(g(BlockKind::METADATA, 1), &serde_json::to_vec(&meta).map_err(io::Error::other)?)?;
+    let sb = sideband(&meta);
     w.write_block(g(BlockKind::SIDEBAND, 7), &sb)?;
     let mut buf = Vec::new();
     let mut count = 0u32;
     let (mut first, mut t) = (1_000_000u64, 1_000_000u64);
     for s in &samples {
         t += 500;
-        // Every sample has its tag, as with the kernel's: kind "none" for
-        // the thread without a flow.
-        buf.extend(tag_record(s.tid, t, s.cpu, mock_flow_of(s.tid)));
-        let mut b = Vec::with_capacity(80);
-        for v in [
-            if s.store { STORES_ID } else { LOADS_ID },
-            s.ip,
-            PID as u64 | ((s.tid as u64) << 32),
-            t,
-            s.addr,
-            s.cpu as u64,
-            2000,
-            s.weight,
-            s.data_src,
-            s.phys,
-        ] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        buf.extend(build_record(RecordType::SAMPLE, misc::USER, &b));
+        records(s, t, &mut buf);
         count += 1;
         if buf.len() >= crate::record::chunker::BLOCK_TARGET {
             w.write_block(BlockInfo { kind: BlockKind::SAMPLES, stream: 0, record_count: count, first_time: first, last_time: t }, &buf)?;

@@ -912,7 +912,7 @@ fn run(
         }
         if let Some(a) = agent.as_mut() {
             a.step(
-                flows.as_ref(),
+                flows.as_ref().map(|f| f as &dyn KernelSide),
                 Counts { samples: totals.0 + chunker.samples, lost: totals.1 + chunker.lost, throttled: totals.2 + chunker.throttled },
                 &mut chunker.flow_samples,
                 &mut writer,
@@ -1513,6 +1513,36 @@ impl std::fmt::Display for AgentError {
     }
 }
 
+/// What the agent drives on the kernel's side: the flow BPF program in a
+/// live capture, `MockKernel` (the same arithmetic in user space) in a
+/// paced mock one.
+trait KernelSide {
+    fn set_budget(&self, b: &crate::trace::meta::Budget) -> Result<(), crate::flow::FlowError>;
+    fn set_targets(&self, pids: &[u32], filters: &[crate::flow::FlowFilter]) -> Result<(), crate::flow::FlowError>;
+    /// The in-kernel counters by name, per CPU.
+    fn counters_per_cpu(&self) -> std::collections::BTreeMap<String, Vec<u64>>;
+    fn iface_counters(&self, iface: crate::flow::Iface) -> Option<crate::flow::IfaceCounters>;
+    fn flow_label(&self, id: u64) -> Option<String>;
+}
+
+impl KernelSide for crate::flow::FlowSession {
+    fn set_budget(&self, b: &crate::trace::meta::Budget) -> Result<(), crate::flow::FlowError> {
+        crate::flow::FlowSession::set_budget(self, b)
+    }
+    fn set_targets(&self, pids: &[u32], filters: &[crate::flow::FlowFilter]) -> Result<(), crate::flow::FlowError> {
+        crate::flow::FlowSession::set_targets(self, pids, filters)
+    }
+    fn counters_per_cpu(&self) -> std::collections::BTreeMap<String, Vec<u64>> {
+        crate::flow::FlowSession::counters_per_cpu(self)
+    }
+    fn iface_counters(&self, iface: crate::flow::Iface) -> Option<crate::flow::IfaceCounters> {
+        crate::flow::FlowSession::iface_counters(self, iface)
+    }
+    fn flow_label(&self, id: u64) -> Option<String> {
+        crate::flow::FlowSession::flow_label(self, id)
+    }
+}
+
 /// Whole-capture counts (every --switch-output file so far).
 #[derive(Debug, Clone, Copy)]
 struct Counts {
@@ -1623,7 +1653,7 @@ impl Agent {
 
     /// Once a second: turn the later event groups off while the budget drops
     /// most samples, and back on when it no longer does (an AGENT block each).
-    fn shed_or_restore(&mut self, flows: &crate::flow::FlowSession, w: &mut TraceWriter) -> Result<(), AgentError> {
+    fn shed_or_restore(&mut self, flows: &dyn KernelSide, w: &mut TraceWriter) -> Result<(), AgentError> {
         if self.sheddable.is_empty() || self.modes.is_none() || self.last_shed_look.elapsed() < Duration::from_secs(1) {
             return Ok(());
         }
@@ -1678,7 +1708,7 @@ impl Agent {
         .map_err(AgentError::Write)
     }
 
-    fn put_in_force(&self, s: &super::control::Switch, flows: &crate::flow::FlowSession, w: &mut TraceWriter) -> Result<(), AgentError> {
+    fn put_in_force(&self, s: &super::control::Switch, flows: &dyn KernelSide, w: &mut TraceWriter) -> Result<(), AgentError> {
         flows.set_budget(&s.budget).map_err(AgentError::Bpf)?;
         // Interrupts the budget would drop are not taken: the sampling
         // frequency follows the budget (a quarter above it, so the bucket
@@ -1710,7 +1740,7 @@ impl Agent {
 
     fn step(
         &mut self,
-        flows: Option<&crate::flow::FlowSession>,
+        flows: Option<&dyn KernelSide>,
         n: Counts,
         flow_samples: &mut std::collections::HashMap<u64, u64>,
         w: &mut TraceWriter,
@@ -1806,7 +1836,7 @@ impl Agent {
         if dt < Duration::from_secs(1) && todo.is_empty() && requests.is_empty() {
             return Ok(());
         }
-        let per_cpu = flows.map(crate::flow::FlowSession::counters_per_cpu).unwrap_or_default();
+        let per_cpu = flows.map(|f| f.counters_per_cpu()).unwrap_or_default();
         let total = |k: &str| per_cpu.get(k).map_or(0, |v| v.iter().sum::<u64>());
         let mut dropped = std::collections::BTreeMap::new();
         for (k, reason) in [
@@ -1870,4 +1900,212 @@ impl Agent {
         }
         Ok(())
     }
+}
+
+/// The kernel side of a paced mock capture: the sampling program's budget,
+/// minimum gap and target filters, applied in user space with the same
+/// arithmetic, and its counters.
+#[derive(Debug)]
+struct MockKernel {
+    budget: std::cell::Cell<crate::trace::meta::Budget>,
+    buckets: std::cell::RefCell<Vec<super::control::Bucket>>,
+    targets: std::cell::RefCell<(Vec<u32>, Vec<crate::flow::FlowFilter>)>,
+    /// counter name -> per CPU (the names of flow::COUNTER_NAMES).
+    counters: std::cell::RefCell<std::collections::BTreeMap<String, Vec<u64>>>,
+}
+
+impl MockKernel {
+    fn new(cpus: usize) -> MockKernel {
+        MockKernel {
+            budget: Default::default(),
+            buckets: std::cell::RefCell::new(vec![Default::default(); cpus]),
+            targets: Default::default(),
+            counters: std::cell::RefCell::new(crate::flow::COUNTER_NAMES.iter().map(|n| (n.to_string(), vec![0; cpus])).collect()),
+        }
+    }
+
+    fn bump(&self, name: &str, cpu: usize) {
+        if let Some(v) = self.counters.borrow_mut().get_mut(name).and_then(|v| v.get_mut(cpu)) {
+            *v += 1;
+        }
+    }
+
+    /// The sampling program's decision for one sample: filters, then the budget.
+    fn admit(&self, s: &super::mock::MockSample, now: u64) -> bool {
+        let cpu = s.cpu as usize;
+        let (pids, filters) = &*self.targets.borrow();
+        if !pids.is_empty() && !pids.contains(&super::mock::PID) {
+            self.bump("dropped_by_pid_filter", cpu);
+            return false;
+        }
+        if !filters.is_empty() && !super::mock::flow_of(s).is_some_and(|f| filters.iter().any(|ff| ff.matches(&f))) {
+            self.bump("dropped_by_flow_filter", cpu);
+            return false;
+        }
+        let verdict = self.buckets.borrow_mut().get_mut(cpu).map(|k| k.admit(&self.budget.get(), now));
+        match verdict {
+            Some(Err(super::control::Drop::Budget)) => {
+                self.bump("dropped_by_budget", cpu);
+                false
+            }
+            Some(Err(super::control::Drop::MinGap)) => {
+                self.bump("dropped_by_min_gap", cpu);
+                false
+            }
+            _ => {
+                self.bump("tags", cpu);
+                true
+            }
+        }
+    }
+}
+
+impl KernelSide for MockKernel {
+    fn set_budget(&self, b: &crate::trace::meta::Budget) -> Result<(), crate::flow::FlowError> {
+        self.budget.set(*b);
+        Ok(())
+    }
+    fn set_targets(&self, pids: &[u32], filters: &[crate::flow::FlowFilter]) -> Result<(), crate::flow::FlowError> {
+        *self.targets.borrow_mut() = (pids.to_vec(), filters.to_vec());
+        Ok(())
+    }
+    fn counters_per_cpu(&self) -> std::collections::BTreeMap<String, Vec<u64>> {
+        self.counters.borrow().clone()
+    }
+    fn iface_counters(&self, _iface: crate::flow::Iface) -> Option<crate::flow::IfaceCounters> {
+        // The mock has no network interfaces.
+        None
+    }
+    fn flow_label(&self, id: u64) -> Option<String> {
+        super::mock::flow_table(Default::default(), Default::default()).flows.into_iter().find(|f| f.id == id).map(|f| f.text())
+    }
+}
+
+/// `msen record --mock SCENARIO --rate N`: the scenario's samples, N a
+/// second, through the capture's own parts (the chunker and its flushes,
+/// the budget and modes, the status and metrics, the control API, and a
+/// follower exporting to ClickHouse), as samples of the synthetic 2-socket
+/// host would arrive from its rings.
+pub fn record_mock(cfg: &RecordConfig, scenario: super::mock::Scenario, rate: u64, seed: u64) -> Result<RecordSummary, RecordError> {
+    STOP.store(false, Ordering::SeqCst);
+    install_signal_handlers();
+    if cfg.modes.is_some() {
+        USR1.store(false, Ordering::SeqCst);
+        let handler: extern "C" fn(libc::c_int) = on_usr1;
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        unsafe {
+            libc::signal(libc::SIGUSR1, handler as libc::sighandler_t);
+        }
+    }
+    let started = Instant::now();
+    let mut notes = Vec::new();
+    let write_err = |source| RecordError::Write { path: cfg.output.clone(), err: source };
+    let mut meta = super::mock::metadata(scenario, crate::trace::meta::new_capture_id(), cfg.command_line.clone());
+    meta.start_unix_ns = sysinfo::unix_ns();
+    meta.start_clock_ns = sysinfo::monotonic_ns();
+    meta.target = format!("mock scenario {scenario:?} at {rate} samples/s");
+    let mut writer = create_output(cfg).map_err(|source| RecordError::Output { path: cfg.output.clone(), err: source })?;
+    write_metadata(&mut writer, &meta).map_err(write_err)?;
+    let cpus = super::mock::CPUS as usize;
+    let mut chunker = Chunker::new(&meta.events, cpus);
+    chunker.count_flows = cfg.control.is_some();
+    chunker.push_synthesized(&super::mock::sideband(&meta), &mut writer).map_err(write_err)?;
+    let kernel = MockKernel::new(cpus);
+    let mut agent = match (&cfg.modes, &cfg.control) {
+        (None, None) => None,
+        (m, c) => {
+            let a = Agent::new(m.clone().map(super::control::Modes::new), c.clone(), Vec::new(), None);
+            if let Some(modes) = &a.modes {
+                a.put_in_force(&modes.start(), &kernel, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
+            }
+            Some(a)
+        }
+    };
+    if !cfg.flow_config.pids.is_empty() || !cfg.flow_config.filters.is_empty() {
+        let _ = kernel.set_targets(&cfg.flow_config.pids, &cfg.flow_config.filters);
+    }
+    // The scenario's access pattern, played in a loop.
+    let pattern = super::mock::generate(scenario, 1000, seed);
+    if pattern.is_empty() {
+        return Err(RecordError::Other(format!("mock scenario {scenario:?} generates no samples")));
+    }
+    let deadline = cfg.duration.map(|d| Instant::now() + d);
+    let (mut emitted, mut next) = (0u64, 0usize);
+    let mut per_cpu: Vec<Vec<u8>> = vec![Vec::new(); cpus];
+    let mut last_flush = Instant::now();
+    let stop_reason;
+    loop {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = sysinfo::monotonic_ns();
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        let n = due.saturating_sub(emitted);
+        for k in 0..n {
+            let s = &pattern[next];
+            next = (next + 1) % pattern.len();
+            // Spread over the last tick, in order.
+            let t = now.saturating_sub(10_000_000) + k * 10_000_000 / n.max(1);
+            if kernel.admit(s, t) {
+                super::mock::records(s, t, &mut per_cpu[s.cpu as usize % cpus]);
+            }
+        }
+        emitted += n;
+        for (cpu, buf) in per_cpu.iter_mut().enumerate() {
+            if !buf.is_empty() {
+                chunker.push(cpu, cpu as u32, buf, &mut writer).map_err(write_err)?;
+                buf.clear();
+            }
+        }
+        if last_flush.elapsed() >= cfg.flush_interval {
+            chunker.flush_all(&mut writer).map_err(write_err)?;
+            if let Some(f) = &cfg.flushed {
+                f.store(writer.position(), Ordering::Release);
+            }
+            last_flush = Instant::now();
+        }
+        if let Some(a) = agent.as_mut() {
+            let counts = Counts { samples: chunker.samples, lost: 0, throttled: 0 };
+            a.step(Some(&kernel), counts, &mut chunker.flow_samples, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
+        }
+        if STOP.load(Ordering::SeqCst) {
+            stop_reason = "signal";
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            stop_reason = "duration";
+            break;
+        }
+    }
+    chunker.finish(&mut writer).map_err(write_err)?;
+    let per = kernel.counters_per_cpu();
+    let totals = per.iter().map(|(k, v)| (k.clone(), v.iter().sum())).collect();
+    write_flows(&mut writer, &super::mock::flow_table(totals, per)).map_err(write_err)?;
+    let end = CaptureEnd {
+        end_unix_ns: sysinfo::unix_ns(),
+        end_clock_ns: sysinfo::monotonic_ns(),
+        samples: chunker.samples,
+        stop_reason: stop_reason.to_string(),
+        ..Default::default()
+    };
+    let global = BlockInfo { kind: BlockKind::CAPTURE_END, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 };
+    writer.write_block(global, &serde_json::to_vec(&end).map_err(|e| RecordError::Other(e.to_string()))?).map_err(write_err)?;
+    let bytes = writer.finish().map_err(write_err)?;
+    let c = kernel.counters_per_cpu();
+    let sum = |k: &str| c.get(k).map_or(0, |v| v.iter().sum::<u64>());
+    notes.push(format!(
+        "mock {scenario:?}: {emitted} samples offered at {rate}/s, {} kept, {} over the budget, {} closer than --hard-drop-ns, {} filtered",
+        sum("tags"),
+        sum("dropped_by_budget"),
+        sum("dropped_by_min_gap"),
+        sum("dropped_by_pid_filter") + sum("dropped_by_flow_filter")
+    ));
+    Ok(RecordSummary {
+        path: cfg.output.clone(),
+        samples: chunker.samples,
+        lost: 0,
+        bytes,
+        elapsed: started.elapsed(),
+        software_only: false,
+        workload_exit: None,
+        notes,
+    })
 }
