@@ -154,6 +154,15 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// SIGUSR1 arrived: a mode trigger (with --mode).
 static USR1: AtomicBool = AtomicBool::new(false);
 
+/// Catch `sig` with `handler`, which sets `flag` (cleared first).
+fn catch(sig: libc::c_int, flag: &AtomicBool, handler: extern "C" fn(libc::c_int)) {
+    flag.store(false, Ordering::SeqCst);
+    // SAFETY: the handlers only store to an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(sig, handler as libc::sighandler_t);
+    }
+}
+
 extern "C" fn on_usr1(_sig: libc::c_int) {
     USR1.store(true, Ordering::SeqCst);
 }
@@ -492,20 +501,10 @@ pub fn record(cfg: &RecordConfig) -> Result<RecordSummary, RecordError> {
     // snapshot (--flight-recorder): caught from the start, so an early one
     // never ends msen.
     if cfg.rotation.as_ref().is_some_and(|r| r.switch == SwitchOutput::Signal || r.flight.is_some()) {
-        USR2.store(false, Ordering::SeqCst);
-        let handler: extern "C" fn(libc::c_int) = on_usr2;
-        // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        unsafe {
-            libc::signal(libc::SIGUSR2, handler as libc::sighandler_t);
-        }
+        catch(libc::SIGUSR2, &USR2, on_usr2);
     }
     if cfg.modes.is_some() {
-        USR1.store(false, Ordering::SeqCst);
-        let handler: extern "C" fn(libc::c_int) = on_usr1;
-        // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        unsafe {
-            libc::signal(libc::SIGUSR1, handler as libc::sighandler_t);
-        }
+        catch(libc::SIGUSR1, &USR1, on_usr1);
     }
     let mut notes = Vec::new();
     let started = Instant::now();
@@ -1543,6 +1542,16 @@ impl KernelSide for crate::flow::FlowSession {
     }
 }
 
+/// One AGENT block (a mode switch, new targets, shedding), written as it happens.
+fn write_agent_event(w: &mut TraceWriter, ev: &crate::trace::meta::AgentEvent) -> Result<(), AgentError> {
+    let json = serde_json::to_vec(ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
+    w.write_block(
+        BlockInfo { kind: BlockKind::AGENT, stream: STREAM_GLOBAL, record_count: 1, first_time: ev.time, last_time: ev.time },
+        &json,
+    )
+    .map_err(AgentError::Write)
+}
+
 /// Whole-capture counts (every --switch-output file so far).
 #[derive(Debug, Clone, Copy)]
 struct Counts {
@@ -1700,12 +1709,7 @@ impl Agent {
             budget: m.map(super::control::Modes::budget).unwrap_or_default(),
             detail,
         };
-        let json = serde_json::to_vec(&ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
-        w.write_block(
-            BlockInfo { kind: BlockKind::AGENT, stream: STREAM_GLOBAL, record_count: 1, first_time: ev.time, last_time: ev.time },
-            &json,
-        )
-        .map_err(AgentError::Write)
+        write_agent_event(w, &ev)
     }
 
     fn put_in_force(&self, s: &super::control::Switch, flows: &dyn KernelSide, w: &mut TraceWriter) -> Result<(), AgentError> {
@@ -1730,12 +1734,7 @@ impl Agent {
             budget: s.budget,
             detail: String::new(),
         };
-        let json = serde_json::to_vec(&ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
-        w.write_block(
-            BlockInfo { kind: BlockKind::AGENT, stream: STREAM_GLOBAL, record_count: 1, first_time: ev.time, last_time: ev.time },
-            &json,
-        )
-        .map_err(AgentError::Write)
+        write_agent_event(w, &ev)
     }
 
     fn step(
@@ -1777,18 +1776,7 @@ impl Agent {
                             list(filters.iter().map(|f| f.to_string()).collect())
                         ),
                     };
-                    let json = serde_json::to_vec(&ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
-                    w.write_block(
-                        BlockInfo {
-                            kind: BlockKind::AGENT,
-                            stream: STREAM_GLOBAL,
-                            record_count: 1,
-                            first_time: ev.time,
-                            last_time: ev.time,
-                        },
-                        &json,
-                    )
-                    .map_err(AgentError::Write)?;
+                    write_agent_event(w, &ev)?;
                 }
                 _ => {}
             }
@@ -1990,12 +1978,7 @@ pub fn record_mock(cfg: &RecordConfig, scenario: super::mock::Scenario, rate: u6
     STOP.store(false, Ordering::SeqCst);
     install_signal_handlers();
     if cfg.modes.is_some() {
-        USR1.store(false, Ordering::SeqCst);
-        let handler: extern "C" fn(libc::c_int) = on_usr1;
-        // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        unsafe {
-            libc::signal(libc::SIGUSR1, handler as libc::sighandler_t);
-        }
+        catch(libc::SIGUSR1, &USR1, on_usr1);
     }
     let started = Instant::now();
     let mut notes = Vec::new();
