@@ -207,7 +207,9 @@ fn call_graph_text_equals_perf_report() {
                             })
                             .filter(|(name, share)| !(name == "[...]" && share.is_some_and(|s| s <= 0.15)))
                             .collect();
-                        v.sort_by(|a, b| a.0.cmp(&b.0));
+                        // A total order: a name may come twice (a sibling
+                        // with its share, and a chain's continuation without).
+                        v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal)));
                         v
                     }
                     let (ft, fo) = (frames(t), frames(o));
