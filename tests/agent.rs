@@ -746,6 +746,8 @@ fn the_flight_recorder_stays_within_its_size_and_snapshots_the_last_seconds_on_a
         "-g",
         "--flight-recorder",
         "256K",
+        "--max-files",
+        "2",
         "--control",
         &ps,
         "-o",
@@ -775,8 +777,17 @@ fn the_flight_recorder_stays_within_its_size_and_snapshots_the_last_seconds_on_a
     assert!(body.contains(r#""accepted":false"#), "{body}");
     let (code, body) = http(port, "POST", "/api/v1/alert", r#"{"status":"firing","alerts":[{"labels":{"alertname":"HighLatency"}}]}"#);
     assert_eq!(code, 200, "{body}");
-    until(port, Duration::from_secs(20), "alert -> snapshot", |s| s["snapshots"].as_array().is_some_and(|a| a.len() == 2));
+    let two = until(port, Duration::from_secs(20), "alert -> snapshot", |s| s["snapshots"].as_array().is_some_and(|a| a.len() == 2));
+    let _ = two;
+    let first = status(port)["snapshots"][0].as_str().unwrap().to_string();
     assert_eq!(http(port, "POST", "/api/v1/alert", "{}").0, 400);
+    // A third: --max-files 2 keeps the newest two, the first is removed.
+    std::thread::sleep(Duration::from_millis(1100));
+    cap.signal(libc::SIGUSR2);
+    until(port, Duration::from_secs(20), "a third snapshot", |s| {
+        s["snapshots"].as_array().is_some_and(|a| a.len() == 2 && a[0].as_str() != Some(first.as_str()))
+    });
+    assert!(!Path::new(&first).exists(), "{first} was kept past --max-files 2");
     let (code, log) = cap.stop();
     assert!(code == 0 || code == 130, "exit {code}: {log}");
     assert!(!seg_dir.exists(), "the segments are removed at the end");
@@ -788,7 +799,7 @@ fn the_flight_recorder_stays_within_its_size_and_snapshots_the_last_seconds_on_a
         let len = std::fs::metadata(s).unwrap().len();
         assert!(len <= 256 << 10, "a snapshot of {len} bytes");
         let stop = info["capture_end"]["stop_reason"].as_str().unwrap();
-        assert_eq!(stop, if i == 0 { "snapshot: SIGUSR2" } else { "snapshot: alert: HighLatency" });
+        assert_eq!(stop, if i == 0 { "snapshot: alert: HighLatency" } else { "snapshot: SIGUSR2" });
         // The last seconds: it ends at the trigger and starts well after the
         // capture did (older segments were dropped).
         let [first, last] = [0, 1].map(|k| info["time_range_ns"][k].as_u64().unwrap());
@@ -998,4 +1009,178 @@ fn the_mock_drives_the_same_pipeline_budget_modes_metrics_and_control() {
         (n("sentinel"), n("diagnostic"))
     };
     assert!(diag > 2 * sent && sent > 0, "sentinel {sent}, diagnostic {diag}");
+}
+
+/// One family's samples in an exposition: (labels, value).
+fn family(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, v) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            Some((labels.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Scrape until `name` has samples (the rollups publish after each second).
+fn scrape_until(port: u16, name: &str) -> (String, Vec<(String, f64)>) {
+    let t0 = Instant::now();
+    loop {
+        let (code, text) = http(port, "GET", "/metrics", "");
+        let rows = family(&text, name);
+        if code == 200 && !rows.is_empty() {
+            return (text, rows);
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "no {name} in 20 s:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The live rollups (ms_flow_micromiss_rate, ms_false_sharing_score,
+/// ms_remote_dram_hotspot) on the mock's scenarios, whose answers are known:
+/// the falsely shared line is named with its mapping and process, a truly
+/// shared line is not, remote loads are named by flow, node and interface,
+/// and each agrees with the offline analysis of the same trace.
+#[test]
+fn the_live_rollups_name_the_falsely_shared_line_the_remote_memory_and_the_busy_functions() {
+    let dir = tmpdir();
+    let capture = |scenario: &str, family_name: &str| -> (String, Vec<(String, f64)>, std::path::PathBuf) {
+        let trace = dir.path().join(format!("{scenario}.msen"));
+        let mport = free_port();
+        let ms = mport.to_string();
+        let mut cap = Capture::start(&["--mock", scenario, "--rate", "4000", "--metrics", &ms, "-o", trace.to_str().unwrap()]);
+        cap.wait_said("metrics at");
+        // Two whole seconds in the window, so rates are steady.
+        std::thread::sleep(Duration::from_millis(2200));
+        let (text, rows) = scrape_until(mport, family_name);
+        let (code, log) = cap.stop();
+        assert!(code == 0 || code == 130, "exit {code}: {log}");
+        (text, rows, trace)
+    };
+
+    let (text, rows, trace) = capture("false-sharing", "ms_false_sharing_score");
+    assert_eq!(rows.len(), 1, "{text}");
+    assert_eq!(rows[0].0, r#"line="0x7f0000001000",mapping="[heap]",pid="4242""#, "{text}");
+    // Two HITM loads in five samples, at 4000/s.
+    assert!((rows[0].1 - 1600.0).abs() < 250.0, "{text}");
+    let j = json(&run(&["false-share", "-i", trace.to_str().unwrap(), "--format", "json"]));
+    let top = &j["cachelines"][0];
+    assert!(top["verdict"].as_str().unwrap().starts_with("false sharing"), "{top}");
+    assert_eq!(top["address"], "0x7f0000001000", "{top}");
+    // The functions: the mock binary is not on this host, so by offset in it.
+    let micro = family(&text, "ms_flow_micromiss_rate");
+    assert!(micro.len() >= 4 && micro.len() <= 20, "{text}");
+    assert!(
+        micro.iter().any(|(l, v)| l.starts_with(r#"flow="tcp 10.1.0.1:7002"#) && l.contains(r#"function="mockapp+0x110""#) && *v > 0.0),
+        "{text}"
+    );
+
+    // True sharing: contended, but one word; no false-sharing score.
+    let (text, _, _) = capture("true-sharing", "ms_flow_micromiss_rate");
+    assert!(family(&text, "ms_false_sharing_score").is_empty(), "{text}");
+
+    let (text, rows, trace) = capture("remote-dram", "ms_remote_dram_hotspot");
+    // Thread 1 (flow 7002) does two remote loads in three, thread 3 (no flow) one.
+    let flow = rows.iter().find(|(l, _)| l.starts_with(r#"flow="tcp 10.1.0.1:7002"#)).unwrap_or_else(|| panic!("{text}"));
+    assert!(flow.0.ends_with(r#"numa="1",ifindex="3""#), "{text}");
+    let none = rows.iter().find(|(l, _)| l.starts_with(r#"flow="[no flow]""#)).unwrap_or_else(|| panic!("{text}"));
+    assert!((flow.1 / none.1 - 1.0).abs() < 0.2, "1:1 of the samples: {text}");
+    // The same split as msen numa's flows on the trace.
+    let j = json(&run(&["numa", "-i", trace.to_str().unwrap(), "--format", "json"]));
+    let offline: Vec<(String, f64)> =
+        j["flows"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap().to_string(), f["remote"].as_f64().unwrap())).collect();
+    let total: f64 = offline.iter().map(|f| f.1).sum();
+    let live_total: f64 = rows.iter().map(|r| r.1).sum();
+    for (name, remote) in &offline {
+        let live = rows.iter().filter(|(l, _)| l.starts_with(&format!("flow=\"{name}\""))).map(|r| r.1).sum::<f64>();
+        assert!((live / live_total - remote / total).abs() < 0.05, "{name}: live {live} of {live_total}, offline {remote} of {total}");
+    }
+}
+
+/// POST /api/v1/pmu-config turns an event off and sets another's rate in
+/// the kernel; GET lists the events with their multiplexing scale, which
+/// ms_pmu_scale exposes; the trace records each change.
+#[test]
+fn pmu_config_tunes_the_opened_events_and_the_scale_is_exposed() {
+    if !require_root("pmu_config_tunes_the_opened_events_and_the_scale_is_exposed") {
+        return;
+    }
+    let dir = tmpdir();
+    let trace = dir.path().join("pmu.msen");
+    let t = trace.to_str().unwrap();
+    let (port, mport) = (free_port(), free_port());
+    let (ps, ms) = (port.to_string(), mport.to_string());
+    let mut args = vec!["-e", "cpu-clock,task-clock", "-F", "1000", "--control", &ps, "--metrics", &ms, "-o", t];
+    args.extend(BUSY_CPU0);
+    let mut cap = Capture::start(&args);
+    cap.wait_said("control API at");
+    let get = || -> serde_json::Value {
+        let (code, body) = http(port, "GET", "/api/v1/pmu-config", "");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let t0 = Instant::now();
+    let events = loop {
+        let v = get();
+        if v["events"].as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|e| e["scale"].is_number())) {
+            break v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "no scale in 20 s: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for e in events["events"].as_array().unwrap() {
+        assert_eq!(e["sampling"], "freq", "{events}");
+        assert_eq!(e["rate"], 1000, "{events}");
+        // Software events are never multiplexed off a PMU.
+        assert_eq!(e["scale"], 1.0, "{events}");
+    }
+    let (_, rows) = scrape_until(mport, "ms_pmu_scale");
+    assert_eq!(rows, vec![(r#"event="cpu-clock""#.to_string(), 1.0), (r#"event="task-clock""#.to_string(), 1.0)]);
+    for (body, code) in [
+        (r#"{"event":"cycles","enabled":false}"#, 400),
+        (r#"{"event":"cpu-clock","period":100}"#, 400),
+        (r#"{"event":"cpu-clock"}"#, 400),
+        (r#"{"event":"cpu-clock","freq":0}"#, 400),
+        ("not json", 400),
+    ] {
+        let (c, text) = http(port, "POST", "/api/v1/pmu-config", body);
+        assert_eq!(c, code, "{body}: {text}");
+    }
+    assert_eq!(http(port, "PUT", "/api/v1/pmu-config", "{}").0, 405);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (c, text) = http(port, "POST", "/api/v1/pmu-config", r#"{"event":"task-clock","enabled":false}"#);
+    assert_eq!(c, 200, "{text}");
+    let (c, text) = http(port, "POST", "/api/v1/pmu-config", r#"{"event":"cpu-clock","freq":200}"#);
+    assert_eq!(c, 200, "{text}");
+    let t0 = Instant::now();
+    loop {
+        let v = get();
+        let e = v["events"].as_array().unwrap();
+        if e[0]["rate"] == 200 && e[1]["enabled"] == false {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "not in force in 5 s: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let (code, log) = cap.stop();
+    assert!(code == 0 || code == 130, "exit {code}: {log}");
+    // The trace: both changes, then no task-clock sample and cpu-clock at 200/s.
+    let info = info_json(&trace);
+    let changes: Vec<&serde_json::Value> = info["agent"].as_array().unwrap().iter().filter(|e| e["kind"] == "pmu-config").collect();
+    assert_eq!(changes.len(), 2, "{info}");
+    assert_eq!(changes[0]["detail"], "task-clock: off", "{info}");
+    assert_eq!(changes[1]["detail"], "cpu-clock: 200 Hz", "{info}");
+    let after = changes[1]["time"].as_u64().unwrap() + 100_000_000;
+    let end = info["time_range_ns"][1].as_u64().unwrap();
+    let span = format!("{}.{:09},", after / 1_000_000_000, after % 1_000_000_000);
+    let j = json(&run(&["report", "-i", t, "--time", &span, "--sort", "event", "--no-children", "--format", "json"]));
+    let rows = j["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["event"] != "task-clock"), "task-clock after it was turned off: {j}");
+    let n: u64 = rows.iter().filter(|r| r["event"] == "cpu-clock").map(|r| r["samples"].as_u64().unwrap()).sum();
+    let rate = n as f64 / ((end - after) as f64 / 1e9);
+    assert!(rate > 140.0 && rate < 260.0, "cpu-clock at {rate:.0}/s after asking for 200 Hz ({n} samples)");
 }

@@ -7,8 +7,9 @@ use crate::record::control::{Control, ModeConfig, Request as Ctl};
 use crate::trace::meta::{Budget, Mode};
 use serde_json::{json, Value};
 
-/// The paths and the method each takes.
+/// The paths and the methods each takes (as an Allow header lists them).
 const ROUTES: &[(&str, &str)] = &[
+    ("/api/v1/pmu-config", "GET, POST"),
     ("/api/v1/status", "GET"),
     ("/api/v1/mode", "POST"),
     ("/api/v1/token-bucket", "POST"),
@@ -119,7 +120,7 @@ pub fn handle(req: &Request, control: &Control, token: Option<&str>) -> Response
         let paths: Vec<&str> = ROUTES.iter().map(|(p, _)| *p).collect();
         return Response::error(404, &format!("no such endpoint {}; the endpoints are {}", req.path, paths.join(", ")));
     };
-    if req.method != method {
+    if !method.split(", ").any(|m| m == req.method) {
         return Response::method_not_allowed(method);
     }
     let body = || -> Result<Value, Response> {
@@ -224,6 +225,27 @@ pub fn handle(req: &Request, control: &Control, token: Option<&str>) -> Response
                 Err(e) => Response::error(400, &e),
             }
         }
+        "/api/v1/pmu-config" if req.method == "GET" => match control.status() {
+            Some(s) => Response::json(200, &json!({ "events": s.events })),
+            None => Response::error(503, "the capture is starting; retry in a second"),
+        },
+        "/api/v1/pmu-config" => {
+            let v = match body() {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let Some(status) = control.status() else {
+                return Response::error(503, "the capture is starting; retry in a second");
+            };
+            match pmu_change(v, &status.events, max_sample_rate()) {
+                Ok(c) => {
+                    let text = json!({ "accepted": true, "event": c.event, "enabled": c.enabled, "freq": c.freq, "period": c.period });
+                    control.request(Ctl::PmuConfig(c));
+                    Response::json(200, &text)
+                }
+                Err(e) => Response::error(400, &e),
+            }
+        }
         "/api/v1/symbols/jit" => match body().map_err(Some).and_then(|v| jit_symbols(&v).map_err(|e| Some(Response::error(400, &e)))) {
             Ok((pid, map, n)) => {
                 control.request(Ctl::RegisterJit { pid, map });
@@ -264,4 +286,80 @@ fn token_bucket(v: &Value, control: &Control) -> Result<(Mode, Budget), String> 
         return Err("burst must be at least 1 sample".into());
     }
     Ok((mode, ModeConfig::budget(rate, burst, num("hard_drop_ns")?.unwrap_or(0))))
+}
+
+/// The kernel's cap on sampling frequencies (it refuses a higher one).
+fn max_sample_rate() -> u64 {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate").ok().and_then(|t| t.trim().parse().ok()).unwrap_or(100_000)
+}
+
+/// `{"event": NAME, "enabled"?: bool, "freq"?: HZ, "period"?: N}`, checked
+/// against the opened events: a rate of the kind the event was opened with.
+fn pmu_change(v: Value, events: &[crate::record::control::EventState], max_freq: u64) -> Result<crate::record::control::PmuChange, String> {
+    let c: crate::record::control::PmuChange = serde_json::from_value(v)
+        .map_err(|e| format!("{e}; give {{\"event\": NAME, \"enabled\"?: true|false, \"freq\"?: HZ, \"period\"?: N}}"))?;
+    let Some(e) = events.iter().find(|e| e.name == c.event) else {
+        let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+        return Err(if names.is_empty() {
+            "this capture has no events to tune (a mock capture)".into()
+        } else {
+            format!("no event {:?} in this capture; its events: {} (a new event needs a new msen record)", c.event, names.join(", "))
+        });
+    };
+    match (c.enabled, c.freq, c.period) {
+        (None, None, None) => return Err("nothing to change: give \"enabled\", \"freq\" or \"period\"".into()),
+        (_, Some(_), Some(_)) => return Err("give \"freq\" or \"period\", not both".into()),
+        _ => {}
+    }
+    if let Some(f) = c.freq {
+        if e.sampling != "freq" {
+            return Err(format!("{} was opened with a period (-c): give \"period\"", e.name));
+        }
+        if f == 0 || f > max_freq {
+            return Err(format!("freq must be 1..={max_freq} Hz (kernel.perf_event_max_sample_rate), not {f}"));
+        }
+    }
+    if let Some(p) = c.period {
+        if e.sampling != "period" {
+            return Err(format!("{} was opened with a frequency (-F): give \"freq\"", e.name));
+        }
+        if p == 0 {
+            return Err("period must be at least 1".into());
+        }
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::record::control::EventState;
+
+    fn events() -> Vec<EventState> {
+        vec![
+            EventState { name: "cpu-clock".into(), enabled: true, sampling: "freq", rate: 4000, ..Default::default() },
+            EventState { name: "page-faults".into(), enabled: true, sampling: "period", rate: 1, ..Default::default() },
+        ]
+    }
+
+    #[test]
+    fn pmu_changes_are_checked_against_the_opened_events() {
+        let ok = pmu_change(json!({"event": "cpu-clock", "freq": 500}), &events(), 100_000).unwrap();
+        assert_eq!(ok.freq, Some(500));
+        assert!(pmu_change(json!({"event": "page-faults", "enabled": false}), &events(), 100_000).is_ok());
+        for (bad, why) in [
+            (json!({"event": "cycles", "enabled": false}), "no event \"cycles\""),
+            (json!({"event": "cpu-clock"}), "nothing to change"),
+            (json!({"event": "cpu-clock", "period": 10}), "give \"freq\""),
+            (json!({"event": "page-faults", "freq": 10}), "give \"period\""),
+            (json!({"event": "cpu-clock", "freq": 200000}), "1..=100000"),
+            (json!({"event": "cpu-clock", "freq": 10, "period": 10}), "not both"),
+            (json!({"event": "cpu-clock", "enabled": "no"}), "invalid type"),
+            (json!({"event": "cpu-clock", "rate": 10}), "unknown field"),
+        ] {
+            let e = pmu_change(bad.clone(), &events(), 100_000).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! OpenMetrics text), built from the last status the capture published.
 
 use crate::record::control::Status;
+use crate::record::rollup::Tops;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,8 +17,8 @@ pub const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The exposition in the format the scraper's Accept header prefers:
 /// OpenMetrics when it names it (Prometheus does), else text 0.0.4.
-pub fn negotiate(accept: Option<&str>, s: &Status) -> (&'static str, String) {
-    let open = render(s);
+pub fn negotiate(accept: Option<&str>, s: &Status, tops: Option<&Tops>) -> (&'static str, String) {
+    let open = render(s, tops);
     if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
         (OPENMETRICS, open)
     } else {
@@ -64,8 +65,14 @@ fn counter(r: &mut Registry, name: &str, help: &str, v: u64) {
     r.register(name, help, c);
 }
 
+type Labels = Vec<(String, String)>;
+
+fn labels(kv: &[(&str, String)]) -> Labels {
+    kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
 /// The text a scrape gets.
-pub fn render(s: &Status) -> String {
+pub fn render(s: &Status, tops: Option<&Tops>) -> String {
     let mut r = Registry::default();
     gauge_i64(&mut r, "ms_agent_mode", "The agent's mode: 0 sentinel (low budget), 1 diagnostic (high budget)", s.mode as i64);
     gauge_i64(&mut r, "ms_agent_auto", "1 when triggers choose the mode (--mode auto), 0 when it is pinned", s.auto as i64);
@@ -90,6 +97,62 @@ pub fn render(s: &Status) -> String {
         flows.get_or_create(&vec![("flow".to_string(), flow.clone())]).set(*rate);
     }
     r.register("ms_flow_samples_per_sec", "Samples per second of the busiest flows (at most 20), over the last second", flows);
+    let scale = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for e in &s.events {
+        if let Some(v) = e.scale {
+            scale.get_or_create(&labels(&[("event", e.name.clone())])).set(v);
+        }
+    }
+    r.register(
+        "ms_pmu_scale",
+        "Time each event ran on the PMU over the time it was enabled, in the last second (under 1: multiplexed; counts scale by its inverse)",
+        scale,
+    );
+    if let Some(t) = tops {
+        let window = format!("{:.0} s", t.window_secs);
+        let micro = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for (flow, function, event, v) in &t.micromiss {
+            micro.get_or_create(&labels(&[("flow", flow.clone()), ("function", function.clone()), ("event", event.clone())])).set(*v);
+        }
+        r.register(
+            "ms_flow_micromiss_rate",
+            format!(
+                "Events per second (sampled periods) of the busiest (flow, function, event), at most {}, over the last {window}",
+                crate::record::rollup::TOP
+            ),
+            micro,
+        );
+        let fs = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for (line, mapping, pid, v) in &t.false_sharing {
+            fs.get_or_create(&labels(&[("line", line.clone()), ("mapping", mapping.clone()), ("pid", pid.to_string())])).set(*v);
+        }
+        r.register(
+            "ms_false_sharing_score",
+            format!(
+                "HITM loads per second on cache lines that threads share at different offsets (msen false-share's verdict), at most {}, over the last {window}",
+                crate::record::rollup::TOP
+            ),
+            fs,
+        );
+        let rd = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for (flow, node, ifindex, v) in &t.remote_dram {
+            rd.get_or_create(&labels(&[("flow", flow.clone()), ("numa", node.clone()), ("ifindex", ifindex.to_string())])).set(*v);
+        }
+        r.register(
+            "ms_remote_dram_hotspot",
+            format!(
+                "Loads per second served by another node's memory, by flow, memory node and the flow's interface, at most {}, over the last {window}",
+                crate::record::rollup::TOP
+            ),
+            rd,
+        );
+        gauge_i64(
+            &mut r,
+            "ms_rollup_overflow_samples",
+            "Samples in the window the live rollups could not key (over their bound of distinct keys per second)",
+            t.overflow as i64,
+        );
+    }
     counter(&mut r, "ms_mode_switches", "Mode switches since the capture started", s.switches);
     gauge_f64(&mut r, "ms_uptime_seconds", "Seconds since the capture started", s.uptime_secs);
     let mut out = String::new();
@@ -106,7 +169,7 @@ mod tests {
     fn the_exposition_names_mode_rate_and_drops_by_reason() {
         let mut s = Status { mode: crate::trace::meta::Mode::Diagnostic, samples_per_sec: 1234.5, ..Default::default() };
         s.dropped.insert("budget".into(), 7);
-        let t = render(&s);
+        let t = render(&s, None);
         assert!(t.contains("ms_agent_mode 1\n"), "{t}");
         assert!(t.contains("ms_samples_per_sec 1234.5\n"), "{t}");
         assert!(t.contains("ms_samples_dropped_total{reason=\"budget\"} 7\n"), "{t}");

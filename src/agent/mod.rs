@@ -52,7 +52,7 @@ impl Agent {
             let handler: http::Handler = Arc::new(move |req| match (req.method.as_str(), req.path.as_str()) {
                 ("GET", "/metrics") => match c.status() {
                     Some(s) => {
-                        let (content_type, text) = metrics::negotiate(req.header("accept"), &s);
+                        let (content_type, text) = metrics::negotiate(req.header("accept"), &s, c.tops().as_deref());
                         Response { status: 200, content_type, body: text.into_bytes(), headers: Vec::new() }
                     }
                     None => Response::error(503, "the capture is starting; retry in a second"),

@@ -497,39 +497,70 @@ fn first_pid(la: &LineAcc) -> u32 {
     la.offsets.values().flat_map(|o| o.pids.iter().copied()).min().unwrap_or(u32::MAX)
 }
 
-/// False sharing: threads contend on the line but each uses its own offsets
-/// (at least one of them written); true sharing: a written offset is used by
-/// several threads.
-fn verdict(offsets: &[OffsetRow], shared: bool) -> String {
-    if !shared {
-        return "not shared".into();
+/// What a line's offsets say about its contention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    NotShared,
+    /// Shared, but no store was sampled.
+    ContendedReads,
+    /// A written offset is used by several threads.
+    TrueSharing,
+    /// One thread sampled: the other side is another process or the kernel.
+    OneThread,
+    /// Threads contend on the line but each uses its own offsets, at least
+    /// one of them written.
+    FalseSharing {
+        threads: usize,
+        offsets: usize,
+        written: usize,
+    },
+}
+
+impl Verdict {
+    /// From each offset's users and writers (thread ids), and whether the
+    /// line is shared (HITM or peer hits).
+    pub fn of(users: &BTreeMap<u64, BTreeSet<u32>>, writers: &BTreeMap<u64, BTreeSet<u32>>, shared: bool) -> Verdict {
+        if !shared {
+            return Verdict::NotShared;
+        }
+        let written: Vec<u64> = writers.iter().filter(|(_, w)| !w.is_empty()).map(|(o, _)| *o).collect();
+        if written.is_empty() {
+            return Verdict::ContendedReads;
+        }
+        if written.iter().any(|o| users.get(o).is_some_and(|u| u.len() > 1)) {
+            return Verdict::TrueSharing;
+        }
+        let threads: BTreeSet<u32> = users.values().flatten().copied().collect();
+        if threads.len() < 2 {
+            return Verdict::OneThread;
+        }
+        Verdict::FalseSharing { threads: threads.len(), offsets: users.len(), written: written.len() }
     }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Verdict::NotShared => f.write_str("not shared"),
+            Verdict::ContendedReads => f.write_str("contended reads (no stores sampled)"),
+            Verdict::TrueSharing => f.write_str("true sharing: several threads use the same written offset"),
+            Verdict::OneThread => f.write_str("shared with another process or the kernel (one thread sampled)"),
+            Verdict::FalseSharing { threads, offsets, written } if offsets == written => {
+                write!(f, "false sharing: {threads} threads write {written} different offsets of one line")
+            }
+            Verdict::FalseSharing { threads, offsets, written } => {
+                write!(f, "false sharing: {threads} threads use {offsets} different offsets of one line, {written} of them written")
+            }
+        }
+    }
+}
+
+fn verdict(offsets: &[OffsetRow], shared: bool) -> String {
     let mut users: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
     let mut writers: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
     for o in offsets {
         users.entry(o.offset).or_default().extend(o.tids.iter().copied());
         writers.entry(o.offset).or_default().extend(o.writer_tids.iter().copied());
     }
-    let written: Vec<u64> = writers.iter().filter(|(_, w)| !w.is_empty()).map(|(o, _)| *o).collect();
-    if written.is_empty() {
-        return "contended reads (no stores sampled)".into();
-    }
-    if written.iter().any(|o| users.get(o).is_some_and(|u| u.len() > 1)) {
-        return "true sharing: several threads use the same written offset".into();
-    }
-    let threads: BTreeSet<u32> = users.values().flatten().copied().collect();
-    let all_writers: BTreeSet<u32> = writers.values().flatten().copied().collect();
-    if threads.len() < 2 {
-        return "shared with another process or the kernel (one thread sampled)".into();
-    }
-    if all_writers == threads && written.len() == users.len() {
-        format!("false sharing: {} threads write {} different offsets of one line", threads.len(), written.len())
-    } else {
-        format!(
-            "false sharing: {} threads use {} different offsets of one line, {} of them written",
-            threads.len(),
-            users.len(),
-            written.len()
-        )
-    }
+    Verdict::of(&users, &writers, shared).to_string()
 }

@@ -110,6 +110,9 @@ pub fn manpages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     Ok(pages)
 }
 
+/// Snapshots a flight recorder keeps without --max-files.
+const DEFAULT_MAX_SNAPSHOTS: usize = 8;
+
 #[derive(Debug, Args)]
 #[command(
     after_help = "EXAMPLES:
@@ -277,8 +280,9 @@ pub struct RecordArgs {
     /// an Alertmanager webhook to /api/v1/alert.
     #[arg(long = "flight-recorder", value_name = "SIZE", conflicts_with = "switch_output", help_heading = "Agent")]
     pub flight_recorder: Option<String>,
-    /// With --switch-output: keep only the newest N files.
-    #[arg(long = "max-files", alias = "switch-max-files", value_name = "N", requires = "switch_output", help_heading = "Agent")]
+    /// With --switch-output: keep only the newest N files. With
+    /// --flight-recorder: the newest N snapshots [default: 8].
+    #[arg(long = "max-files", alias = "switch-max-files", value_name = "N", help_heading = "Agent")]
     pub max_files: Option<usize>,
     /// Store host context once a second (load, CPU, softirqs, memory,
     /// network devices, TCP counters; `msen info --host`). On by default
@@ -1419,11 +1423,21 @@ impl RecordArgs {
                 if self.output.as_os_str() == "-" || self.ch.clickhouse.is_some() {
                     return Err(UsageError("--flight-recorder writes snapshot files; give -o FILE and no --clickhouse".into()));
                 }
-                Some(crate::record::RotationConfig { switch: crate::record::SwitchOutput::Size(n / 5), max_files: None, flight: Some(n) })
+                if self.max_files == Some(0) {
+                    return Err(UsageError("--max-files must be at least 1".into()));
+                }
+                Some(crate::record::RotationConfig {
+                    switch: crate::record::SwitchOutput::Size(n / 5),
+                    max_files: Some(self.max_files.unwrap_or(DEFAULT_MAX_SNAPSHOTS)),
+                    flight: Some(n),
+                })
             }
             None => None,
         };
         let rotation = match &self.switch_output {
+            None if flight.is_none() && self.max_files.is_some() => {
+                return Err(UsageError("--max-files needs --switch-output or --flight-recorder".into()))
+            }
             None => flight,
             Some(w) => {
                 if self.output.as_os_str() == "-" {

@@ -321,7 +321,8 @@ impl FlowSession {
 
     /// A flow's text (`tcp 10.0.0.1:5201 <- 10.0.0.2:40000`), from the
     /// in-kernel key table.
-    pub fn flow_label(&self, id: u64) -> Option<String> {
+    /// A live flow's identity (its counters are read at the end).
+    pub fn flow_info_of(&self, id: u64) -> Option<FlowInfo> {
         let v = self.skel.maps.flow_keys.lookup(&id.to_ne_bytes(), libbpf_rs::MapFlags::ANY).ok().flatten()?;
         if v.len() < std::mem::size_of::<types::msen_flow_key>() {
             return None;
@@ -330,7 +331,7 @@ impl FlowSession {
         // read unaligned; integers only.
         let k: types::msen_flow_key = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
         let st = types::msen_flow_stats { key: k, ..Default::default() };
-        Some(flow_info(id, &st).text())
+        Some(flow_info(id, &st))
     }
 
     /// One interface's traffic counters, summed over the CPUs (None before

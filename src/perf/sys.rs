@@ -67,6 +67,15 @@ pub fn disable(fd: &OwnedFd) -> io::Result<()> {
     ioctl(fd.as_raw_fd(), IOC_DISABLE, 0)
 }
 
+/// As `enable`/`disable`, on a borrowed fd (the agent's).
+pub fn enable_fd(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    ioctl(fd.as_raw_fd(), IOC_ENABLE, 0)
+}
+
+pub fn disable_fd(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    ioctl(fd.as_raw_fd(), IOC_DISABLE, 0)
+}
+
 /// Send this event's records into `target`'s ring buffer (same CPU required).
 pub fn set_output(fd: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
     ioctl(fd.as_raw_fd(), IOC_SET_OUTPUT, target.as_raw_fd() as libc::c_ulong)
@@ -87,6 +96,29 @@ pub fn set_period(fd: std::os::fd::BorrowedFd<'_>, value: u64) -> io::Result<()>
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// An event's count and the nanoseconds it was enabled and running, as
+/// read(2) returns them with read_format TOTAL_TIME_ENABLED|TOTAL_TIME_RUNNING
+/// (running below enabled: the PMU was multiplexed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Times {
+    pub value: u64,
+    pub enabled: u64,
+    pub running: u64,
+}
+
+pub fn read_times(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Times> {
+    let mut v = [0u64; 3];
+    // SAFETY: read(2) writes at most 24 bytes into the 24-byte array.
+    let n = unsafe { libc::read(fd.as_raw_fd(), v.as_mut_ptr().cast(), std::mem::size_of_val(&v)) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != std::mem::size_of_val(&v) {
+        return Err(io::Error::other(format!("read {n} bytes of an event's count; the event lacks read_format TOTAL_TIME_*")));
+    }
+    Ok(Times { value: v[0], enabled: v[1], running: v[2] })
 }
 
 /// The kernel's id for an event, as it appears in PERF_SAMPLE_IDENTIFIER.

@@ -196,6 +196,10 @@ pub fn build(spec: &EventSpec, sampling: Sampling, opts: &SampleOptions, ctx: At
         config3: spec.config3,
         wakeup: ctx.wakeup_bytes,
         clockid: libc::CLOCK_MONOTONIC,
+        // Times enabled and running, so the agent can read each event's
+        // multiplexing scale (ms_pmu_scale); samples do not carry them
+        // (no PERF_SAMPLE_READ), so the sample layout is perf's.
+        read_format: crate::perf::attr::read_format::TOTAL_TIME_ENABLED | crate::perf::attr::read_format::TOTAL_TIME_RUNNING,
         ..Default::default()
     };
     // data addresses: -d, page faults (which carry them), and --call-graph

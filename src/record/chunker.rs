@@ -50,6 +50,8 @@ pub struct Chunker {
     /// for the metrics; not stored), counted when `count_flows` is set.
     pub flow_samples: HashMap<u64, u64>,
     pub count_flows: bool,
+    /// The live rollups' counts (set with the agent's endpoints).
+    pub live: Option<super::rollup::Feed>,
 }
 
 /// Bound on distinct kernel addresses remembered (about 16 MiB).
@@ -77,6 +79,7 @@ impl Chunker {
             throttled: 0,
             flow_samples: HashMap::new(),
             count_flows: false,
+            live: None,
         }
     }
 
@@ -120,12 +123,12 @@ impl Chunker {
         self.pids.iter().copied()
     }
 
-    fn note_sample(&mut self, r: &crate::perf::record::RawRecord<'_>) {
+    fn note_sample(&mut self, r: &crate::perf::record::RawRecord<'_>, flow: Option<u64>, ring_cpu: u32) {
         // IDENTIFIER, IP, then pid/tid: the pid is at byte 16 of every msen sample.
         if let Some(p) = r.body.get(16..20) {
             self.pids.insert(Endian::Little.u32(p));
         }
-        if self.kernel_ips.len() >= MAX_KERNEL_IPS {
+        if self.kernel_ips.len() >= MAX_KERNEL_IPS && self.live.is_none() {
             return;
         }
         // Every msen event starts its samples with IDENTIFIER.
@@ -139,6 +142,12 @@ impl Chunker {
             return;
         };
         let kernel = r.cpumode() == misc::KERNEL;
+        if let Some(live) = self.live.as_mut() {
+            live.sample(&s, ring_cpu, kernel, flow);
+        }
+        if self.kernel_ips.len() >= MAX_KERNEL_IPS {
+            return;
+        }
         if kernel {
             if let Some(ip) = s.ip {
                 self.kernel_ips.insert(ip);
@@ -178,13 +187,12 @@ impl Chunker {
                 }
                 let t = self.sample_time_off.and_then(|o| r.body.get(o..o + 8)).map(|b| Endian::Little.u64(b));
                 self.samples += 1;
-                self.note_sample(&r);
                 let tag = self.pending_tag[ring].take();
-                if self.count_flows {
-                    if let Some(flow) = tag.as_deref().and_then(|t| self.tag_flow(t)) {
-                        *self.flow_samples.entry(flow).or_default() += 1;
-                    }
+                let flow = if self.count_flows { tag.as_deref().and_then(|t| self.tag_flow(t)) } else { None };
+                if let Some(flow) = flow {
+                    *self.flow_samples.entry(flow).or_default() += 1;
                 }
+                self.note_sample(&r, flow, cpu);
                 let (c, s) = &mut self.samples_by_ring[ring];
                 *c = cpu;
                 if let Some(tag) = tag {
@@ -223,7 +231,11 @@ impl Chunker {
     }
 
     fn note_sideband(&mut self, r: &crate::perf::record::RawRecord<'_>) {
-        match parse_sideband(r, Endian::Little) {
+        let sb = parse_sideband(r, Endian::Little);
+        if let (Some(live), Ok(sb)) = (self.live.as_mut(), &sb) {
+            live.sideband(sb);
+        }
+        match sb {
             Ok(Sideband::Lost(l)) => self.lost += l.lost,
             Ok(Sideband::LostSamples(n)) => self.lost += n,
             // A file seen for the first time: read its build-id now, while the

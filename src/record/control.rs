@@ -53,6 +53,37 @@ pub enum Request {
     RegisterData { text: String },
     /// Replace the in-kernel target filters (empty: keep everything).
     SetTargets { pids: Vec<u32>, flows: Vec<crate::flow::FlowFilter> },
+    /// Tune one event (POST /api/v1/pmu-config): on or off, and its rate.
+    PmuConfig(PmuChange),
+}
+
+/// A change to one opened event. Events are tuned, never added: a new
+/// event needs its own ring buffers, so it takes a new `msen record`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PmuChange {
+    pub event: String,
+    pub enabled: Option<bool>,
+    /// Samples per second (events opened with -F).
+    pub freq: Option<u64>,
+    /// Events per sample (events opened with -c).
+    pub period: Option<u64>,
+}
+
+/// One opened event as the agent runs it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EventState {
+    pub name: String,
+    pub enabled: bool,
+    /// Turned off by load shedding (back on when the load falls).
+    pub shed: bool,
+    /// "freq" or "period", as the event was opened.
+    pub sampling: &'static str,
+    /// The rate in force: Hz for freq, events per sample for period.
+    pub rate: u64,
+    /// Time running over time enabled in the last second (1: never
+    /// multiplexed off the PMU); None before the first reading.
+    pub scale: Option<f64>,
 }
 
 /// The last status the capture published (about once a second).
@@ -82,6 +113,8 @@ pub struct Status {
     pub last_anomaly: Option<String>,
     /// The busiest flows over the last second: (5-tuple, samples/s).
     pub flows_top: Vec<(String, f64)>,
+    /// The opened events (not the flow tag), in -e order.
+    pub events: Vec<EventState>,
 }
 
 /// Shared between the capture loop and the endpoints.
@@ -96,6 +129,8 @@ pub struct Control {
     pub flight: std::sync::atomic::AtomicBool,
     /// None until the capture has started and published.
     status: Mutex<Option<Status>>,
+    /// The live rollups' last tops (record::rollup's worker).
+    tops: Mutex<Option<std::sync::Arc<super::rollup::Tops>>>,
 }
 
 impl Control {
@@ -111,8 +146,9 @@ impl Control {
         self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    pub fn add_snapshot(&self, path: String) {
-        self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+    /// The snapshot traces kept so far, oldest first.
+    pub fn set_snapshots(&self, paths: Vec<String>) {
+        *self.snapshots.lock().unwrap_or_else(|e| e.into_inner()) = paths;
     }
 
     pub fn snapshots(&self) -> Vec<String> {
@@ -130,6 +166,15 @@ impl Control {
 
     pub fn publish(&self, s: Status) {
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+    }
+
+    pub fn publish_tops(&self, t: super::rollup::Tops) {
+        *self.tops.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(t));
+    }
+
+    /// The live rollups; None before the first second or without them.
+    pub fn tops(&self) -> Option<std::sync::Arc<super::rollup::Tops>> {
+        self.tops.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -226,7 +271,7 @@ impl Modes {
                 self.go(Mode::Sentinel, cause)
             }
             Request::Trigger { cause } => self.trigger(now, cause),
-            Request::RegisterJit { .. } | Request::RegisterData { .. } | Request::SetTargets { .. } => None,
+            Request::RegisterJit { .. } | Request::RegisterData { .. } | Request::SetTargets { .. } | Request::PmuConfig(_) => None,
             Request::SetBudget { mode, budget } => {
                 match mode {
                     Mode::Sentinel => self.cfg.sentinel = *budget,

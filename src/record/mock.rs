@@ -269,6 +269,7 @@ fn mock_flows() -> Vec<crate::trace::meta::FlowInfo> {
             remote: "10.1.0.2".into(),
             remote_port: 40001 + i,
             direction: "server".into(),
+            ifindex: 3,
             rx_bytes: 1 << 20,
             tx_bytes: 1 << 16,
             ..Default::default()

@@ -1,6 +1,7 @@
 //! `msen record`: capability probing, event setup, ring-buffer draining into
 //! trace blocks, and the metadata a trace needs to be read elsewhere.
 
+pub mod agent;
 pub mod anomaly;
 pub mod attrs;
 pub mod chunker;
@@ -9,6 +10,7 @@ pub mod events;
 pub mod host;
 pub mod mock;
 pub mod procscan;
+pub mod rollup;
 pub mod session;
 pub mod sysinfo;
 

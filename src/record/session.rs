@@ -2,6 +2,7 @@
 //! target, drain the ring buffers into trace blocks until told to stop, and
 //! close the trace with what offline analysis needs.
 
+use super::agent::{Agent, AgentError, Counts, KernelSide, MockKernel};
 use super::chunker::Chunker;
 use super::events::EventSpec;
 use super::{procscan, sysinfo};
@@ -817,32 +818,37 @@ fn run(
     let (track_type, id0) = (meta.events[0].attr.sample_type, meta.events[0].ids.first().copied().unwrap_or(0));
     let mut chunker = Chunker::new(&meta.events, rings.len());
     chunker.count_flows = cfg.control.is_some();
+    if cfg.control.is_some() {
+        chunker.live = Some(super::rollup::Feed::new(super::rollup::Topology::of(&meta), &meta.events));
+    }
 
     // The agent: modes (budget in the kernel) and the status the endpoints
     // read. Its start is in force before the first sample.
     let mut agent = match (&cfg.modes, &cfg.control) {
         (None, None) => None,
         (m, c) => {
-            let freq = match cfg.sampling {
-                Sampling::Freq(f) => Some(f),
-                Sampling::Period(_) => None,
-            };
-            let mut a = Agent::new(
-                m.clone().map(super::control::Modes::new),
-                c.clone(),
-                fds.iter().zip(&fd_is_clock).map(|(f, &clock)| (f.as_raw_fd(), clock)).collect(),
-                freq,
-            );
             let first_group = fd_event.first().copied().unwrap_or(0);
-            a.sheddable = fds
+            let opened = meta
+                .events
                 .iter()
-                .zip(&fd_is_leader)
-                .zip(&fd_event)
-                .filter(|((_, &leader), &ei)| leader && ei != first_group && events.get(ei).is_some_and(|e| e.group_leader.is_none()))
-                .map(|((f, _), &ei)| (f.as_raw_fd(), events[ei].name.clone()))
+                .enumerate()
+                .filter(|(_, d)| d.name != crate::flow::TAG_EVENT)
+                .map(|(ei, d)| super::agent::Opened {
+                    name: d.name.clone(),
+                    fds: fds.iter().zip(&fd_event).filter(|(_, &e)| e == ei).map(|(f, _)| f.as_raw_fd()).collect(),
+                    sheddable: ei != first_group && events.get(ei).is_some_and(|e| e.group_leader.is_none()),
+                    freq: d.attr.is_freq().then_some(d.attr.period_or_freq),
+                    period: d.attr.period_or_freq,
+                    clock: fds.iter().zip(&fd_event).zip(&fd_is_clock).any(|((_, &e), &c)| e == ei && c),
+                })
                 .collect();
-            if let (Some(modes), Some(f)) = (&a.modes, &flows) {
-                a.put_in_force(&modes.start(), f, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
+            let names = meta.events.iter().map(|e| e.name.clone()).collect();
+            let mut a = Agent::new(m.clone().map(super::control::Modes::new), c.clone(), opened, names)
+                .map_err(|e| RecordError::Other(format!("starting the live rollups' thread: {e}")))?;
+            if let Some(f) = &flows {
+                if let Some(start) = a.modes.as_ref().map(super::control::Modes::start) {
+                    a.put_in_force(&start, f, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
+                }
             }
             Some(a)
         }
@@ -913,7 +919,9 @@ fn run(
             a.step(
                 flows.as_ref().map(|f| f as &dyn KernelSide),
                 Counts { samples: totals.0 + chunker.samples, lost: totals.1 + chunker.lost, throttled: totals.2 + chunker.throttled },
+                USR1.swap(false, Ordering::SeqCst),
                 &mut chunker.flow_samples,
+                chunker.live.as_mut(),
                 &mut writer,
             )
             .map_err(|e| match e {
@@ -937,26 +945,7 @@ fn run(
                 }
             }
             if let Some(h) = merging.take_if(|h| h.is_finished()) {
-                match h.join() {
-                    Ok(Ok((path, m))) => {
-                        // Said as it happens (the capture goes on).
-                        if cfg.verbose {
-                            eprintln!(
-                                "msen: snapshot {}: {} segments, {} samples, {} bytes",
-                                path.display(),
-                                m.segments,
-                                m.samples,
-                                m.bytes
-                            );
-                        }
-                        if let Some(c) = &cfg.control {
-                            c.add_snapshot(path.display().to_string());
-                        }
-                        snapshots.push(path);
-                    }
-                    Ok(Err(e)) => notes.push(format!("snapshot failed: {e}")),
-                    Err(_) => notes.push("snapshot failed: its thread panicked".into()),
-                }
+                snapshot_finished(h.join(), cfg, &mut snapshots, notes);
             }
             let due = match r.cfg.switch {
                 // What is buffered counts at this file's compression ratio
@@ -1005,14 +994,16 @@ fn run(
                 pids.extend(workload.as_ref().map(|w| w.pid as u32));
                 pids.sort_unstable();
                 pids.dedup();
+                let live = chunker.live.take();
                 chunker = Chunker::new(&meta.events, rings.len());
                 chunker.count_flows = cfg.control.is_some();
+                chunker.live = live;
                 let mut synth = Vec::new();
                 for pid in pids {
                     procscan::synthesize_process(pid, track_type, id0, &mut synth);
                 }
                 chunker.push_synthesized(&synth, &mut writer).map_err(write_err)?;
-                if let (Some(a), Some(f)) = (agent.as_ref(), &flows) {
+                if let (Some(a), Some(f)) = (agent.as_mut(), &flows) {
                     if let Some(m) = &a.modes {
                         let s = super::control::Switch { mode: m.mode(), budget: m.budget(), cause: "switch-output: in force".into() };
                         a.put_in_force(&s, f, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
@@ -1157,17 +1148,7 @@ fn run(
         b
     };
     if let Some(h) = merging.take() {
-        match h.join() {
-            Ok(Ok((path, m))) => {
-                if let Some(c) = &cfg.control {
-                    c.add_snapshot(path.display().to_string());
-                }
-                notes.push(format!("snapshot {}: {} segments, {} samples, {} bytes", path.display(), m.segments, m.samples, m.bytes));
-                snapshots.push(path);
-            }
-            Ok(Err(e)) => notes.push(format!("snapshot failed: {e}")),
-            Err(_) => notes.push("snapshot failed: its thread panicked".into()),
-        }
+        snapshot_finished(h.join(), cfg, &mut snapshots, notes);
     }
     if let Some(r) = rotation.as_mut().filter(|r| r.cfg.flight.is_some()) {
         // The flight recorder keeps only what a trigger asked for.
@@ -1355,6 +1336,39 @@ pub struct RotationConfig {
     pub flight: Option<u64>,
 }
 
+/// A snapshot's merge ended: keep it (the newest `--max-files` of them;
+/// older ones are removed, so disk use stays bounded) and say so.
+fn snapshot_finished(
+    joined: std::thread::Result<Result<(PathBuf, crate::trace::merge::Merged), String>>,
+    cfg: &RecordConfig,
+    snapshots: &mut Vec<PathBuf>,
+    notes: &mut Vec<String>,
+) {
+    let (path, m) = match joined {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return notes.push(format!("snapshot failed: {e}")),
+        Err(_) => return notes.push("snapshot failed: its thread panicked".into()),
+    };
+    let line = format!("snapshot {}: {} segments, {} samples, {} bytes", path.display(), m.segments, m.samples, m.bytes);
+    // Said as it happens too: the capture goes on.
+    if cfg.verbose {
+        eprintln!("msen: {line}");
+    }
+    notes.push(line);
+    snapshots.push(path);
+    let max = cfg.rotation.as_ref().and_then(|r| r.max_files).unwrap_or(usize::MAX);
+    while snapshots.len() > max {
+        let old = snapshots.remove(0);
+        match std::fs::remove_file(&old) {
+            Ok(()) => notes.push(format!("removed the oldest snapshot {} (--max-files {max})", old.display())),
+            Err(e) => notes.push(format!("could not remove the oldest snapshot {}: {e}", old.display())),
+        }
+    }
+    if let Some(c) = &cfg.control {
+        c.set_snapshots(snapshots.iter().map(|p| p.display().to_string()).collect());
+    }
+}
+
 /// SIGUSR2 arrived (--switch-output signal).
 static USR2: AtomicBool = AtomicBool::new(false);
 
@@ -1497,478 +1511,6 @@ fn write_host(samples: &mut Vec<crate::trace::meta::HostSample>, w: &mut TraceWr
     Ok(())
 }
 
-#[derive(Debug)]
-enum AgentError {
-    Write(io::Error),
-    Bpf(crate::flow::FlowError),
-}
-
-impl std::fmt::Display for AgentError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AgentError::Write(e) => write!(f, "{e}"),
-            AgentError::Bpf(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// What the agent drives on the kernel's side: the flow BPF program in a
-/// live capture, `MockKernel` (the same arithmetic in user space) in a
-/// paced mock one.
-trait KernelSide {
-    fn set_budget(&self, b: &crate::trace::meta::Budget) -> Result<(), crate::flow::FlowError>;
-    fn set_targets(&self, pids: &[u32], filters: &[crate::flow::FlowFilter]) -> Result<(), crate::flow::FlowError>;
-    /// The in-kernel counters by name, per CPU.
-    fn counters_per_cpu(&self) -> std::collections::BTreeMap<String, Vec<u64>>;
-    fn iface_counters(&self, iface: crate::flow::Iface) -> Option<crate::flow::IfaceCounters>;
-    fn flow_label(&self, id: u64) -> Option<String>;
-}
-
-impl KernelSide for crate::flow::FlowSession {
-    fn set_budget(&self, b: &crate::trace::meta::Budget) -> Result<(), crate::flow::FlowError> {
-        crate::flow::FlowSession::set_budget(self, b)
-    }
-    fn set_targets(&self, pids: &[u32], filters: &[crate::flow::FlowFilter]) -> Result<(), crate::flow::FlowError> {
-        crate::flow::FlowSession::set_targets(self, pids, filters)
-    }
-    fn counters_per_cpu(&self) -> std::collections::BTreeMap<String, Vec<u64>> {
-        crate::flow::FlowSession::counters_per_cpu(self)
-    }
-    fn iface_counters(&self, iface: crate::flow::Iface) -> Option<crate::flow::IfaceCounters> {
-        crate::flow::FlowSession::iface_counters(self, iface)
-    }
-    fn flow_label(&self, id: u64) -> Option<String> {
-        crate::flow::FlowSession::flow_label(self, id)
-    }
-}
-
-/// One AGENT block (a mode switch, new targets, shedding), written as it happens.
-fn write_agent_event(w: &mut TraceWriter, ev: &crate::trace::meta::AgentEvent) -> Result<(), AgentError> {
-    let json = serde_json::to_vec(ev).map_err(|e| AgentError::Write(io::Error::other(e)))?;
-    w.write_block(
-        BlockInfo { kind: BlockKind::AGENT, stream: STREAM_GLOBAL, record_count: 1, first_time: ev.time, last_time: ev.time },
-        &json,
-    )
-    .map_err(AgentError::Write)
-}
-
-/// Whole-capture counts (every --switch-output file so far).
-#[derive(Debug, Clone, Copy)]
-struct Counts {
-    samples: u64,
-    lost: u64,
-    throttled: u64,
-}
-
-/// The always-on agent's part of the capture loop: mode switches (SIGUSR1,
-/// control requests, the diagnostic hold), each written to the trace as an
-/// AGENT block and put in force in the kernel, and the status the endpoints
-/// read, published once a second.
-#[derive(Debug)]
-struct Agent {
-    /// None without --mode/--budget (metrics only).
-    modes: Option<super::control::Modes>,
-    /// The sampling events, and the frequency asked for (-F; None with -c).
-    /// (fd, a cpu-clock/task-clock event, whose rate is set as a period in ns).
-    sampling: Vec<(std::os::fd::RawFd, bool)>,
-    freq: Option<u64>,
-    control: Option<std::sync::Arc<super::control::Control>>,
-    started: Instant,
-    last_status: Instant,
-    last_samples: u64,
-    last_throttled: u64,
-    switches: u64,
-    /// --anomaly-interfaces: each interface's baseline and last reading.
-    watch: Vec<Watched>,
-    last_look: Instant,
-    last_anomaly: Option<String>,
-    /// An anomaly since the flight recorder last looked.
-    anomaly_snapshot: Option<String>,
-    /// Flow id -> its 5-tuple text, for the metrics' labels.
-    flow_labels: std::collections::HashMap<u64, String>,
-    /// Leaders of the event groups after the first (fd, event name): what
-    /// load shedding turns off while the budget drops most samples.
-    sheddable: Vec<(std::os::fd::RawFd, String)>,
-    shed: bool,
-    /// Seconds in a row over SHED_AT / under RESTORE_AT, and the kernel's
-    /// kept and dropped counts at the last look.
-    over: u32,
-    under: u32,
-    last_kept_dropped: (u64, u64),
-    last_shed_look: Instant,
-}
-
-/// Load shedding: when the budget drops over this share of the samples for
-/// SHED_AFTER seconds in a row, the later event groups are turned off; under
-/// RESTORE_AT for RESTORE_AFTER seconds, back on.
-const SHED_AT: f64 = 0.5;
-const SHED_AFTER: u32 = 3;
-const RESTORE_AT: f64 = 0.1;
-const RESTORE_AFTER: u32 = 5;
-
-/// Flows in the metrics' per-flow rollups.
-const TOP_FLOWS: usize = 20;
-
-#[derive(Debug)]
-struct Watched {
-    name: String,
-    iface: crate::flow::Iface,
-    last: Option<crate::flow::IfaceCounters>,
-    baseline: super::anomaly::Baseline,
-}
-
-impl Agent {
-    fn new(
-        modes: Option<super::control::Modes>,
-        control: Option<std::sync::Arc<super::control::Control>>,
-        sampling: Vec<(std::os::fd::RawFd, bool)>,
-        freq: Option<u64>,
-    ) -> Agent {
-        let now = Instant::now();
-        let watch = modes
-            .as_ref()
-            .and_then(|m| m.anomaly())
-            .map(|a| {
-                a.interfaces
-                    .iter()
-                    .map(|(name, iface)| Watched { name: name.clone(), iface: *iface, last: None, baseline: Default::default() })
-                    .collect()
-            })
-            .unwrap_or_default();
-        // The start is the first switch (put in force right after).
-        Agent {
-            modes,
-            control,
-            sampling,
-            freq,
-            started: now,
-            last_status: now - Duration::from_secs(1),
-            last_samples: 0,
-            last_throttled: 0,
-            switches: 1,
-            watch,
-            last_look: now,
-            last_anomaly: None,
-            anomaly_snapshot: None,
-            flow_labels: Default::default(),
-            sheddable: Vec::new(),
-            shed: false,
-            over: 0,
-            under: 0,
-            last_kept_dropped: (0, 0),
-            last_shed_look: now,
-        }
-    }
-
-    /// Once a second: turn the later event groups off while the budget drops
-    /// most samples, and back on when it no longer does (an AGENT block each).
-    fn shed_or_restore(&mut self, flows: &dyn KernelSide, w: &mut TraceWriter) -> Result<(), AgentError> {
-        if self.sheddable.is_empty() || self.modes.is_none() || self.last_shed_look.elapsed() < Duration::from_secs(1) {
-            return Ok(());
-        }
-        self.last_shed_look = Instant::now();
-        let per = flows.counters_per_cpu();
-        let total = |k: &str| per.get(k).map_or(0, |v| v.iter().sum::<u64>());
-        let (kept, dropped) = (total("tags"), total("dropped_by_budget"));
-        let (dk, dd) = (kept.saturating_sub(self.last_kept_dropped.0), dropped.saturating_sub(self.last_kept_dropped.1));
-        self.last_kept_dropped = (kept, dropped);
-        let share = if dk + dd == 0 { 0.0 } else { dd as f64 / (dk + dd) as f64 };
-        (self.over, self.under) = if share > SHED_AT {
-            (self.over + 1, 0)
-        } else if share < RESTORE_AT {
-            (0, self.under + 1)
-        } else {
-            (0, 0)
-        };
-        let mut names: Vec<&str> = self.sheddable.iter().map(|(_, n)| n.as_str()).collect();
-        names.dedup();
-        let names = names.join(",");
-        let (kind, detail) = if !self.shed && self.over >= SHED_AFTER {
-            for (fd, _) in &self.sheddable {
-                // SAFETY: the fds stay open for the whole capture.
-                let _ = sys::disable(&unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) }.try_clone_to_owned().map_err(AgentError::Write)?);
-            }
-            ("shed", format!("{names} off: the budget dropped {:.0}% of the samples for {SHED_AFTER} s", share * 100.0))
-        } else if self.shed && self.under >= RESTORE_AFTER {
-            for (fd, _) in &self.sheddable {
-                // SAFETY: as above.
-                let _ = sys::enable(&unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) }.try_clone_to_owned().map_err(AgentError::Write)?);
-            }
-            ("restore", format!("{names} on again: the budget dropped under {:.0}% for {RESTORE_AFTER} s", RESTORE_AT * 100.0))
-        } else {
-            return Ok(());
-        };
-        self.shed = kind == "shed";
-        (self.over, self.under) = (0, 0);
-        let m = self.modes.as_ref();
-        let ev = crate::trace::meta::AgentEvent {
-            time: sysinfo::monotonic_ns(),
-            kind: kind.into(),
-            mode: m.map(super::control::Modes::mode).unwrap_or_default(),
-            cause: "load".into(),
-            budget: m.map(super::control::Modes::budget).unwrap_or_default(),
-            detail,
-        };
-        write_agent_event(w, &ev)
-    }
-
-    fn put_in_force(&self, s: &super::control::Switch, flows: &dyn KernelSide, w: &mut TraceWriter) -> Result<(), AgentError> {
-        flows.set_budget(&s.budget).map_err(AgentError::Bpf)?;
-        // Interrupts the budget would drop are not taken: the sampling
-        // frequency follows the budget (a quarter above it, so the bucket
-        // still sets the exact rate), never above what was asked for.
-        if let Some(base) = self.freq {
-            let f = if s.budget.rate == 0 { base } else { base.min(s.budget.rate + s.budget.rate / 4).max(1) };
-            for &(fd, clock) in &self.sampling {
-                let value = if clock { 1_000_000_000 / f } else { f };
-                // SAFETY: the fds stay open for the whole capture (they are
-                // closed after the loop, after the last step).
-                let _ = sys::set_period(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, value);
-            }
-        }
-        let ev = crate::trace::meta::AgentEvent {
-            time: sysinfo::monotonic_ns(),
-            kind: "mode".into(),
-            mode: s.mode,
-            cause: s.cause.clone(),
-            budget: s.budget,
-            detail: String::new(),
-        };
-        write_agent_event(w, &ev)
-    }
-
-    fn step(
-        &mut self,
-        flows: Option<&dyn KernelSide>,
-        n: Counts,
-        flow_samples: &mut std::collections::HashMap<u64, u64>,
-        w: &mut TraceWriter,
-    ) -> Result<(), AgentError> {
-        let now = Instant::now();
-        let usr1 = USR1.swap(false, Ordering::SeqCst);
-        let requests = self.control.as_ref().map(|c| c.take_requests()).unwrap_or_default();
-        // Registrations go into the trace at once (a killed capture keeps them).
-        for r in &requests {
-            let global = |kind, n| BlockInfo { kind, stream: STREAM_GLOBAL, record_count: n, first_time: 0, last_time: 0 };
-            match r {
-                super::control::Request::RegisterJit { pid, map } => {
-                    let json = serde_json::to_vec(&std::collections::BTreeMap::from([(pid.to_string(), map)]))
-                        .map_err(|e| AgentError::Write(io::Error::other(e)))?;
-                    w.write_block(global(BlockKind::JIT_MAPS, 1), &json).map_err(AgentError::Write)?;
-                }
-                super::control::Request::RegisterData { text } => {
-                    w.write_block(global(BlockKind::DATA_OBJECTS, text.lines().count() as u32), text.as_bytes())
-                        .map_err(AgentError::Write)?;
-                }
-                super::control::Request::SetTargets { pids, flows: filters } => {
-                    let Some(f) = flows else { continue };
-                    f.set_targets(pids, filters).map_err(AgentError::Bpf)?;
-                    let list = |v: Vec<String>| if v.is_empty() { "all".to_string() } else { v.join(",") };
-                    let ev = crate::trace::meta::AgentEvent {
-                        time: sysinfo::monotonic_ns(),
-                        kind: "targets".into(),
-                        mode: self.modes.as_ref().map(super::control::Modes::mode).unwrap_or_default(),
-                        cause: "control".into(),
-                        budget: self.modes.as_ref().map(super::control::Modes::budget).unwrap_or_default(),
-                        detail: format!(
-                            "pids {}; flows {}",
-                            list(pids.iter().map(|p| p.to_string()).collect()),
-                            list(filters.iter().map(|f| f.to_string()).collect())
-                        ),
-                    };
-                    write_agent_event(w, &ev)?;
-                }
-                _ => {}
-            }
-        }
-        let mut todo = Vec::new();
-        if let Some(m) = self.modes.as_mut() {
-            if usr1 {
-                todo.extend(m.trigger(now, "SIGUSR1"));
-            }
-            for r in &requests {
-                todo.extend(m.apply(r, now));
-            }
-            if let (Some(a), Some(f)) = (m.anomaly(), flows) {
-                let since = now.duration_since(self.last_look);
-                if since >= a.interval {
-                    self.last_look = now;
-                    for w in &mut self.watch {
-                        let Some(c) = f.iface_counters(w.iface) else { continue };
-                        let anomaly = w
-                            .last
-                            .map(|prev| super::anomaly::Interval::between(&prev, &c, since.as_secs_f64()))
-                            .and_then(|iv| w.baseline.judge(&w.name, &iv));
-                        w.last = Some(c);
-                        if let Some(why) = anomaly {
-                            todo.extend(m.trigger(now, &why));
-                            self.anomaly_snapshot = Some(why.clone());
-                            self.last_anomaly = Some(why);
-                        }
-                    }
-                }
-            }
-            todo.extend(m.tick(now));
-        }
-        if let Some(f) = flows {
-            for s in &todo {
-                self.put_in_force(s, f, w)?;
-                self.switches += 1;
-            }
-        }
-        if let Some(f) = flows {
-            self.shed_or_restore(f, w)?;
-        }
-        let Some(c) = &self.control else { return Ok(()) };
-        let dt = self.last_status.elapsed();
-        if dt < Duration::from_secs(1) && todo.is_empty() && requests.is_empty() {
-            return Ok(());
-        }
-        let per_cpu = flows.map(|f| f.counters_per_cpu()).unwrap_or_default();
-        let total = |k: &str| per_cpu.get(k).map_or(0, |v| v.iter().sum::<u64>());
-        let mut dropped = std::collections::BTreeMap::new();
-        for (k, reason) in [
-            ("dropped_by_budget", "budget"),
-            ("dropped_by_min_gap", "min_gap"),
-            ("dropped_by_pid_filter", "pid_filter"),
-            ("dropped_by_flow_filter", "flow_filter"),
-        ] {
-            dropped.insert(reason.to_string(), total(k));
-        }
-        let mode = |f: fn(&super::control::Modes) -> crate::trace::meta::Budget| self.modes.as_ref().map(f).unwrap_or_default();
-        let prev = c.status().unwrap_or_default();
-        let publish_rate = dt >= Duration::from_secs(1);
-        let top_flows = if publish_rate {
-            // The busiest flows over the last second, by samples; bounded
-            // (TOP_FLOWS) so the metrics' cardinality is too.
-            let mut v: Vec<(u64, u64)> = flow_samples.drain().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            v.truncate(TOP_FLOWS);
-            v.into_iter()
-                .map(|(id, k)| {
-                    let label = self
-                        .flow_labels
-                        .entry(id)
-                        .or_insert_with(|| flows.and_then(|f| f.flow_label(id)).unwrap_or_else(|| format!("flow#{id:016x}")));
-                    (label.clone(), k as f64 / dt.as_secs_f64())
-                })
-                .collect()
-        } else {
-            prev.flows_top.clone()
-        };
-        if self.flow_labels.len() > 4 * TOP_FLOWS * 64 {
-            self.flow_labels.clear();
-        }
-        c.publish(super::control::Status {
-            mode: self.modes.as_ref().map(super::control::Modes::mode).unwrap_or_default(),
-            auto: self.modes.as_ref().is_some_and(super::control::Modes::is_auto),
-            budget: mode(super::control::Modes::budget),
-            sentinel_budget: mode(|m| m.budget_of(crate::trace::meta::Mode::Sentinel)),
-            diagnostic_budget: mode(|m| m.budget_of(crate::trace::meta::Mode::Diagnostic)),
-            uptime_secs: self.started.elapsed().as_secs_f64(),
-            samples: n.samples,
-            // Rates over whole seconds only (a switch publishes in between).
-            samples_per_sec: if publish_rate {
-                n.samples.saturating_sub(self.last_samples) as f64 / dt.as_secs_f64()
-            } else {
-                prev.samples_per_sec
-            },
-            lost: n.lost,
-            dropped,
-            throttled: n.throttled,
-            throttled_last_sec: if publish_rate { n.throttled.saturating_sub(self.last_throttled) } else { prev.throttled_last_sec },
-            switches: self.switches.saturating_sub(1),
-            last_anomaly: self.last_anomaly.clone(),
-            flows_top: top_flows,
-        });
-        if publish_rate {
-            self.last_samples = n.samples;
-            self.last_throttled = n.throttled;
-            self.last_status = now;
-        }
-        Ok(())
-    }
-}
-
-/// The kernel side of a paced mock capture: the sampling program's budget,
-/// minimum gap and target filters, applied in user space with the same
-/// arithmetic, and its counters.
-#[derive(Debug)]
-struct MockKernel {
-    budget: std::cell::Cell<crate::trace::meta::Budget>,
-    buckets: std::cell::RefCell<Vec<super::control::Bucket>>,
-    targets: std::cell::RefCell<(Vec<u32>, Vec<crate::flow::FlowFilter>)>,
-    /// counter name -> per CPU (the names of flow::COUNTER_NAMES).
-    counters: std::cell::RefCell<std::collections::BTreeMap<String, Vec<u64>>>,
-}
-
-impl MockKernel {
-    fn new(cpus: usize) -> MockKernel {
-        MockKernel {
-            budget: Default::default(),
-            buckets: std::cell::RefCell::new(vec![Default::default(); cpus]),
-            targets: Default::default(),
-            counters: std::cell::RefCell::new(crate::flow::COUNTER_NAMES.iter().map(|n| (n.to_string(), vec![0; cpus])).collect()),
-        }
-    }
-
-    fn bump(&self, name: &str, cpu: usize) {
-        if let Some(v) = self.counters.borrow_mut().get_mut(name).and_then(|v| v.get_mut(cpu)) {
-            *v += 1;
-        }
-    }
-
-    /// The sampling program's decision for one sample: filters, then the budget.
-    fn admit(&self, s: &super::mock::MockSample, now: u64) -> bool {
-        let cpu = s.cpu as usize;
-        let (pids, filters) = &*self.targets.borrow();
-        if !pids.is_empty() && !pids.contains(&super::mock::PID) {
-            self.bump("dropped_by_pid_filter", cpu);
-            return false;
-        }
-        if !filters.is_empty() && !super::mock::flow_of(s).is_some_and(|f| filters.iter().any(|ff| ff.matches(&f))) {
-            self.bump("dropped_by_flow_filter", cpu);
-            return false;
-        }
-        let verdict = self.buckets.borrow_mut().get_mut(cpu).map(|k| k.admit(&self.budget.get(), now));
-        match verdict {
-            Some(Err(super::control::Drop::Budget)) => {
-                self.bump("dropped_by_budget", cpu);
-                false
-            }
-            Some(Err(super::control::Drop::MinGap)) => {
-                self.bump("dropped_by_min_gap", cpu);
-                false
-            }
-            _ => {
-                self.bump("tags", cpu);
-                true
-            }
-        }
-    }
-}
-
-impl KernelSide for MockKernel {
-    fn set_budget(&self, b: &crate::trace::meta::Budget) -> Result<(), crate::flow::FlowError> {
-        self.budget.set(*b);
-        Ok(())
-    }
-    fn set_targets(&self, pids: &[u32], filters: &[crate::flow::FlowFilter]) -> Result<(), crate::flow::FlowError> {
-        *self.targets.borrow_mut() = (pids.to_vec(), filters.to_vec());
-        Ok(())
-    }
-    fn counters_per_cpu(&self) -> std::collections::BTreeMap<String, Vec<u64>> {
-        self.counters.borrow().clone()
-    }
-    fn iface_counters(&self, _iface: crate::flow::Iface) -> Option<crate::flow::IfaceCounters> {
-        // The mock has no network interfaces.
-        None
-    }
-    fn flow_label(&self, id: u64) -> Option<String> {
-        super::mock::flow_table(Default::default(), Default::default()).flows.into_iter().find(|f| f.id == id).map(|f| f.text())
-    }
-}
-
 /// `msen record --mock SCENARIO --rate N`: the scenario's samples, N a
 /// second, through the capture's own parts (the chunker and its flushes,
 /// the budget and modes, the status and metrics, the control API, and a
@@ -1992,14 +1534,19 @@ pub fn record_mock(cfg: &RecordConfig, scenario: super::mock::Scenario, rate: u6
     let cpus = super::mock::CPUS as usize;
     let mut chunker = Chunker::new(&meta.events, cpus);
     chunker.count_flows = cfg.control.is_some();
+    if cfg.control.is_some() {
+        chunker.live = Some(super::rollup::Feed::new(super::rollup::Topology::of(&meta), &meta.events));
+    }
     chunker.push_synthesized(&super::mock::sideband(&meta), &mut writer).map_err(write_err)?;
     let kernel = MockKernel::new(cpus);
     let mut agent = match (&cfg.modes, &cfg.control) {
         (None, None) => None,
         (m, c) => {
-            let a = Agent::new(m.clone().map(super::control::Modes::new), c.clone(), Vec::new(), None);
-            if let Some(modes) = &a.modes {
-                a.put_in_force(&modes.start(), &kernel, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
+            let names = meta.events.iter().map(|e| e.name.clone()).collect();
+            let mut a = Agent::new(m.clone().map(super::control::Modes::new), c.clone(), Vec::new(), names)
+                .map_err(|e| RecordError::Other(format!("starting the live rollups' thread: {e}")))?;
+            if let Some(start) = a.modes.as_ref().map(super::control::Modes::start) {
+                a.put_in_force(&start, &kernel, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
             }
             Some(a)
         }
@@ -2047,7 +1594,9 @@ pub fn record_mock(cfg: &RecordConfig, scenario: super::mock::Scenario, rate: u6
         }
         if let Some(a) = agent.as_mut() {
             let counts = Counts { samples: chunker.samples, lost: 0, throttled: 0 };
-            a.step(Some(&kernel), counts, &mut chunker.flow_samples, &mut writer).map_err(|e| RecordError::Other(e.to_string()))?;
+            let usr1 = USR1.swap(false, Ordering::SeqCst);
+            a.step(Some(&kernel), counts, usr1, &mut chunker.flow_samples, chunker.live.as_mut(), &mut writer)
+                .map_err(|e| RecordError::Other(e.to_string()))?;
         }
         if STOP.load(Ordering::SeqCst) {
             stop_reason = "signal";
