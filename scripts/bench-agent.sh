@@ -57,6 +57,7 @@ report() {
   printf "%-34s %8.3f s  slowdown %+5.1f%%  recorder CPU %5.2f%% of one CPU\n" "$name" "$w" "$(echo "100 * ($w - $base) / $base" | bc -l)" "$c"
 }
 report "msen --mode sentinel (5000/s/CPU)" $MSEN record -a -e cpu-clock -F "$FREQ" --mode sentinel --no-embed -o "$D/s.msen"
+report "msen sentinel + --metrics (rollups)" $MSEN record -a -e cpu-clock -F "$FREQ" --mode sentinel --metrics 127.0.0.1:19464 --no-embed -o "$D/m.msen"
 report "msen --mode sentinel, 500/s/CPU" $MSEN record -a -e cpu-clock -F "$FREQ" --mode sentinel --sentinel-budget 500 --no-embed -o "$D/s2.msen"
 report "msen --mode diagnostic" $MSEN record -a -e cpu-clock -F "$FREQ" --mode diagnostic --no-embed -o "$D/d.msen"
 report "msen, no agent (plain record -a)" $MSEN record -a -e cpu-clock -F "$FREQ" --no-embed -o "$D/p.msen"

@@ -1113,11 +1113,29 @@ fn pmu_config_tunes_the_opened_events_and_the_scale_is_exposed() {
     let t = trace.to_str().unwrap();
     let (port, mport) = (free_port(), free_port());
     let (ps, ms) = (port.to_string(), mport.to_string());
-    let mut args = vec!["-e", "cpu-clock,task-clock", "-F", "1000", "--control", &ps, "--metrics", &ms, "-o", t];
-    args.extend(BUSY_CPU0);
-    let mut cap = Capture::start(&args);
+    let hot = build_program("hot", dir.path());
+    let hot = hot.to_str().unwrap();
+    let mut cap = Capture::start(&[
+        "-e",
+        "cpu-clock,task-clock",
+        "-F",
+        "1000",
+        "--control",
+        &ps,
+        "--metrics",
+        &ms,
+        "-o",
+        t,
+        "--",
+        "taskset",
+        "-c",
+        "0",
+        hot,
+        "30",
+    ]);
     cap.wait_said("control API at");
     let get = || -> serde_json::Value {
+        status(port);
         let (code, body) = http(port, "GET", "/api/v1/pmu-config", "");
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap()
@@ -1137,8 +1155,21 @@ fn pmu_config_tunes_the_opened_events_and_the_scale_is_exposed() {
         // Software events are never multiplexed off a PMU.
         assert_eq!(e["scale"], 1.0, "{events}");
     }
-    let (_, rows) = scrape_until(mport, "ms_pmu_scale");
+    let (text, mut rows) = scrape_until(mport, "ms_pmu_scale");
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(rows, vec![(r#"event="cpu-clock""#.to_string(), 1.0), (r#"event="task-clock""#.to_string(), 1.0)]);
+    // The live rollups name the hot function from the binary's symbols.
+    let _ = text;
+    let t0 = Instant::now();
+    loop {
+        let (_, text) = http(mport, "GET", "/metrics", "");
+        let micro = family(&text, "ms_flow_micromiss_rate");
+        if micro.iter().any(|(l, _)| l == r#"flow="[no flow]",function="hot_loop",event="cpu-clock""#) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no hot_loop row in 10 s:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for (body, code) in [
         (r#"{"event":"cycles","enabled":false}"#, 400),
         (r#"{"event":"cpu-clock","period":100}"#, 400),

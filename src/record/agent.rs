@@ -129,15 +129,23 @@ impl Tuned {
         }
     }
 
-    /// Running over enabled time since the last reading.
+    /// Running over enabled time since the last reading. A task's fd on a
+    /// CPU the task did not run on is enabled without ever running (that
+    /// is not multiplexing), so fds that did not run are left out, unless
+    /// none ran at all: then the event never got the PMU (scale 0).
     fn read_scale(&mut self) {
-        let mut d = (0u64, 0u64);
+        let (mut d, mut enabled_only) = ((0u64, 0u64), false);
         for (i, &fd) in self.ev.fds.iter().enumerate() {
             // SAFETY: as above.
             let Ok(t) = sys::read_times(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }) else { continue };
             if let Some(prev) = self.times.get(i) {
-                d.0 += t.enabled.saturating_sub(prev.enabled);
-                d.1 += t.running.saturating_sub(prev.running);
+                let (en, run) = (t.enabled.saturating_sub(prev.enabled), t.running.saturating_sub(prev.running));
+                if run > 0 {
+                    d.0 += en;
+                    d.1 += run;
+                } else if en > 0 {
+                    enabled_only = true;
+                }
             }
             if i < self.times.len() {
                 self.times[i] = t;
@@ -147,6 +155,8 @@ impl Tuned {
         }
         if d.0 > 0 {
             self.scale = Some((d.1 as f64 / d.0 as f64).min(1.0));
+        } else if enabled_only && !self.off {
+            self.scale = Some(0.0);
         }
     }
 

@@ -233,7 +233,7 @@ impl Chunker {
     fn note_sideband(&mut self, r: &crate::perf::record::RawRecord<'_>) {
         let sb = parse_sideband(r, Endian::Little);
         if let (Some(live), Ok(sb)) = (self.live.as_mut(), &sb) {
-            live.sideband(sb);
+            live.sideband(sb, self.sideband_info.parse_sample_id(r.body).time.unwrap_or(0));
         }
         match sb {
             Ok(Sideband::Lost(l)) => self.lost += l.lost,

@@ -103,7 +103,9 @@ pub struct Second {
     /// (flow, memory node or None when only the data source says remote)
     /// -> remote DRAM loads.
     remote: HashMap<(u64, Option<u32>), u64>,
-    maps: Vec<MapEvent>,
+    /// (time, change): rings are drained one after another, so a process's
+    /// exec and its new mappings can arrive out of order; the worker sorts.
+    maps: Vec<(u64, MapEvent)>,
     pub overflow: u64,
 }
 
@@ -215,7 +217,8 @@ impl Feed {
         }
     }
 
-    pub fn sideband(&mut self, sb: &Sideband) {
+    /// A sideband record at `time`.
+    pub fn sideband(&mut self, sb: &Sideband, time: u64) {
         let ev = match sb {
             Sideband::Mmap(m) => {
                 let file = match self.files.get(&m.filename) {
@@ -236,7 +239,7 @@ impl Feed {
             Sideband::Exit(t) if t.pid == t.tid => MapEvent::Exit { pid: t.pid },
             _ => return,
         };
-        self.second.maps.push(ev);
+        self.second.maps.push((time, ev));
     }
 }
 
@@ -346,7 +349,9 @@ impl Window {
     }
 
     fn push(&mut self, mut t: Tick) {
-        for m in std::mem::take(&mut t.second.maps) {
+        let mut maps = std::mem::take(&mut t.second.maps);
+        maps.sort_by_key(|m| m.0);
+        for (_, m) in maps {
             match m {
                 MapEvent::Map { pid, start, len, pgoff, file } => {
                     let space = self.spaces.entry(pid).or_default();
@@ -410,7 +415,7 @@ impl Window {
                 self.syms.kernel(ip)
             } else {
                 let hit = self.map_of(pid, ip).map(|(start, m)| (ip - start, m.clone()));
-                self.syms.user(pid, hit.as_ref().map(|(off, m)| (*off, m)), ip)
+                self.syms.user(pid, hit.as_ref().map(|(off, m)| (*off, m)))
             };
             *by_fn.entry((flow, ev, name)).or_default() += period;
         }
@@ -502,9 +507,10 @@ impl Symbols {
     }
 
     /// `hit`: the offset of `ip` in its mapping, and the mapping.
-    fn user(&mut self, pid: u32, hit: Option<(u64, &Map)>, ip: u64) -> Arc<str> {
+    fn user(&mut self, pid: u32, hit: Option<(u64, &Map)>) -> Arc<str> {
         let Some((in_map, m)) = hit else {
-            return format!("[unknown] {ip:#x}").into();
+            // One row for all of them (addresses would be unbounded labels).
+            return "[unknown]".into();
         };
         let off = in_map + m.pgoff;
         let key = (m.file.clone(), off);
