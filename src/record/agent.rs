@@ -161,10 +161,11 @@ impl Tuned {
     }
 
     fn state(&self, shed: bool) -> super::control::EventState {
+        let shed = shed && self.ev.sheddable;
         super::control::EventState {
             name: self.ev.name.clone(),
-            enabled: !self.off && !(shed && self.ev.sheddable),
-            shed: shed && self.ev.sheddable,
+            enabled: !(self.off || shed),
+            shed,
             sampling: if self.ev.freq.is_some() { "freq" } else { "period" },
             rate: self.in_force,
             scale: self.scale,
