@@ -71,6 +71,15 @@ fn labels(kv: &[(&str, String)]) -> Labels {
     kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
 
+/// A labelled gauge family.
+fn gauges(r: &mut Registry, name: &str, help: String, rows: impl Iterator<Item = (Labels, f64)>) {
+    let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for (l, v) in rows {
+        f.get_or_create(&l).set(v);
+    }
+    r.register(name, help, f);
+}
+
 /// The text a scrape gets.
 pub fn render(s: &Status, tops: Option<&Tops>) -> String {
     let mut r = Registry::default();
@@ -97,54 +106,37 @@ pub fn render(s: &Status, tops: Option<&Tops>) -> String {
         flows.get_or_create(&vec![("flow".to_string(), flow.clone())]).set(*rate);
     }
     r.register("ms_flow_samples_per_sec", "Samples per second of the busiest flows (at most 20), over the last second", flows);
-    let scale = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-    for e in &s.events {
-        if let Some(v) = e.scale {
-            scale.get_or_create(&labels(&[("event", e.name.clone())])).set(v);
-        }
-    }
-    r.register(
+    gauges(
+        &mut r,
         "ms_pmu_scale",
-        "Time each event ran on the PMU over the time it was enabled, in the last second (under 1: multiplexed; counts scale by its inverse)",
-        scale,
+        "Time each event ran on the PMU over the time it was enabled, in the last second (under 1: multiplexed; counts scale by its inverse)".into(),
+        s.events.iter().filter_map(|e| Some((labels(&[("event", e.name.clone())]), e.scale?))),
     );
     if let Some(t) = tops {
-        let window = format!("{:.0} s", t.window_secs);
-        let micro = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        for (flow, function, event, v) in &t.micromiss {
-            micro.get_or_create(&labels(&[("flow", flow.clone()), ("function", function.clone()), ("event", event.clone())])).set(*v);
-        }
-        r.register(
+        let top = |what: &str| format!("{what}, at most {}, over the last {:.0} s", crate::record::rollup::TOP, t.window_secs);
+        gauges(
+            &mut r,
             "ms_flow_micromiss_rate",
-            format!(
-                "Events per second (sampled periods) of the busiest (flow, function, event), at most {}, over the last {window}",
-                crate::record::rollup::TOP
-            ),
-            micro,
+            top("Events per second (sampled periods) of the busiest (flow, function, event)"),
+            t.micromiss.iter().map(|(flow, function, event, v)| {
+                (labels(&[("flow", flow.clone()), ("function", function.clone()), ("event", event.clone())]), *v)
+            }),
         );
-        let fs = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        for (line, mapping, pid, v) in &t.false_sharing {
-            fs.get_or_create(&labels(&[("line", line.clone()), ("mapping", mapping.clone()), ("pid", pid.to_string())])).set(*v);
-        }
-        r.register(
+        gauges(
+            &mut r,
             "ms_false_sharing_score",
-            format!(
-                "HITM loads per second on cache lines that threads share at different offsets (msen false-share's verdict), at most {}, over the last {window}",
-                crate::record::rollup::TOP
-            ),
-            fs,
+            top("HITM loads per second on cache lines that threads share at different offsets (msen false-share's verdict)"),
+            t.false_sharing.iter().map(|(line, mapping, pid, v)| {
+                (labels(&[("line", line.clone()), ("mapping", mapping.clone()), ("pid", pid.to_string())]), *v)
+            }),
         );
-        let rd = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        for (flow, node, ifindex, v) in &t.remote_dram {
-            rd.get_or_create(&labels(&[("flow", flow.clone()), ("numa", node.clone()), ("ifindex", ifindex.to_string())])).set(*v);
-        }
-        r.register(
+        gauges(
+            &mut r,
             "ms_remote_dram_hotspot",
-            format!(
-                "Loads per second served by another node's memory, by flow, memory node and the flow's interface, at most {}, over the last {window}",
-                crate::record::rollup::TOP
-            ),
-            rd,
+            top("Loads per second served by another node's memory, by flow, memory node and the flow's interface"),
+            t.remote_dram.iter().map(|(flow, node, ifindex, v)| {
+                (labels(&[("flow", flow.clone()), ("numa", node.clone()), ("ifindex", ifindex.to_string())]), *v)
+            }),
         );
         gauge_i64(
             &mut r,

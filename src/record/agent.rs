@@ -321,16 +321,20 @@ impl Agent {
         };
         self.shed = kind == "shed";
         (self.over, self.under) = (0, 0);
+        write_agent_event(w, &self.event_now(kind, "load", detail))
+    }
+
+    /// An AGENT event now, in the mode and budget in force.
+    fn event_now(&self, kind: &str, cause: &str, detail: String) -> crate::trace::meta::AgentEvent {
         let m = self.modes.as_ref();
-        let ev = crate::trace::meta::AgentEvent {
+        crate::trace::meta::AgentEvent {
             time: sysinfo::monotonic_ns(),
             kind: kind.into(),
             mode: m.map(super::control::Modes::mode).unwrap_or_default(),
-            cause: "load".into(),
+            cause: cause.into(),
             budget: m.map(super::control::Modes::budget).unwrap_or_default(),
             detail,
-        };
-        write_agent_event(w, &ev)
+        }
     }
 
     /// Apply a pmu-config change (checked against the events by the
@@ -418,31 +422,20 @@ impl Agent {
                     let Some(f) = flows else { continue };
                     f.set_targets(pids, filters).map_err(AgentError::Bpf)?;
                     let list = |v: Vec<String>| if v.is_empty() { "all".to_string() } else { v.join(",") };
-                    let ev = crate::trace::meta::AgentEvent {
-                        time: sysinfo::monotonic_ns(),
-                        kind: "targets".into(),
-                        mode: self.modes.as_ref().map(super::control::Modes::mode).unwrap_or_default(),
-                        cause: "control".into(),
-                        budget: self.modes.as_ref().map(super::control::Modes::budget).unwrap_or_default(),
-                        detail: format!(
+                    let ev = self.event_now(
+                        "targets",
+                        "control",
+                        format!(
                             "pids {}; flows {}",
                             list(pids.iter().map(|p| p.to_string()).collect()),
                             list(filters.iter().map(|f| f.to_string()).collect())
                         ),
-                    };
+                    );
                     write_agent_event(w, &ev)?;
                 }
                 super::control::Request::PmuConfig(c) => {
                     let detail = self.tune(c);
-                    let ev = crate::trace::meta::AgentEvent {
-                        time: sysinfo::monotonic_ns(),
-                        kind: "pmu-config".into(),
-                        mode: self.modes.as_ref().map(super::control::Modes::mode).unwrap_or_default(),
-                        cause: "control".into(),
-                        budget: self.modes.as_ref().map(super::control::Modes::budget).unwrap_or_default(),
-                        detail,
-                    };
-                    write_agent_event(w, &ev)?;
+                    write_agent_event(w, &self.event_now("pmu-config", "control", detail))?;
                 }
                 _ => {}
             }
