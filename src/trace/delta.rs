@@ -130,12 +130,13 @@ fn transpose8(m: &mut [u64; 8]) {
     }
 }
 
-/// Records of `blen` bytes (a multiple of 8) from their byte columns
-/// (`cnt` bytes each): 8 records by 8 columns at a time as a byte-matrix
-/// transpose, the last `cnt % 8` records byte by byte.
-fn unshuffle(src: &[u8], blen: usize, cnt: usize) -> Vec<u8> {
-    let mut body = vec![0u8; blen * cnt];
-    // One 8-byte load (the slice is in bounds: o + 8 <= k * cnt + whole).
+/// Write a group's records from their byte columns (`cnt` bytes each) to
+/// `out`, record r's `blen` bytes (a multiple of 8) at `at[r]`: 8 records by
+/// 8 columns at a time as a byte-matrix transpose, the last `cnt % 8`
+/// records byte by byte.
+fn unshuffle_into(src: &[u8], blen: usize, at: &[usize], out: &mut [u8]) {
+    let cnt = at.len();
+    // One 8-byte load (in bounds: o + 8 <= k * cnt + whole).
     let rd = |o: usize| src.get(o..o + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
     let whole = cnt - cnt % 8;
     for r in (0..whole).step_by(8) {
@@ -148,17 +149,16 @@ fn unshuffle(src: &[u8], blen: usize, cnt: usize) -> Vec<u8> {
             transpose8(&mut m);
             // Row i: columns k..k+8 of record r+i.
             for (i, row) in m.iter().enumerate() {
-                let at = (r + i) * blen + k;
-                body[at..at + 8].copy_from_slice(&row.to_le_bytes());
+                let o = at[r + i] + k;
+                out[o..o + 8].copy_from_slice(&row.to_le_bytes());
             }
         }
     }
-    for r in whole..cnt {
+    for (r, &o) in at.iter().enumerate().skip(whole) {
         for k in 0..blen {
-            body[r * blen + k] = src[k * cnt + r];
+            out[o + k] = src[k * cnt + r];
         }
     }
-    body
 }
 
 pub fn decode(enc: &[u8]) -> Option<Vec<u8>> {
@@ -204,42 +204,38 @@ pub fn decode(enc: &[u8]) -> Option<Vec<u8>> {
     if p.checked_add(tail_len)? != enc.len() {
         return None;
     }
-    // Un-shuffle each group into contiguous delta-coded bodies.
-    let mut bodies: Vec<Vec<u8>> = Vec::with_capacity(ng);
-    for (g, &(_, size)) in groups.iter().enumerate() {
-        let (blen, cnt) = (size - 8, count[g]);
-        let src = &enc[start[g]..start[g] + blen * cnt];
-        bodies.push(unshuffle(src, blen, cnt));
-    }
+    // Each record's place in the output (records in stored order), and
+    // each group's records' body offsets, in the group's order.
+    let mut at: Vec<Vec<usize>> = count.iter().map(|&c| Vec::with_capacity(c)).collect();
     let total: usize = groups.iter().zip(&count).map(|(&(_, s), &c)| s * c).sum::<usize>() + tail_len;
-    let mut out = Vec::with_capacity(total);
-    let mut seen = vec![0usize; ng];
-    let mut last: Vec<usize> = vec![usize::MAX; ng];
+    let mut out = vec![0u8; total];
+    let mut o = 0usize;
     for i in 0..n {
         let g = rd16(order_at + 2 * i) as usize;
         let misc = rd16(misc_at + 2 * i);
         let (kind, size) = groups[g];
+        out[o..o + 4].copy_from_slice(&kind.to_le_bytes());
+        out[o + 4..o + 6].copy_from_slice(&misc.to_le_bytes());
+        out[o + 6..o + 8].copy_from_slice(&(size as u16).to_le_bytes());
+        at[g].push(o + 8);
+        o += size;
+    }
+    for (g, &(_, size)) in groups.iter().enumerate() {
         let blen = size - 8;
-        let r = seen[g];
-        seen[g] += 1;
-        let at = out.len();
-        out.extend_from_slice(&kind.to_le_bytes());
-        out.extend_from_slice(&misc.to_le_bytes());
-        out.extend_from_slice(&(size as u16).to_le_bytes());
-        let body = &bodies[g][r * blen..(r + 1) * blen];
-        out.extend_from_slice(body);
-        if last[g] != usize::MAX {
-            // Add the previous record of the group, word by word, in place.
-            let (done, cur) = out.split_at_mut(at + 8);
-            let prev = &done[last[g] + 8..last[g] + 8 + blen];
-            for (c, p) in cur.chunks_exact_mut(8).zip(prev.chunks_exact(8)) {
+        let src = &enc[start[g]..start[g] + blen * count[g]];
+        unshuffle_into(src, blen, &at[g], &mut out);
+        // Undo the deltas: add the previous record of the group, word by
+        // word, in the group's order.
+        for w in at[g].windows(2) {
+            let (done, cur) = out.split_at_mut(w[1]);
+            let prev = &done[w[0]..w[0] + blen];
+            for (c, p) in cur[..blen].chunks_exact_mut(8).zip(prev.chunks_exact(8)) {
                 let v = word(c, 0).wrapping_add(word(p, 0));
                 c.copy_from_slice(&v.to_le_bytes());
             }
         }
-        last[g] = at;
     }
-    out.extend_from_slice(&enc[enc.len() - tail_len..]);
+    out[o..].copy_from_slice(&enc[enc.len() - tail_len..]);
     Some(out)
 }
 
@@ -276,7 +272,10 @@ mod tests {
                     want[r * blen + k] = src[k * cnt + r];
                 }
             }
-            assert_eq!(unshuffle(&src, blen, cnt), want, "{blen} x {cnt}");
+            let at: Vec<usize> = (0..cnt).map(|r| r * blen).collect();
+            let mut got = vec![0u8; blen * cnt];
+            unshuffle_into(&src, blen, &at, &mut got);
+            assert_eq!(got, want, "{blen} x {cnt}");
         }
     }
 
