@@ -368,7 +368,41 @@ pub fn for_each_frame(
     max_rows: u64,
     keep: &(dyn Fn(&Table, &str) -> bool + Sync),
     want: &(dyn Fn(&Table) -> bool + Sync),
-    each: &mut dyn FnMut(&'static Table, DataFrame) -> PolarsResult<()>,
+    each: &mut (dyn FnMut(&'static Table, DataFrame) -> PolarsResult<()> + Send),
+) -> PolarsResult<super::rows::CaptureCounts> {
+    // `each` (a Parquet writer's encoding and compression) runs on its own
+    // thread, so one batch is written while the next is built; in order.
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(&'static Table, DataFrame)>(1);
+        let writer = sc.spawn(move || -> PolarsResult<()> {
+            for (t, df) in rx {
+                each(t, df)?;
+            }
+            Ok(())
+        });
+        let send = |t: &'static Table, df: DataFrame| {
+            // A closed channel: the writer failed; its error is the one reported.
+            tx.send((t, df)).map_err(|_| PolarsError::ComputeError("the writer stopped".into()))
+        };
+        let built = build_frames(l, capture_id, trace_path, max_rows, keep, want, &send);
+        // Closing the channel ends the writer's loop.
+        drop(tx);
+        let written = writer.join().unwrap_or_else(|_| Err(PolarsError::ComputeError("the writer thread panicked".into())));
+        match (built, written) {
+            (_, Err(e)) => Err(e),
+            (r, Ok(())) => r,
+        }
+    })
+}
+
+fn build_frames(
+    l: &Loaded,
+    capture_id: &str,
+    trace_path: &str,
+    max_rows: u64,
+    keep: &(dyn Fn(&Table, &str) -> bool + Sync),
+    want: &(dyn Fn(&Table) -> bool + Sync),
+    each: &dyn Fn(&'static Table, DataFrame) -> PolarsResult<()>,
 ) -> PolarsResult<super::rows::CaptureCounts> {
     let only_samples =
         !(want(&table::STACKS) || want(&table::ROLLUP) || want(&table::CAPTURES) || want(&table::FLOWS) || want(&table::OBJECTS));
@@ -379,7 +413,7 @@ pub fn for_each_frame(
     let keep_samples = |c: &str| want(&table::SAMPLES) && keep(&table::SAMPLES, c);
     if per_block {
         for plan in b.plan(max_rows, 0) {
-            let mut batch = b.batch_into(&plan, &|| ColumnSink::new(&table::SAMPLES, 0, &keep_samples)).map_err(trace_err)?;
+            let mut batch = b.batch_into(&plan, &|n| ColumnSink::new(&table::SAMPLES, n, &keep_samples)).map_err(trace_err)?;
             counts.stacks += batch.stacks.len() as u64;
             for r in &batch.blocks {
                 counts.samples += r.samples.rows();

@@ -241,7 +241,7 @@ impl<'a> RowBuilder<'a> {
 
     fn decode(&self, b: &BlockRef) -> Result<Vec<Raw>, TraceError> {
         let l = self.l;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(b.header.record_count as usize);
         let mut st = Default::default();
         let mut unwinder = l.unwinder();
         let mut buf = Vec::new();
@@ -330,32 +330,43 @@ impl<'a> RowBuilder<'a> {
 
     /// Decode and encode one batch, its samples as RowBinary.
     pub fn batch(&mut self, blocks: &[(u32, BlockRef)]) -> Result<Batch, TraceError> {
-        self.batch_into(blocks, &|| RowBinary::new(&table::SAMPLES))
+        self.batch_into(blocks, &|_| RowBinary::new(&table::SAMPLES))
     }
 
-    /// Decode and encode one batch, each block's samples into a sink `make` gives.
+    /// Decode and encode one batch, each block's samples into a sink `make`
+    /// gives for that many rows.
     pub fn batch_into<S: Sink + Send>(
         &mut self,
         blocks: &[(u32, BlockRef)],
-        make: &(dyn Fn() -> S + Sync),
+        make: &(dyn Fn(usize) -> S + Sync),
     ) -> Result<Batch<S>, TraceError> {
         let raws: Vec<Vec<Raw>> = blocks.par_iter().map(|(_, b)| self.decode(b)).collect::<Result<_, _>>()?;
-        // Names for the addresses this batch adds, resolved in parallel.
-        let mut new: Vec<AddrKey> = Vec::new();
-        for r in raws.iter().flatten().filter(|_| self.needs.names) {
-            let own = (r.pid, r.epoch, r.kernel, r.ip);
-            if !self.names.contains_key(&own) {
-                new.push(own);
-            }
-            if let Some(c) = &r.chain {
-                for (kernel, ip) in frames(c, r.kernel) {
-                    let k = (r.pid, r.epoch, kernel, ip);
-                    if !self.names.contains_key(&k) {
-                        new.push(k);
+        // Names for the addresses this batch adds, found per block and
+        // resolved in parallel.
+        let known = &self.names;
+        let per_block: Vec<Vec<AddrKey>> = raws
+            .par_iter()
+            .filter(|_| self.needs.names)
+            .map(|rs| {
+                let mut seen: rustc_hash::FxHashSet<AddrKey> = Default::default();
+                for r in rs {
+                    let own = (r.pid, r.epoch, r.kernel, r.ip);
+                    if !known.contains_key(&own) {
+                        seen.insert(own);
+                    }
+                    if let Some(c) = &r.chain {
+                        for (kernel, ip) in frames(c, r.kernel) {
+                            let k = (r.pid, r.epoch, kernel, ip);
+                            if !known.contains_key(&k) {
+                                seen.insert(k);
+                            }
+                        }
                     }
                 }
-            }
-        }
+                seen.into_iter().collect()
+            })
+            .collect();
+        let mut new: Vec<AddrKey> = per_block.into_iter().flatten().collect();
         new.par_sort_unstable();
         new.dedup();
         let named: Vec<FrameName> = new.par_iter().map(|&k| self.name_of(k)).collect();
@@ -365,7 +376,14 @@ impl<'a> RowBuilder<'a> {
         }
 
         let this = &*self;
-        let encoded: Vec<Encoded<S>> = blocks.par_iter().zip(raws).map(|((bi, _), rs)| this.encode_block(*bi, rs, make())).collect();
+        let encoded: Vec<Encoded<S>> = blocks
+            .par_iter()
+            .zip(raws)
+            .map(|((bi, _), rs)| {
+                let n = rs.len();
+                this.encode_block(*bi, rs, make(n))
+            })
+            .collect();
         let mut out = Batch {
             blocks: Vec::with_capacity(encoded.len()),
             stacks: Vec::new(),
