@@ -429,14 +429,15 @@ impl<'a> RowBuilder<'a> {
         let mut dsrc_texts: Vec<[String; 4]> = Vec::new();
         let mut stacks: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut seen: HashMap<u64, ()> = HashMap::default();
-        let mut flows: BTreeMap<u64, u64> = BTreeMap::new();
-        let mut objects: BTreeMap<(u32, String, String), ObjectAcc> = BTreeMap::new();
-        // (window, flow, symbol, dso, event) -> samples, period, l1, llc, local, remote, hitm:
-        // one row per function, however many of its addresses were sampled.
-        let mut rollup: BTreeMap<(u64, u64, &str, &str, u16), [u64; 7]> = BTreeMap::new();
+        // Per-sample sums by hashing cheap keys; ordered (and merged by
+        // name) once per distinct key at the end.
+        let mut flows: HashMap<u64, u64> = HashMap::default();
+        let mut objects: HashMap<(u32, &str, &str), ObjectAcc> = HashMap::default();
+        // (window, flow, own frame, event) -> samples, period, l1, llc, local, remote, hitm.
+        let mut by_frame: HashMap<(u64, u64, u32, u16), [u64; 7]> = HashMap::default();
         let none = u32::MAX;
         let mut ids: Vec<u32> = Vec::new();
-        for r in rs {
+        for r in &rs {
             let own = self.names.get(&(r.pid, r.epoch, r.kernel, r.ip)).copied();
             let f = own.map_or(&unnamed, |o| &self.frames[o as usize]);
             let stack_id = match &r.chain {
@@ -508,19 +509,20 @@ impl<'a> RowBuilder<'a> {
 
             *flows.entry(r.flow).or_default() += 1;
             if let Some((name, type_name)) = &r.data_object {
-                let e =
-                    objects.entry((r.pid, name.clone(), type_name.clone())).or_insert(ObjectAcc { start: u64::MAX, ..Default::default() });
+                let e = objects
+                    .entry((r.pid, name.as_str(), type_name.as_str()))
+                    .or_insert(ObjectAcc { start: u64::MAX, ..Default::default() });
                 e.start = e.start.min(r.addr);
                 e.end = e.end.max(r.addr.saturating_add(1));
                 e.samples += 1;
                 e.loads += (d.mem_op() & op::LOAD != 0) as u64;
                 e.stores += (d.mem_op() & op::STORE != 0) as u64;
             }
-            if own.is_none() {
+            let Some(o) = own else {
                 continue; // no names asked for: no rollup rows either
-            }
+            };
             let window = time / 1_000_000_000 * 1_000_000_000;
-            let e = rollup.entry((window, r.flow, f.symbol.as_str(), f.dso.as_str(), r.event)).or_default();
+            let e = by_frame.entry((window, r.flow, o, r.event)).or_default();
             e[0] += 1;
             e[1] = e[1].saturating_add(r.period);
             if has_dsrc && d.mem_op() & op::LOAD != 0 {
@@ -541,6 +543,19 @@ impl<'a> RowBuilder<'a> {
                 }
             }
         }
+        // (window, flow, symbol, dso, event): one row per function, however
+        // many of its addresses were sampled.
+        let mut rollup: BTreeMap<(u64, u64, &str, &str, u16), [u64; 7]> = BTreeMap::new();
+        for ((window, flow, o, event), v) in by_frame {
+            let f = &self.frames[o as usize];
+            let e = rollup.entry((window, flow, f.symbol.as_str(), f.dso.as_str(), event)).or_default();
+            for (a, b) in e.iter_mut().zip(v) {
+                *a = a.saturating_add(b);
+            }
+        }
+        let flows: BTreeMap<u64, u64> = flows.into_iter().collect();
+        let objects: BTreeMap<(u32, String, String), ObjectAcc> =
+            objects.into_iter().map(|((pid, n, t), a)| ((pid, n.to_string(), t.to_string()), a)).collect();
         let mut ru = RowBinary::new(&table::ROLLUP);
         for ((window, flow, symbol, dso, event), v) in rollup {
             self.key.put(&mut ru);
