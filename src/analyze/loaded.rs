@@ -178,7 +178,7 @@ impl Loaded {
         let events = Events::new(&trace.meta.events, endian);
         let mut stats = DecodeStats::default();
         let blocks: Vec<BlockRef> = trace.blocks_of(BlockKind::SIDEBAND).copied().collect();
-        let decoded: Vec<Option<std::borrow::Cow<'_, [u8]>>> =
+        let decoded: Vec<Option<crate::trace::pool::Bytes<'_>>> =
             blocks.par_iter().map(|b| trace.decode_or_skip(b)).collect::<Result<_, _>>()?;
         let info = events.sideband_parse().cloned();
         // (time, block, seq) orders records; synthesized ones (time 0) first.

@@ -459,7 +459,9 @@ impl<'a> RowBuilder<'a> {
             let d = DataSrc(r.data_src);
             let has_dsrc = self.mem_events.get(r.event as usize).copied().unwrap_or(false);
             let comm_owned;
-            let comm = if r.comm == none {
+            let comm = if r.comm == none && !self.needs.comm {
+                "" // not asked for: no string per sample
+            } else if r.comm == none {
                 comm_owned = format!(":{}", r.tid as i32);
                 comm_owned.as_str()
             } else {

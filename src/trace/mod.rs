@@ -6,6 +6,7 @@ pub mod format;
 pub mod merge;
 pub mod meta;
 pub mod outfile;
+pub mod pool;
 pub mod reader;
 pub mod source;
 pub mod writer;

@@ -14,7 +14,7 @@
 
 use super::format::*;
 use super::meta::{CaptureEnd, Metadata};
-use std::borrow::Cow;
+use super::pool::{self, Bytes, Pooled};
 use std::path::{Path, PathBuf};
 
 /// Errors a trace file can cause. Each names the file and what to do.
@@ -267,10 +267,10 @@ impl Trace {
     }
 
     /// Verify a block's checksum and return its raw payload.
-    pub fn decode(&self, b: &BlockRef) -> Result<Cow<'_, [u8]>, TraceError> {
+    pub fn decode(&self, b: &BlockRef) -> Result<Bytes<'_>, TraceError> {
         if let Some((start, n)) = b.external {
             let buf = self.external.as_ref().map_or(&[][..], External::as_slice);
-            return buf.get(start as usize..(start + n) as usize).map(Cow::Borrowed).ok_or_else(|| TraceError::CorruptBlock {
+            return buf.get(start as usize..(start + n) as usize).map(Bytes::Borrowed).ok_or_else(|| TraceError::CorruptBlock {
                 path: self.path.clone(),
                 offset: start,
                 reason: "external payload out of range".into(),
@@ -281,7 +281,7 @@ impl Trace {
 
     /// Like `decode`, but a corrupt block yields None when the trace was
     /// opened with `skip_corrupt` (the caller counts it), an error otherwise.
-    pub fn decode_or_skip(&self, b: &BlockRef) -> Result<Option<Cow<'_, [u8]>>, TraceError> {
+    pub fn decode_or_skip(&self, b: &BlockRef) -> Result<Option<Bytes<'_>>, TraceError> {
         match self.decode(b) {
             Ok(v) => Ok(Some(v)),
             Err(_) if self.skip_corrupt => Ok(None),
@@ -290,7 +290,13 @@ impl Trace {
     }
 }
 
-fn decode_block<'a>(file: &'a [u8], b: &BlockRef) -> Result<Cow<'a, [u8]>, String> {
+thread_local! {
+    /// One decompression context per thread, reused for every block.
+    static ZSTD: std::cell::RefCell<std::io::Result<zstd::bulk::Decompressor<'static>>> =
+        std::cell::RefCell::new(zstd::bulk::Decompressor::new());
+}
+
+fn decode_block<'a>(file: &'a [u8], b: &BlockRef) -> Result<Bytes<'a>, String> {
     let hs = b.header.header_size as usize;
     let start = b.offset as usize;
     let range = b.payload_range();
@@ -302,25 +308,48 @@ fn decode_block<'a>(file: &'a [u8], b: &BlockRef) -> Result<Cow<'a, [u8]>, Strin
     if block_checksum(header, payload) != b.header.checksum {
         return Err("checksum mismatch".into());
     }
-    let data: Cow<'a, [u8]> = match b.header.codec {
+    let columns = b.header.flags & BLOCK_FLAG_RECORD_COLUMNS != 0;
+    // Both buffers come from this thread's pool (see pool.rs); the zstd
+    // output is scratch when the record-columns inverse follows.
+    let data: Bytes<'a> = match b.header.codec {
         Codec::NONE => {
             if payload.len() != b.header.raw_len as usize {
                 return Err("stored and raw lengths differ for an uncompressed block".into());
             }
-            Cow::Borrowed(payload)
+            Bytes::Borrowed(payload)
         }
         Codec::ZSTD => {
             let want = b.header.raw_len as usize;
-            let v = zstd::bulk::decompress(payload, want).map_err(|e| format!("zstd: {e}"))?;
-            if v.len() != want {
-                return Err(format!("decompressed to {} bytes, header says {want}", v.len()));
+            let mut v = pool::take();
+            v.reserve(want);
+            let n = ZSTD.with(|z| match &mut *z.borrow_mut() {
+                Ok(z) => z.decompress_to_buffer(payload, &mut v).map_err(|e| format!("zstd: {e}")),
+                Err(e) => Err(format!("zstd: {e}")),
+            });
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    pool::give(v);
+                    return Err(e);
+                }
+            };
+            let v = Pooled::new(v);
+            if n != want {
+                return Err(format!("decompressed to {n} bytes, header says {want}"));
             }
-            Cow::Owned(v)
+            Bytes::Pooled(v)
         }
         c => return Err(format!("unknown codec {c:?}")),
     };
-    if b.header.flags & BLOCK_FLAG_RECORD_COLUMNS != 0 {
-        return super::delta::decode(&data).map(Cow::Owned).ok_or_else(|| "record-columns encoding is inconsistent".to_string());
+    if columns {
+        let mut out = pool::take();
+        return match super::delta::decode_into(&data, &mut out) {
+            Some(()) => Ok(Bytes::Pooled(Pooled::new(out))),
+            None => {
+                pool::give(out);
+                Err("record-columns encoding is inconsistent".to_string())
+            }
+        };
     }
     Ok(data)
 }
