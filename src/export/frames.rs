@@ -133,16 +133,19 @@ impl ColumnSink {
             let name: PlSmallStr = c.name.into();
             let s = match b {
                 None => continue,
-                Some(Col::U8(v)) => Series::new(name, v),
-                Some(Col::U16(v)) => Series::new(name, v),
-                Some(Col::U32(v)) => Series::new(name, v),
-                Some(Col::U64(v)) => Series::new(name, v),
-                Some(Col::I64(v)) => Series::new(name, v),
-                Some(Col::F64(v)) => Series::new(name, v),
-                Some(Col::Name(n)) => Series::from_cats_and_dtype(&Series::new(name, n.codes), &dtype(c.ty), true)?,
+                // from_vec takes the Vec's buffer (Series::new copies it).
+                Some(Col::U8(v)) => UInt8Chunked::from_vec(name, v).into_series(),
+                Some(Col::U16(v)) => UInt16Chunked::from_vec(name, v).into_series(),
+                Some(Col::U32(v)) => UInt32Chunked::from_vec(name, v).into_series(),
+                Some(Col::U64(v)) => UInt64Chunked::from_vec(name, v).into_series(),
+                Some(Col::I64(v)) => Int64Chunked::from_vec(name, v).into_series(),
+                Some(Col::F64(v)) => Float64Chunked::from_vec(name, v).into_series(),
+                Some(Col::Name(n)) => {
+                    Series::from_cats_and_dtype(&UInt32Chunked::from_vec(name, n.codes).into_series(), &dtype(c.ty), true)?
+                }
                 Some(Col::Text(b)) => b.finish().into_series(),
-                Some(Col::Date(v)) => Series::new(name, v).cast(&dtype(c.ty))?,
-                Some(Col::Time(v)) => Series::new(name, v).cast(&dtype(c.ty))?,
+                Some(Col::Date(v)) => Int32Chunked::from_vec(name, v).into_series().cast(&dtype(c.ty))?,
+                Some(Col::Time(v)) => Int64Chunked::from_vec(name, v).into_series().cast(&dtype(c.ty))?,
                 Some(Col::ListU64(mut b)) => b.finish().into_series(),
                 Some(Col::ListStr(mut b)) => b.finish().into_series().cast(&dtype(c.ty))?,
             };

@@ -102,12 +102,15 @@ pub struct Needs {
     /// The memory columns: data_symbol, line_*, c2c_*, numa_access, mem_node.
     pub memory: bool,
     pub comm: bool,
+    /// Rollup rows and the flow and data-object sums (the other tables).
+    pub side: bool,
 }
 
 impl Needs {
-    pub const ALL: Needs = Needs { names: true, chain: true, memory: true, comm: true };
+    pub const ALL: Needs = Needs { names: true, chain: true, memory: true, comm: true, side: true };
 
-    /// What sample columns accepted by `wanted` need.
+    /// What sample columns accepted by `wanted` need, for the samples table
+    /// alone (no rollup rows, flow or data-object sums).
     pub fn of_sample_columns(wanted: &dyn Fn(&str) -> bool) -> Needs {
         let any = |cols: &[&str]| cols.iter().any(|c| wanted(c));
         Needs {
@@ -128,6 +131,7 @@ impl Needs {
                 "mem_node",
             ]),
             comm: any(&["comm"]),
+            side: false,
         }
     }
 }
@@ -167,6 +171,9 @@ pub struct RowBuilder<'a> {
     frames: Vec<FrameName>,
     acc: CaptureAcc,
     needs: Needs,
+    /// Emptied per-block sample vectors, reused by the next batch's blocks
+    /// (each is a few MB: fresh ones cost page faults on every batch).
+    raw_free: std::sync::Mutex<Vec<Vec<Raw>>>,
 }
 
 impl std::fmt::Debug for RowBuilder<'_> {
@@ -196,6 +203,7 @@ impl<'a> RowBuilder<'a> {
             frames: Vec::new(),
             acc,
             needs: Needs::ALL,
+            raw_free: Default::default(),
         }
     }
 
@@ -241,7 +249,8 @@ impl<'a> RowBuilder<'a> {
 
     fn decode(&self, b: &BlockRef) -> Result<Vec<Raw>, TraceError> {
         let l = self.l;
-        let mut out = Vec::with_capacity(b.header.record_count as usize);
+        let mut out = self.raw_free.lock().ok().and_then(|mut f| f.pop()).unwrap_or_default();
+        out.reserve(b.header.record_count as usize);
         let mut st = Default::default();
         let mut unwinder = l.unwinder();
         let mut buf = Vec::new();
@@ -422,7 +431,7 @@ impl<'a> RowBuilder<'a> {
         merge_objects(&mut self.acc.objects, std::mem::take(&mut batch.objects));
     }
 
-    fn encode_block<S: Sink>(&self, block: u32, rs: Vec<Raw>, mut w: S) -> Encoded<S> {
+    fn encode_block<S: Sink>(&self, block: u32, mut rs: Vec<Raw>, mut w: S) -> Encoded<S> {
         let l = self.l;
         let unnamed = FrameName { symbol: String::new(), dso: String::new(), build_id: String::new() };
         let mut dsrc_ids: HashMap<u64, u32> = HashMap::default();
@@ -509,6 +518,9 @@ impl<'a> RowBuilder<'a> {
             w.u32(r.cpu_node.unwrap_or(none)).u32(r.mem_node.unwrap_or(none)).name(0, "");
             w.end_row();
 
+            if !self.needs.side {
+                continue;
+            }
             *flows.entry(r.flow).or_default() += 1;
             if let Some((name, type_name)) = &r.data_object {
                 let e = objects
@@ -558,6 +570,12 @@ impl<'a> RowBuilder<'a> {
         let flows: BTreeMap<u64, u64> = flows.into_iter().collect();
         let objects: BTreeMap<(u32, String, String), ObjectAcc> =
             objects.into_iter().map(|((pid, n, t), a)| ((pid, n.to_string(), t.to_string()), a)).collect();
+        rs.clear();
+        if let Ok(mut f) = self.raw_free.lock() {
+            if f.len() < 256 {
+                f.push(rs);
+            }
+        }
         let mut ru = RowBinary::new(&table::ROLLUP);
         for ((window, flow, symbol, dso, event), v) in rollup {
             self.key.put(&mut ru);

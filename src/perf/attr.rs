@@ -197,22 +197,28 @@ pub enum Endian {
 }
 
 impl Endian {
+    // Callers have checked the length; a short slice reads as 0 rather
+    // than panicking. Inlined: these run several times
+    // per sample.
+    #[inline]
     pub fn u16(self, b: &[u8]) -> u16 {
-        let a = [b[0], b[1]];
+        let a = *b.first_chunk::<2>().unwrap_or(&[0; 2]);
         match self {
             Endian::Little => u16::from_le_bytes(a),
             Endian::Big => u16::from_be_bytes(a),
         }
     }
+    #[inline]
     pub fn u32(self, b: &[u8]) -> u32 {
-        let a = [b[0], b[1], b[2], b[3]];
+        let a = *b.first_chunk::<4>().unwrap_or(&[0; 4]);
         match self {
             Endian::Little => u32::from_le_bytes(a),
             Endian::Big => u32::from_be_bytes(a),
         }
     }
+    #[inline]
     pub fn u64(self, b: &[u8]) -> u64 {
-        let a = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+        let a = *b.first_chunk::<8>().unwrap_or(&[0; 8]);
         match self {
             Endian::Little => u64::from_le_bytes(a),
             Endian::Big => u64::from_be_bytes(a),

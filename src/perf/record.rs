@@ -646,6 +646,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or(DecodeError::Overflow)?;
         if end > self.b.len() {
@@ -655,15 +656,19 @@ impl<'a> Cursor<'a> {
         self.pos = end;
         Ok(s)
     }
+    #[inline]
     fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
         self.bytes(n).map(|_| ())
     }
+    #[inline]
     fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(self.e.u64(self.bytes(8)?))
     }
+    #[inline]
     fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(self.e.u32(self.bytes(4)?))
     }
+    #[inline]
     fn words(&mut self, n: usize) -> Result<Words<'a>, DecodeError> {
         let b = self.bytes(n.checked_mul(8).ok_or(DecodeError::Overflow)?)?;
         Ok(Words { b, e: self.e })
