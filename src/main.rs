@@ -13,6 +13,7 @@ use std::process::ExitCode;
 /// when freed, so each block paid page faults and kernel page clearing again:
 /// a third of `msen sql`'s time on a 10M-sample trace. mimalloc keeps freed
 /// pages for reuse (and returns them to the kernel after a short delay).
+/// Built with "no_thp": huge pages made runs stall in page compaction.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
