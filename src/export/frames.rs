@@ -120,6 +120,7 @@ impl ColumnSink {
         ColumnSink { table: t, cols, at: 0, rows: 0 }
     }
 
+    #[inline]
     fn next(&mut self) -> Option<&mut Col> {
         let i = self.at;
         self.at += 1;
@@ -156,24 +157,28 @@ impl ColumnSink {
 }
 
 impl Sink for ColumnSink {
+    #[inline]
     fn u8(&mut self, v: u8) -> &mut Self {
         if let Some(Col::U8(c)) = self.next() {
             c.push(v);
         }
         self
     }
+    #[inline]
     fn u16(&mut self, v: u16) -> &mut Self {
         if let Some(Col::U16(c)) = self.next() {
             c.push(v);
         }
         self
     }
+    #[inline]
     fn u32(&mut self, v: u32) -> &mut Self {
         if let Some(Col::U32(c)) = self.next() {
             c.push(v);
         }
         self
     }
+    #[inline]
     fn u64(&mut self, v: u64) -> &mut Self {
         match self.next() {
             Some(Col::U64(c)) => c.push(v),
@@ -183,18 +188,21 @@ impl Sink for ColumnSink {
         }
         self
     }
+    #[inline]
     fn time(&mut self, ns: u64) -> &mut Self {
         if let Some(Col::Time(c)) = self.next() {
             c.push(ns.min(i64::MAX as u64) as i64);
         }
         self
     }
+    #[inline]
     fn date(&mut self, days: u16) -> &mut Self {
         if let Some(Col::Date(c)) = self.next() {
             c.push(i32::from(days));
         }
         self
     }
+    #[inline]
     fn str(&mut self, s: &str) -> &mut Self {
         match self.next() {
             Some(Col::Name(n)) => {
@@ -206,6 +214,7 @@ impl Sink for ColumnSink {
         }
         self
     }
+    #[inline]
     fn name(&mut self, id: u32, s: &str) -> &mut Self {
         match self.next() {
             Some(Col::Name(n)) => n.push_id(id, s),
@@ -214,23 +223,27 @@ impl Sink for ColumnSink {
         }
         self
     }
+    #[inline]
     fn u64s(&mut self, v: &[u64]) -> &mut Self {
         if let Some(Col::ListU64(b)) = self.next() {
             b.append_slice(v);
         }
         self
     }
+    #[inline]
     fn strs<'a>(&mut self, v: impl ExactSizeIterator<Item = &'a str>) -> &mut Self {
         if let Some(Col::ListStr(b)) = self.next() {
             b.append_values_iter(v);
         }
         self
     }
+    #[inline]
     fn end_row(&mut self) {
         debug_assert_eq!(self.at, self.table.columns.len(), "a row of {} wrote {} values", self.table.name, self.at);
         self.at = 0;
         self.rows += 1;
     }
+    #[inline]
     fn rows(&self) -> u64 {
         self.rows
     }
