@@ -1235,6 +1235,37 @@ fn pmu_config_tunes_the_opened_events_and_the_scale_is_exposed() {
         })
         .collect();
     gaps.sort_unstable();
+    // The period each sample stands for: the kernel wrote 1 ms into every
+    // cpu-clock sample; msen takes 5 ms from the trace's "period" AGENT
+    // block for the later ones, in script, in report's event count and in
+    // a perf.data export that perf itself reads.
+    let change: Vec<&serde_json::Value> = info["agent"].as_array().unwrap().iter().filter(|e| e["kind"] == "period").collect();
+    assert_eq!(change.len(), 1, "{info}");
+    assert_eq!((change[0]["event"].as_str(), change[0]["period"].as_u64()), (Some("cpu-clock"), Some(5_000_000)), "{info}");
+    let from = change[0]["time"].as_u64().unwrap();
+    let (mut before, mut later) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for l in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v["event"] == "cpu-clock" {
+            let set = if v["time"].as_u64().unwrap() >= from { &mut later } else { &mut before };
+            set.insert(v["period"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(before.into_iter().collect::<Vec<_>>(), vec![1_000_000], "periods before the change");
+    assert_eq!(later.into_iter().collect::<Vec<_>>(), vec![5_000_000], "periods after the change");
+    let (n, period) = rows
+        .iter()
+        .find(|r| r["event"] == "cpu-clock")
+        .map(|r| (r["samples"].as_u64().unwrap(), r["period"].as_u64().unwrap()))
+        .expect("cpu-clock rows after the change");
+    assert_eq!(period, n * 5_000_000, "report's event count after the change");
+    let pd = trace.with_extension("data");
+    let o = run(&["export", t, "--perf-data", pd.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = std::process::Command::new("perf").args(["script", "-F", "time,period", "-i"]).arg(&pd).output().unwrap();
+    let periods: std::collections::BTreeSet<String> =
+        String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.split_whitespace().last().map(str::to_string)).collect();
+    assert!(periods.contains("5000000") && periods.contains("1000000"), "perf script on the export: {periods:?}");
     assert!(
         gaps.len() >= 20,
         "too few cpu-clock samples after the change to judge its rate ({} gaps in {} ms)",

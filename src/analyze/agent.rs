@@ -57,6 +57,43 @@ impl AgentTimeline {
     }
 }
 
+/// The periods software clock events fired at after a rate change: the
+/// kernel goes on writing the first period into their samples (see
+/// `AgentEvent::period`), so a sample's period is taken from here when the
+/// trace holds a change before it. Per event of `Events::list`, (from
+/// time, period) in time order; empty for every event of most traces.
+#[derive(Debug, Clone, Default)]
+pub struct ClockPeriods {
+    by_event: Vec<Vec<(u64, u64)>>,
+}
+
+impl ClockPeriods {
+    /// `names`: the events of `Events::list`, in order.
+    pub fn new<'a>(t: &AgentTimeline, names: impl Iterator<Item = &'a str>) -> ClockPeriods {
+        let changes: Vec<&AgentEvent> = t.events.iter().filter(|e| e.kind == "period" && e.period > 0).collect();
+        if changes.is_empty() {
+            return ClockPeriods::default();
+        }
+        // Events are time-sorted (stably), so each list is too.
+        let by_event = names.map(|n| changes.iter().filter(|e| e.event == n).map(|e| (e.time, e.period)).collect()).collect();
+        ClockPeriods { by_event }
+    }
+
+    /// The period in force for event `ev` at `time`, when a change came
+    /// before it; None keeps the sample's own.
+    #[inline]
+    pub fn at(&self, ev: u16, time: Option<u64>) -> Option<u64> {
+        let v = self.by_event.get(ev as usize).filter(|v| !v.is_empty())?;
+        let t = time?;
+        let i = v.partition_point(|&(from, _)| from <= t);
+        i.checked_sub(1).map(|i| v[i].1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_event.iter().all(Vec::is_empty)
+    }
+}
+
 /// The host context of a trace (HOST blocks), in time order.
 pub fn load_host(trace: &Trace) -> Result<Vec<crate::trace::meta::HostSample>, TraceError> {
     let mut out: Vec<crate::trace::meta::HostSample> = Vec::new();
@@ -114,5 +151,20 @@ mod tests {
         assert_eq!(t.spans(Mode::Diagnostic), vec![(20, 39), (50, u64::MAX)]);
         assert_eq!(t.spans(Mode::Sentinel), vec![(10, 19), (40, 49)]);
         assert!(AgentTimeline::default().spans(Mode::Sentinel).is_empty());
+    }
+
+    #[test]
+    fn a_clock_events_period_is_the_last_change_before_the_sample() {
+        let period = |time, event: &str, period| AgentEvent { time, kind: "period".into(), event: event.into(), period, ..Default::default() };
+        let t = AgentTimeline { events: vec![ev(5, Mode::Sentinel), period(10, "cpu-clock", 5_000_000), period(20, "cpu-clock", 250_000)] };
+        let p = ClockPeriods::new(&t, ["task-clock", "cpu-clock"].into_iter());
+        assert_eq!(p.at(1, Some(9)), None, "before the first change: the sample's own");
+        assert_eq!(p.at(1, Some(10)), Some(5_000_000));
+        assert_eq!(p.at(1, Some(19)), Some(5_000_000));
+        assert_eq!(p.at(1, Some(u64::MAX)), Some(250_000));
+        assert_eq!(p.at(1, None), None, "no time: the sample's own");
+        assert_eq!(p.at(0, Some(30)), None, "another event");
+        assert_eq!(p.at(7, Some(30)), None, "no such event");
+        assert!(ClockPeriods::new(&AgentTimeline::default(), ["cpu-clock"].into_iter()).is_empty());
     }
 }

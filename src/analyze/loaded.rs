@@ -140,6 +140,9 @@ pub struct Loaded {
     pub flows: super::flows::FlowIndex,
     /// The agent's mode switches (empty without --mode/--budget).
     pub agent: super::agent::AgentTimeline,
+    /// Software clock events' periods after rate changes (applied to the
+    /// samples by `for_each_sample_flow`).
+    pub clock_periods: super::agent::ClockPeriods,
     /// Host context, one reading a second (empty when not recorded).
     pub host: Vec<crate::trace::meta::HostSample>,
     /// Binaries' unwind tables for samples with a user stack copy.
@@ -324,8 +327,22 @@ impl Loaded {
         let unwind = super::unwind::Unwind::new(&resolver, timeline.dsos.len(), &carried);
         let flows = super::flows::FlowIndex::load(&trace, events.tags.is_some())?;
         let agent = super::agent::AgentTimeline::load(&trace)?;
+        let clock_periods = super::agent::ClockPeriods::new(&agent, events.list.iter().map(|e| e.name.as_str()));
         let host = super::agent::load_host(&trace)?;
-        Ok(Loaded { trace, events, timeline, resolver, flows, agent, host, unwind, lost_records: lost, lost_events, sideband_stats: stats })
+        Ok(Loaded {
+            trace,
+            events,
+            timeline,
+            resolver,
+            flows,
+            agent,
+            clock_periods,
+            host,
+            unwind,
+            lost_records: lost,
+            lost_events,
+            sideband_stats: stats,
+        })
     }
 
     /// Decode one SAMPLES block and call `f(event, cpumode, sample)` for each
@@ -376,10 +393,13 @@ impl Loaded {
                 stats.unknown_event_samples += 1;
                 continue;
             };
-            let Ok(s) = self.events.list[ev as usize].parse.parse_sample(r.body) else {
+            let Ok(mut s) = self.events.list[ev as usize].parse.parse_sample(r.body) else {
                 stats.unparsable_samples += 1;
                 continue;
             };
+            if let Some(p) = self.clock_periods.at(ev, s.time) {
+                s.period = Some(p);
+            }
             let flow = match pending.take() {
                 Some((fl, tid)) if tid.is_none() || tid == s.tid => Some(fl),
                 Some(_) => {

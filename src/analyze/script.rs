@@ -258,7 +258,10 @@ pub fn script(l: &Loaded, cfg: &ScriptConfig, out: &mut dyn Write) -> Result<u64
                     };
                     let flow = pending_flow.take();
                     let line = match l.events.list[ev as usize].parse.parse_sample(r.body) {
-                        Ok(s) => {
+                        Ok(mut s) => {
+                            if let Some(p) = l.clock_periods.at(ev, s.time) {
+                                s.period = Some(p);
+                            }
                             let t = s.time.unwrap_or(0);
                             let text = match cfg.format {
                                 ScriptFormat::Jsonl => {

@@ -281,15 +281,21 @@ pub fn write_perf_data(l: &Loaded, out: &mut dyn Write) -> Result<u64, ExportErr
             if r.kind == RecordType::SAMPLE && l.events.is_tag(r.body) {
                 continue;
             }
-            let raw = data[raw_at..raw_at + len].to_vec();
+            let mut raw = data[raw_at..raw_at + len].to_vec();
             let (t, order) = if r.kind == RecordType::SAMPLE {
-                let t = l
-                    .events
-                    .of_sample(r.body)
-                    .and_then(|e| l.events.list[e as usize].parse.parse_sample(r.body).ok())
-                    .and_then(|s| s.time)
-                    .unwrap_or(0);
-                (t, 1)
+                let ev = l.events.of_sample(r.body);
+                let info = ev.map(|e| &l.events.list[e as usize].parse);
+                let t = info.and_then(|p| p.parse_sample(r.body).ok()).and_then(|s| s.time);
+                // The period a software clock event really fired at after a
+                // rate change (the kernel wrote the first one; perf reads
+                // the field). Samples without the field keep the attr's.
+                let fix = ev.and_then(|e| l.clock_periods.at(e, t)).zip(info.and_then(|p| p.period_offset()));
+                if let Some((p, at)) = fix {
+                    if let Some(w) = raw.get_mut(8 + at..8 + at + 8) {
+                        w.copy_from_slice(&p.to_le_bytes());
+                    }
+                }
+                (t.unwrap_or(0), 1)
             } else {
                 (sid.as_ref().and_then(|p| p.parse_sample_id(r.body).time).unwrap_or(0), 0)
             };

@@ -266,6 +266,17 @@ pub struct ParseInfo {
 }
 
 impl ParseInfo {
+    /// Byte offset of the period in a SAMPLE body, when samples carry one
+    /// (the fields before it are fixed-size words).
+    pub fn period_offset(&self) -> Option<usize> {
+        let st = self.sample_type;
+        if st & sample::PERIOD == 0 {
+            return None;
+        }
+        let before = [sample::IDENTIFIER, sample::IP, sample::TID, sample::TIME, sample::ADDR, sample::ID, sample::STREAM_ID, sample::CPU];
+        Some(8 * before.iter().filter(|&&b| st & b != 0).count())
+    }
+
     pub fn new(a: &EventAttr, endian: Endian) -> Self {
         let st = a.sample_type;
         let mut id_trailer_len = 0;

@@ -111,14 +111,31 @@ struct Tuned {
 
 impl Tuned {
     /// Set a rate on every fd: Hz for a freq event, else a period.
-    fn set_rate(&mut self, v: u64) {
+    ///
+    /// For a software clock event whose rate changes, the AGENT event that
+    /// gives its new period: the kernel keeps writing the old one into the
+    /// samples (see `AgentEvent::period`).
+    fn set_rate(&mut self, v: u64, cause: &str) -> Option<crate::trace::meta::AgentEvent> {
         let value = if self.ev.freq.is_some() && self.ev.clock { 1_000_000_000 / v.max(1) } else { v };
+        // Before the ioctls: the first sample at the new rate comes one new
+        // period after its fd's ioctl.
+        let time = sysinfo::monotonic_ns();
+        let changed = v != self.in_force;
         for &fd in &self.ev.fds {
             // SAFETY: the fds stay open for the whole capture (they are
             // closed after the loop, after the last step).
             let _ = sys::set_period(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, value);
         }
         self.in_force = v;
+        (self.ev.clock && changed).then(|| crate::trace::meta::AgentEvent {
+            time,
+            kind: "period".into(),
+            cause: cause.into(),
+            detail: format!("{}: period {value} ns", self.ev.name),
+            event: self.ev.name.clone(),
+            period: value,
+            ..Default::default()
+        })
     }
 
     fn switch(&self, on: bool) {
@@ -209,6 +226,9 @@ pub(super) struct Agent {
     /// was last handed a second.
     rollups: Option<super::rollup::Worker>,
     last_rollup: Instant,
+    /// Clock events' new periods (event name, ns) not yet given to the live
+    /// rollups (their samples carry the first period).
+    new_periods: Vec<(String, u64)>,
 }
 
 /// Load shedding: when the budget drops over this share of the samples for
@@ -280,6 +300,7 @@ impl Agent {
             last_kept_dropped: (0, 0),
             last_shed_look: now,
             last_rollup: now,
+            new_periods: Vec::new(),
         })
     }
 
@@ -324,6 +345,14 @@ impl Agent {
         write_agent_event(w, &self.event_now(kind, "load", detail))
     }
 
+    /// A clock event's new period: into the trace, and to the live rollups
+    /// at the next step.
+    fn period_changed(&mut self, p: crate::trace::meta::AgentEvent, w: &mut TraceWriter) -> Result<(), AgentError> {
+        write_agent_event(w, &p)?;
+        self.new_periods.push((p.event, p.period));
+        Ok(())
+    }
+
     /// An AGENT event now, in the mode and budget in force.
     fn event_now(&self, kind: &str, cause: &str, detail: String) -> crate::trace::meta::AgentEvent {
         let m = self.modes.as_ref();
@@ -334,20 +363,23 @@ impl Agent {
             cause: cause.into(),
             budget: m.map(super::control::Modes::budget).unwrap_or_default(),
             detail,
+            ..Default::default()
         }
     }
 
     /// Apply a pmu-config change (checked against the events by the
     /// endpoint); what was done, for the AGENT block.
-    fn tune(&mut self, c: &super::control::PmuChange) -> String {
+    /// The period change, if any, comes second.
+    fn tune(&mut self, c: &super::control::PmuChange) -> (String, Option<crate::trace::meta::AgentEvent>) {
         let shed = self.shed;
         let Some(e) = self.events.iter_mut().find(|e| e.ev.name == c.event) else {
-            return format!("{}: no such event", c.event);
+            return (format!("{}: no such event", c.event), None);
         };
         let mut done = Vec::new();
+        let mut period = None;
         if let Some(rate) = c.freq.or(c.period) {
             e.rate = Some(rate);
-            e.set_rate(rate);
+            period = e.set_rate(rate, "control");
             done.push(if c.freq.is_some() { format!("{rate} Hz") } else { format!("period {rate}") });
         }
         match c.enabled {
@@ -366,7 +398,7 @@ impl Agent {
             }
             None => {}
         }
-        format!("{}: {}", c.event, done.join(", "))
+        (format!("{}: {}", c.event, done.join(", ")), period)
     }
 
     pub fn put_in_force(&mut self, s: &super::control::Switch, flows: &dyn KernelSide, w: &mut TraceWriter) -> Result<(), AgentError> {
@@ -375,11 +407,15 @@ impl Agent {
         // frequency follows the budget (a quarter above it, so the bucket
         // still sets the exact rate), never above what was asked for, and
         // not where a control request set the rate.
+        let mut periods = Vec::new();
         for e in &mut self.events {
             if let (Some(base), None) = (e.ev.freq, e.rate) {
                 let f = if s.budget.rate == 0 { base } else { base.min(s.budget.rate + s.budget.rate / 4).max(1) };
-                e.set_rate(f);
+                periods.extend(e.set_rate(f, &s.cause));
             }
+        }
+        for p in periods {
+            self.period_changed(p, w)?;
         }
         let ev = crate::trace::meta::AgentEvent {
             time: sysinfo::monotonic_ns(),
@@ -387,7 +423,7 @@ impl Agent {
             mode: s.mode,
             cause: s.cause.clone(),
             budget: s.budget,
-            detail: String::new(),
+            ..Default::default()
         };
         write_agent_event(w, &ev)
     }
@@ -404,6 +440,12 @@ impl Agent {
         w: &mut TraceWriter,
     ) -> Result<(), AgentError> {
         let now = Instant::now();
+        let mut feed = feed;
+        if let Some(f) = feed.as_deref_mut() {
+            for (event, period) in self.new_periods.drain(..) {
+                f.set_clock_period(&event, period);
+            }
+        }
         let requests = self.control.as_ref().map(|c| c.take_requests()).unwrap_or_default();
         // Registrations go into the trace at once (a killed capture keeps them).
         for r in &requests {
@@ -434,8 +476,11 @@ impl Agent {
                     write_agent_event(w, &ev)?;
                 }
                 super::control::Request::PmuConfig(c) => {
-                    let detail = self.tune(c);
+                    let (detail, period) = self.tune(c);
                     write_agent_event(w, &self.event_now("pmu-config", "control", detail))?;
+                    if let Some(p) = period {
+                        self.period_changed(p, w)?;
+                    }
                 }
                 _ => {}
             }

@@ -124,6 +124,10 @@ pub struct Feed {
     event_of: HashMap<u64, u16>,
     /// Events that carry a data source (memory samples).
     mem_event: Vec<bool>,
+    names: Vec<String>,
+    /// A clock event's period after a rate change, which its samples do
+    /// not carry (see `AgentEvent::period`).
+    clock_period: Vec<Option<u64>>,
     second: Second,
     files: HashMap<String, Arc<str>>,
 }
@@ -134,8 +138,19 @@ impl Feed {
             topo,
             event_of: events.iter().enumerate().flat_map(|(i, e)| e.ids.iter().map(move |&id| (id, i as u16))).collect(),
             mem_event: events.iter().map(|e| e.attr.sample_type & crate::perf::attr::sample::DATA_SRC != 0).collect(),
+            names: events.iter().map(|e| e.name.clone()).collect(),
+            clock_period: vec![None; events.len()],
             second: Second::default(),
             files: HashMap::new(),
+        }
+    }
+
+    /// `event`'s samples from now on stand for `period` ns each.
+    pub fn set_clock_period(&mut self, event: &str, period: u64) {
+        for (n, p) in self.names.iter().zip(&mut self.clock_period) {
+            if n == event {
+                *p = Some(period);
+            }
         }
     }
 
@@ -153,11 +168,12 @@ impl Feed {
         let cpu = s.cpu.unwrap_or(ring_cpu);
         let sec = &mut self.second;
         let key = (flow, ev, pid, s.ip.unwrap_or(0), kernel);
+        let period = self.clock_period.get(ev as usize).copied().flatten().or(s.period).unwrap_or(1);
         let n = sec.fns.len();
         match sec.fns.get_mut(&key) {
-            Some(e) => *e = (e.0 + 1, e.1 + s.period.unwrap_or(1)),
+            Some(e) => *e = (e.0 + 1, e.1 + period),
             None if n < MAX_KEYS => {
-                sec.fns.insert(key, (1, s.period.unwrap_or(1)));
+                sec.fns.insert(key, (1, period));
             }
             None => sec.overflow += 1,
         }

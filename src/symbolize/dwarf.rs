@@ -153,7 +153,14 @@ pub fn demangle_any(name: &str) -> String {
 /// perf's symbol names: C++ without the parameter list (perf demangles with
 /// DMGL_NO_OPTS unless -v), Rust without the hash.
 pub fn demangle_no_params(name: &str) -> String {
-    demangle_with(name, cpp_demangle::DemangleOptions::default().no_params().no_return_type())
+    let mut s = demangle_with(name, cpp_demangle::DemangleOptions::default().no_params().no_return_type());
+    // cpp_demangle keeps the member function's cv- and ref-qualifiers
+    // ("Foo::bar &", "...::operator() const"); libiberty drops them with
+    // the parameters. No name without parameters ends in one otherwise.
+    while let Some(cut) = [" const", " volatile", " &&", " &"].iter().find_map(|q| s.strip_suffix(q).map(str::len)) {
+        s.truncate(cut);
+    }
+    s
 }
 
 fn demangle_with(name: &str, opts: cpp_demangle::DemangleOptions) -> String {
@@ -203,4 +210,33 @@ fn gnu_literals(s: String) -> String {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_without_parameters_are_what_perf_prints() {
+        // perf (libiberty, DMGL_NO_OPTS) drops the outermost parameter list
+        // and its cv-qualifiers; a local name's enclosing function keeps its
+        // own parameters (a lambda in RunOne is RunOne(...)::{lambda...}).
+        for (m, want) in [
+            ("_ZNK3Foo3barEv", "Foo::bar"),
+            ("_ZNKR3Foo3barEv", "Foo::bar"),
+            ("_ZNVK3Foo3barEi", "Foo::bar"),
+            ("_ZNKSt6vectorIiSaIiEE4sizeEv", "std::vector<int, std::allocator<int> >::size"),
+            ("_ZZNK3Foo3barEvE1x", "Foo::bar() const::x"),
+            (
+                "_ZZN6fuzzer6Fuzzer6RunOneEPKhmbPNS_9InputInfoEbPbENKUljE_clEj",
+                "fuzzer::Fuzzer::RunOne(unsigned char const*, unsigned long, bool, fuzzer::InputInfo*, bool, bool*)::{lambda(unsigned int)#1}::operator()",
+            ),
+        ] {
+            assert_eq!(demangle_no_params(m), want, "{m}");
+        }
+        assert_eq!(
+            demangle_any("_ZZN6fuzzer6Fuzzer6RunOneEPKhmbPNS_9InputInfoEbPbENKUljE_clEj"),
+            "fuzzer::Fuzzer::RunOne(unsigned char const*, unsigned long, bool, fuzzer::InputInfo*, bool, bool*)::{lambda(unsigned int)#1}::operator()(unsigned int) const"
+        );
+    }
 }

@@ -252,6 +252,20 @@ pub struct AgentEvent {
     pub budget: Budget,
     /// kind "targets": the filters now in force (`pids 12,34; flows 10.0.0.0/8:443`).
     pub detail: String,
+    /// kind "period": the software clock event (cpu-clock, task-clock)
+    /// whose rate changed.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub event: String,
+    /// kind "period": that event's period in ns from `time` on. After
+    /// PERF_EVENT_IOC_PERIOD the kernel fires hrtimer events at the new
+    /// period but goes on writing the first one into their samples
+    /// (last_period is set only at open), so analyses take it from here.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub period: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A fresh capture id (a random UUID), for a new recording.
