@@ -155,7 +155,8 @@ mod tests {
 
     #[test]
     fn a_clock_events_period_is_the_last_change_before_the_sample() {
-        let period = |time, event: &str, period| AgentEvent { time, kind: "period".into(), event: event.into(), period, ..Default::default() };
+        let period =
+            |time, event: &str, period| AgentEvent { time, kind: "period".into(), event: event.into(), period, ..Default::default() };
         let t = AgentTimeline { events: vec![ev(5, Mode::Sentinel), period(10, "cpu-clock", 5_000_000), period(20, "cpu-clock", 250_000)] };
         let p = ClockPeriods::new(&t, ["task-clock", "cpu-clock"].into_iter());
         assert_eq!(p.at(1, Some(9)), None, "before the first change: the sample's own");

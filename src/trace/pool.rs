@@ -23,14 +23,14 @@ thread_local! {
 }
 
 /// An empty buffer from this thread's free list (or a new one).
-pub fn take() -> Vec<u8> {
+fn take_vec() -> Vec<u8> {
     let mut v = FREE.with(|f| f.borrow_mut().pop()).unwrap_or_default();
     v.clear();
     v
 }
 
 /// Give a buffer back to this thread's free list.
-pub fn give(v: Vec<u8>) {
+fn give(v: Vec<u8>) {
     if v.capacity() == 0 || v.capacity() > KEEP_MAX_BYTES {
         return;
     }
@@ -47,8 +47,15 @@ pub fn give(v: Vec<u8>) {
 pub struct Pooled(Vec<u8>);
 
 impl Pooled {
-    pub fn new(v: Vec<u8>) -> Pooled {
-        Pooled(v)
+    /// An empty buffer from this thread's free list (a new one when the
+    /// list is empty); it goes back when dropped.
+    pub fn take() -> Pooled {
+        Pooled(take_vec())
+    }
+
+    /// The buffer, to fill (it stays pooled).
+    pub fn as_mut_vec(&mut self) -> &mut Vec<u8> {
+        &mut self.0
     }
 
     /// The bytes as a plain Vec (leaves the pool).
@@ -104,11 +111,11 @@ mod tests {
 
     #[test]
     fn dropped_buffers_are_reused_and_the_pool_is_bounded() {
-        let mut v = take();
-        v.extend_from_slice(&[1; 1000]);
+        let mut v = Pooled::take();
+        v.as_mut_vec().extend_from_slice(&[1; 1000]);
         let p = v.as_ptr();
-        drop(Pooled::new(v));
-        let again = take();
+        drop(v);
+        let again = Pooled::take();
         assert!(again.is_empty(), "a reused buffer starts empty");
         assert_eq!(again.as_ptr(), p, "the same allocation comes back");
         for _ in 0..10 {

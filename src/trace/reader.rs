@@ -14,7 +14,7 @@
 
 use super::format::*;
 use super::meta::{CaptureEnd, Metadata};
-use super::pool::{self, Bytes, Pooled};
+use super::pool::{Bytes, Pooled};
 use std::path::{Path, PathBuf};
 
 /// Errors a trace file can cause. Each names the file and what to do.
@@ -320,20 +320,12 @@ fn decode_block<'a>(file: &'a [u8], b: &BlockRef) -> Result<Bytes<'a>, String> {
         }
         Codec::ZSTD => {
             let want = b.header.raw_len as usize;
-            let mut v = pool::take();
-            v.reserve(want);
+            let mut v = Pooled::take();
+            v.as_mut_vec().reserve(want);
             let n = ZSTD.with(|z| match &mut *z.borrow_mut() {
-                Ok(z) => z.decompress_to_buffer(payload, &mut v).map_err(|e| format!("zstd: {e}")),
+                Ok(z) => z.decompress_to_buffer(payload, v.as_mut_vec()).map_err(|e| format!("zstd: {e}")),
                 Err(e) => Err(format!("zstd: {e}")),
-            });
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    pool::give(v);
-                    return Err(e);
-                }
-            };
-            let v = Pooled::new(v);
+            })?;
             if n != want {
                 return Err(format!("decompressed to {n} bytes, header says {want}"));
             }
@@ -342,14 +334,9 @@ fn decode_block<'a>(file: &'a [u8], b: &BlockRef) -> Result<Bytes<'a>, String> {
         c => return Err(format!("unknown codec {c:?}")),
     };
     if columns {
-        let mut out = pool::take();
-        return match super::delta::decode_into(&data, &mut out) {
-            Some(()) => Ok(Bytes::Pooled(Pooled::new(out))),
-            None => {
-                pool::give(out);
-                Err("record-columns encoding is inconsistent".to_string())
-            }
-        };
+        let mut out = Pooled::take();
+        super::delta::decode_into(&data, out.as_mut_vec()).ok_or("record-columns encoding is inconsistent")?;
+        return Ok(Bytes::Pooled(out));
     }
     Ok(data)
 }
