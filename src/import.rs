@@ -125,11 +125,11 @@ impl Default for ConvertOptions {
 }
 
 /// Convert a parsed perf.data into trace blocks.
-pub fn convert<W: Write>(pd: &PerfData<'_>, source: &str, w: &mut TraceWriter<W>) -> Result<ImportSummary, ImportError> {
+pub fn convert<W: Write + Send>(pd: &PerfData<'_>, source: &str, w: &mut TraceWriter<W>) -> Result<ImportSummary, ImportError> {
     convert_with(pd, source, w, ConvertOptions::default())
 }
 
-pub fn convert_with<W: Write>(
+pub fn convert_with<W: Write + Send>(
     pd: &PerfData<'_>,
     source: &str,
     w: &mut TraceWriter<W>,
@@ -141,6 +141,48 @@ pub fn convert_with<W: Write>(
         &serde_json::to_vec(&meta).map_err(io::Error::other)?,
     )?;
     let events = Events::new(&meta.events, pd.endian);
+    // Full blocks go a batch at a time to write_blocks (encoded on every
+    // core; the same file as writing each in turn). Compressed, on a
+    // thread of their own, so the next batch is cut meanwhile.
+    let (sum, lost) = if w.level() == 0 {
+        cut_blocks(pd, &events, opts, &mut |b| w.write_blocks(&b))?
+    } else {
+        std::thread::scope(|sc| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(BlockInfo, Vec<u8>)>>(1);
+            let wr = &mut *w;
+            let writer = sc.spawn(move || -> io::Result<()> { rx.into_iter().try_for_each(|b| wr.write_blocks(&b)) });
+            // A closed channel: the writer failed; its error is the one reported.
+            let cut = cut_blocks(pd, &events, opts, &mut |b| tx.send(b).map_err(|_| io::Error::other("the trace writer stopped")));
+            drop(tx);
+            let written = writer.join().unwrap_or_else(|_| Err(io::Error::other("the trace writer panicked")));
+            match (cut, written) {
+                (_, Err(e)) => Err(ImportError::from(e)),
+                (r, Ok(())) => r,
+            }
+        })?
+    };
+    let mut build_ids: Vec<BuildId> =
+        pd.features.build_ids.iter().map(|(_, id, path)| BuildId { path: path.clone(), build_id: id.clone() }).collect();
+    build_ids.sort_by(|a, b| a.path.cmp(&b.path).then(a.build_id.cmp(&b.build_id)));
+    build_ids.dedup_by(|a, b| a.path == b.path);
+    let end = CaptureEnd { lost_records: lost, build_ids, samples: sum.samples, stop_reason: "imported".into(), ..Default::default() };
+    w.write_block(
+        BlockInfo { kind: BlockKind::CAPTURE_END, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 },
+        &serde_json::to_vec(&end).map_err(io::Error::other)?,
+    )?;
+    Ok(sum)
+}
+
+type Batch = Vec<(BlockInfo, Vec<u8>)>;
+
+/// Cut the records into blocks and hand them to `emit` in file order, a
+/// batch at a time; the summary and the lost-event total.
+fn cut_blocks(
+    pd: &PerfData<'_>,
+    events: &Events,
+    opts: ConvertOptions,
+    emit: &mut dyn FnMut(Batch) -> io::Result<()>,
+) -> Result<(ImportSummary, u64), ImportError> {
     let sid = events.sideband_parse().cloned();
     let mut streams: BTreeMap<u32, BlockBuffer> = BTreeMap::new();
     let mut side = BlockBuffer::default();
@@ -148,6 +190,18 @@ pub fn convert_with<W: Write>(
     let mut lost = 0u64;
     let mut off = 0usize;
     let mut ext: Option<ExternalChunk> = None;
+    let mut pending: Batch = Vec::new();
+    let batch = 2 * rayon::current_num_threads().max(1);
+    let mut cut = |pending: &mut Batch, b: &mut BlockBuffer, kind, stream| -> io::Result<()> {
+        pending.extend(b.take_block(kind, stream));
+        // The next block's room at once (no doubling copies); a record is
+        // at most 64 KiB, so a block never grows past this.
+        b.buf.reserve(BLOCK_TARGET + (64 << 10));
+        if pending.len() >= batch {
+            emit(std::mem::take(pending))?;
+        }
+        Ok(())
+    };
     for r in data::records(pd) {
         let Ok(r) = r else { break };
         let len = 8 + r.body.len();
@@ -179,7 +233,7 @@ pub fn convert_with<W: Write>(
                 let st = streams.entry(0).or_default();
                 st.add(rec, t);
                 if st.buf.len() >= BLOCK_TARGET {
-                    st.flush(w, BlockKind::SAMPLES, 0)?;
+                    cut(&mut pending, st, BlockKind::SAMPLES, 0)?;
                 }
                 continue;
             }
@@ -188,7 +242,7 @@ pub fn convert_with<W: Write>(
             let st = streams.entry(cpu).or_default();
             st.add(rec, s.and_then(|s| s.time));
             if st.buf.len() >= BLOCK_TARGET {
-                st.flush(w, BlockKind::SAMPLES, cpu)?;
+                cut(&mut pending, st, BlockKind::SAMPLES, cpu)?;
             }
         } else {
             sum.other_records += 1;
@@ -200,25 +254,18 @@ pub fn convert_with<W: Write>(
             let t = if r.kind.has_sample_id() { sid.as_ref().and_then(|p| p.parse_sample_id(r.body).time) } else { None };
             side.add(rec, t);
             if side.buf.len() >= BLOCK_TARGET {
-                side.flush(w, BlockKind::SIDEBAND, STREAM_GLOBAL)?;
+                cut(&mut pending, &mut side, BlockKind::SIDEBAND, STREAM_GLOBAL)?;
             }
         }
     }
     sum.external_chunks.extend(ext.take());
     for (cpu, st) in streams.iter_mut() {
-        st.flush(w, BlockKind::SAMPLES, *cpu)?;
+        pending.extend(st.take_block(BlockKind::SAMPLES, *cpu));
     }
-    side.flush(w, BlockKind::SIDEBAND, STREAM_GLOBAL)?;
-    let mut build_ids: Vec<BuildId> =
-        pd.features.build_ids.iter().map(|(_, id, path)| BuildId { path: path.clone(), build_id: id.clone() }).collect();
-    build_ids.sort_by(|a, b| a.path.cmp(&b.path).then(a.build_id.cmp(&b.build_id)));
-    build_ids.dedup_by(|a, b| a.path == b.path);
-    let end = CaptureEnd { lost_records: lost, build_ids, samples: sum.samples, stop_reason: "imported".into(), ..Default::default() };
-    w.write_block(
-        BlockInfo { kind: BlockKind::CAPTURE_END, stream: STREAM_GLOBAL, record_count: 1, first_time: 0, last_time: 0 },
-        &serde_json::to_vec(&end).map_err(io::Error::other)?,
-    )?;
-    Ok(sum)
+    pending.extend(side.take_block(BlockKind::SIDEBAND, STREAM_GLOBAL));
+    drop(cut);
+    emit(pending)?;
+    Ok((sum, lost))
 }
 
 /// Parse perf.data bytes and build an in-memory trace (level 0: stored, not

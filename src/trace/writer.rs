@@ -48,11 +48,20 @@ impl BlockBuffer {
     /// Write the collected records as one block and start over (nothing is
     /// written when empty).
     pub fn flush<W: Write>(&mut self, w: &mut TraceWriter<W>, kind: BlockKind, stream: u32) -> io::Result<()> {
+        match self.take_block(kind, stream) {
+            Some((info, buf)) => w.write_block(info, &buf),
+            None => Ok(()),
+        }
+    }
+
+    /// The collected records as one block, to write later (None when
+    /// empty), and start over.
+    pub fn take_block(&mut self, kind: BlockKind, stream: u32) -> Option<(BlockInfo, Vec<u8>)> {
         if self.count == 0 {
-            return Ok(());
+            return None;
         }
         let s = std::mem::take(self);
-        w.write_block(BlockInfo { kind, stream, record_count: s.count, first_time: s.first, last_time: s.last }, &s.buf)
+        Some((BlockInfo { kind, stream, record_count: s.count, first_time: s.first, last_time: s.last }, s.buf))
     }
 }
 
@@ -71,6 +80,85 @@ impl<W: Write> std::fmt::Debug for TraceWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TraceWriter").field("pos", &self.pos).field("blocks", &self.index.len()).field("level", &self.level).finish()
     }
+}
+
+thread_local! {
+    /// A zstd context per worker for `write_blocks` (with its level).
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A block ready to append: its header (checksum included) and payload.
+struct Encoded<'a> {
+    info: BlockInfo,
+    header: [u8; BLOCK_HEADER_SIZE],
+    /// The header's lengths, for the index: stored, and before compression.
+    stored_len: u32,
+    input_len: u32,
+    payload: Payload<'a>,
+    /// The caller's bytes (before the record-columns transform).
+    raw_len: usize,
+}
+
+enum Payload<'a> {
+    Compressed(Vec<u8>),
+    /// Transformed (record columns) but stored: compression did not pay.
+    Stored(Vec<u8>),
+    Raw(&'a [u8]),
+}
+
+/// Transform and compress one block (pure: the same bytes for the same
+/// input and level).
+fn encode_block<'a>(
+    level: i32,
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    info: BlockInfo,
+    raw: &'a [u8],
+) -> io::Result<Encoded<'a>> {
+    if raw.len() > MAX_BLOCK_LEN as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("block of {} bytes exceeds the format's {} byte limit", raw.len(), MAX_BLOCK_LEN),
+        ));
+    }
+    // Perf-record blocks go through the record-columns transform first.
+    // Level 0 stores blocks as they are (traces built in memory only to
+    // be analyzed once).
+    // Large records (user stack copies of --call-graph dwarf, kilobytes
+    // each) compress better as they are: consecutive copies repeat at
+    // shifted offsets, which zstd's matcher finds and byte columns hide.
+    let avg = raw.len() / (info.record_count.max(1) as usize);
+    let delta = level > 0 && matches!(info.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND) && avg < 1024;
+    let (transformed, flags) = if delta { (Some(super::delta::encode(raw)), BLOCK_FLAG_RECORD_COLUMNS) } else { (None, 0) };
+    let input: &[u8] = transformed.as_deref().unwrap_or(raw);
+    let compressed = if level > 0 { Some(compressor.compress(input)?).filter(|c| c.len() < input.len()) } else { None };
+    let input_len = input.len();
+    let payload = match (compressed, transformed) {
+        (Some(c), _) => Payload::Compressed(c),
+        (None, Some(t)) => Payload::Stored(t),
+        (None, None) => Payload::Raw(raw),
+    };
+    let (codec, stored): (Codec, &[u8]) = match &payload {
+        Payload::Compressed(c) => (Codec::ZSTD, c),
+        Payload::Stored(t) => (Codec::NONE, t),
+        Payload::Raw(r) => (Codec::NONE, r),
+    };
+    let mut h = BlockHeader {
+        header_size: BLOCK_HEADER_SIZE as u16,
+        kind: info.kind,
+        codec,
+        flags,
+        stored_len: stored.len() as u32,
+        raw_len: input_len as u32,
+        record_count: info.record_count,
+        stream: info.stream,
+        first_time: info.first_time,
+        last_time: info.last_time,
+        checksum: 0,
+    };
+    let mut hb = h.encode_without_checksum();
+    h.checksum = block_checksum(&hb, stored);
+    hb[48..52].copy_from_slice(&h.checksum.to_le_bytes());
+    Ok(Encoded { info, header: hb, stored_len: h.stored_len, input_len: h.raw_len, payload, raw_len: raw.len() })
 }
 
 impl TraceWriter {
@@ -149,57 +237,50 @@ impl<W: Write> TraceWriter<W> {
 
     /// Compress `raw` and append it as one block.
     pub fn write_block(&mut self, info: BlockInfo, raw: &[u8]) -> io::Result<()> {
-        if raw.len() > MAX_BLOCK_LEN as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("block of {} bytes exceeds the format's {} byte limit", raw.len(), MAX_BLOCK_LEN),
-            ));
-        }
-        // Perf-record blocks go through the record-columns transform first.
-        // Level 0 stores blocks as they are (traces built in memory only to
-        // be analyzed once).
-        // Large records (user stack copies of --call-graph dwarf, kilobytes
-        // each) compress better as they are: consecutive copies repeat at
-        // shifted offsets, which zstd's matcher finds and byte columns hide.
-        let avg = raw.len() / (info.record_count.max(1) as usize);
-        let delta = self.level > 0 && matches!(info.kind, BlockKind::SAMPLES | BlockKind::SIDEBAND) && avg < 1024;
-        let transformed;
-        let (input, flags) = if delta {
-            transformed = super::delta::encode(raw);
-            (&transformed[..], BLOCK_FLAG_RECORD_COLUMNS)
-        } else {
-            (raw, 0)
+        let e = encode_block(self.level, &mut self.compressor, info, raw)?;
+        self.append(e)
+    }
+
+    /// Encode `blocks` on the rayon pool (one zstd context per worker) and
+    /// append them in the order given: the same file as `write_block` on
+    /// each in turn (zstd's output depends only on the input and level).
+    pub fn write_blocks(&mut self, blocks: &[(BlockInfo, Vec<u8>)]) -> io::Result<()> {
+        use rayon::prelude::*;
+        let level = self.level;
+        let encoded: Vec<Encoded<'_>> = blocks
+            .par_iter()
+            .map(|(info, raw)| {
+                COMPRESSOR.with(|c| {
+                    let mut c = c.borrow_mut();
+                    let ctx = match &mut *c {
+                        Some((l, ctx)) if *l == level => ctx,
+                        slot => &mut slot.insert((level, zstd::bulk::Compressor::new(level.max(1))?)).1,
+                    };
+                    encode_block(level, ctx, *info, raw)
+                })
+            })
+            .collect::<io::Result<_>>()?;
+        encoded.into_iter().try_for_each(|e| self.append(e))
+    }
+
+    fn append(&mut self, e: Encoded<'_>) -> io::Result<()> {
+        let Encoded { info, header, stored_len, input_len, payload, raw_len } = e;
+        let payload: &[u8] = match &payload {
+            Payload::Compressed(v) => v,
+            Payload::Stored(v) => v,
+            Payload::Raw(r) => &r[..],
         };
-        let compressed = if self.level > 0 { self.compressor.compress(input)? } else { Vec::new() };
-        let (codec, payload) =
-            if self.level > 0 && compressed.len() < input.len() { (Codec::ZSTD, &compressed[..]) } else { (Codec::NONE, input) };
-        let mut h = BlockHeader {
-            header_size: BLOCK_HEADER_SIZE as u16,
-            kind: info.kind,
-            codec,
-            flags,
-            stored_len: payload.len() as u32,
-            raw_len: input.len() as u32,
-            record_count: info.record_count,
-            stream: info.stream,
-            first_time: info.first_time,
-            last_time: info.last_time,
-            checksum: 0,
-        };
-        let mut hb = h.encode_without_checksum();
-        h.checksum = block_checksum(&hb, payload);
-        hb[48..52].copy_from_slice(&h.checksum.to_le_bytes());
         // Files get one buffer and one write: a kill leaves either no block
         // or a cut one at the tail, never a header separated from its payload
         // by another block. In-memory sinks skip the extra copy.
-        let len = hb.len() + payload.len();
+        let len = header.len() + payload.len();
         if self.atomic_blocks {
             let mut buf = Vec::with_capacity(len);
-            buf.extend_from_slice(&hb);
+            buf.extend_from_slice(&header);
             buf.extend_from_slice(payload);
             self.file.write_all(&buf)?;
         } else {
-            self.file.write_all(&hb)?;
+            self.file.write_all(&header)?;
             self.file.write_all(payload)?;
         }
         if info.kind != BlockKind::INDEX {
@@ -208,14 +289,14 @@ impl<W: Write> TraceWriter<W> {
                 kind: info.kind,
                 stream: info.stream,
                 record_count: info.record_count,
-                raw_len: h.raw_len,
-                stored_len: h.stored_len,
+                raw_len: input_len,
+                stored_len,
                 first_time: info.first_time,
                 last_time: info.last_time,
             });
         }
         self.pos += len as u64;
-        self.bytes_raw += raw.len() as u64;
+        self.bytes_raw += raw_len as u64;
         Ok(())
     }
 
