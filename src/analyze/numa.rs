@@ -98,8 +98,44 @@ pub struct Numa {
 #[derive(Debug, Clone, Default)]
 struct SpotAcc {
     acc: Acc,
-    cpu_nodes: BTreeMap<u32, u64>,
-    mem_nodes: BTreeMap<u32, u64>,
+    /// Nodes of the CPUs and of the memory of the remote accesses.
+    cpu_nodes: NodeSet,
+    mem_nodes: NodeSet,
+}
+
+/// A set of NUMA node numbers: a bit per node under 64 (every machine
+/// seen), a sorted list above. One per hot-spot key, and there is a key
+/// per distinct data address, so it must not allocate in the common case.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct NodeSet {
+    low: u64,
+    high: Vec<u32>,
+}
+
+impl NodeSet {
+    fn insert(&mut self, n: u32) {
+        if n < 64 {
+            self.low |= 1 << n;
+        } else if let Err(i) = self.high.binary_search(&n) {
+            self.high.insert(i, n);
+        }
+    }
+
+    fn union(&mut self, o: &NodeSet) {
+        self.low |= o.low;
+        for &n in &o.high {
+            self.insert(n);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.low == 0 && self.high.is_empty()
+    }
+
+    /// In increasing order.
+    fn to_vec(&self) -> Vec<u32> {
+        (0..64).filter(|b| self.low & (1 << b) != 0).chain(self.high.iter().copied()).collect()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -210,10 +246,10 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                     e.acc += one;
                     if remote {
                         if let Some(c) = cnode {
-                            *e.cpu_nodes.entry(c).or_default() += 1;
+                            e.cpu_nodes.insert(c);
                         }
                         if let Some(m) = mnode {
-                            *e.mem_nodes.entry(m).or_default() += 1;
+                            e.mem_nodes.insert(m);
                         }
                     }
                 }
@@ -232,12 +268,8 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
         for (k, v) in p.spots {
             let e = spots.entry(k).or_default();
             e.acc += v.acc;
-            for (n, c) in v.cpu_nodes {
-                *e.cpu_nodes.entry(n).or_default() += c;
-            }
-            for (n, c) in v.mem_nodes {
-                *e.mem_nodes.entry(n).or_default() += c;
-            }
+            e.cpu_nodes.union(&v.cpu_nodes);
+            e.mem_nodes.union(&v.mem_nodes);
         }
     }
     // Name each spot, then merge spots that share a name (one function seen
@@ -277,12 +309,8 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
         };
         let e = named[kind as usize].entry(name).or_default();
         e.acc += v.acc;
-        for (n, c) in v.cpu_nodes {
-            *e.cpu_nodes.entry(n).or_default() += c;
-        }
-        for (n, c) in v.mem_nodes {
-            *e.mem_nodes.entry(n).or_default() += c;
-        }
+        e.cpu_nodes.union(&v.cpu_nodes);
+        e.mem_nodes.union(&v.mem_nodes);
     }
     let rank = |m: &BTreeMap<String, SpotAcc>| -> Vec<HotSpot> {
         let mut v: Vec<HotSpot> = m
@@ -291,8 +319,8 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
             .map(|(name, s)| HotSpot {
                 name: name.clone(),
                 acc: s.acc,
-                cpu_nodes: s.cpu_nodes.keys().copied().collect(),
-                mem_nodes: s.mem_nodes.keys().copied().collect(),
+                cpu_nodes: s.cpu_nodes.to_vec(),
+                mem_nodes: s.mem_nodes.to_vec(),
                 verdict: verdict(s),
             })
             .collect();
@@ -319,10 +347,30 @@ fn verdict(s: &SpotAcc) -> String {
     if s.acc.remote == 0 {
         return format!("all local{lat}");
     }
-    let nodes = |m: &BTreeMap<u32, u64>| m.keys().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+    let nodes = |m: &NodeSet| m.to_vec().iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
     if s.cpu_nodes.is_empty() || s.mem_nodes.is_empty() {
         format!("{ratio:.0}% remote{lat}")
     } else {
         format!("threads on node {} read memory placed on node {}: {ratio:.0}% remote{lat}", nodes(&s.cpu_nodes), nodes(&s.mem_nodes))
+    }
+}
+
+#[cfg(test)]
+mod node_set_tests {
+    use super::NodeSet;
+
+    #[test]
+    fn a_node_set_holds_each_node_once_in_order() {
+        let mut a = NodeSet::default();
+        for n in [3, 1, 70, 65, 70, 3, 0, 63] {
+            a.insert(n);
+        }
+        assert_eq!(a.to_vec(), vec![0, 1, 3, 63, 65, 70]);
+        let mut b = NodeSet::default();
+        assert!(b.is_empty());
+        b.insert(64);
+        b.insert(2);
+        b.union(&a);
+        assert_eq!(b.to_vec(), vec![0, 1, 2, 3, 63, 64, 65, 70]);
     }
 }
