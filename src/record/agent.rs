@@ -441,8 +441,10 @@ impl Agent {
     ) -> Result<(), AgentError> {
         let now = Instant::now();
         let mut feed = feed;
+        // Taken even without rollups, so the list stays empty.
+        let periods = std::mem::take(&mut self.new_periods);
         if let Some(f) = feed.as_deref_mut() {
-            for (event, period) in self.new_periods.drain(..) {
+            for (event, period) in periods {
                 f.set_clock_period(&event, period);
             }
         }

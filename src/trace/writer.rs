@@ -318,3 +318,43 @@ impl<W: Write> TraceWriter<W> {
         Ok((self.pos, self.file))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_written_in_a_batch_are_the_bytes_written_one_by_one() {
+        // Record-like blocks (transformed and compressed), one that does not
+        // compress (stored), and a small metadata block.
+        let rec = |i: u64| {
+            let mut r = Vec::new();
+            r.extend_from_slice(&9u32.to_le_bytes());
+            r.extend_from_slice(&2u16.to_le_bytes());
+            r.extend_from_slice(&32u16.to_le_bytes());
+            for w in [i * 250, 0x4242, i ^ 0x5555] {
+                r.extend_from_slice(&w.to_le_bytes());
+            }
+            r
+        };
+        let samples = |n: u64| (0..n).flat_map(rec).collect::<Vec<u8>>();
+        let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+        let info = |kind, n| BlockInfo { kind, stream: 1, record_count: n, first_time: 3, last_time: 9 };
+        let blocks = vec![
+            (info(BlockKind::SAMPLES, 1000), samples(1000)),
+            (info(BlockKind::METADATA, 1), b"{\"a\":1}".to_vec()),
+            (info(BlockKind::JIT_MAPS, 1), noise),
+            (info(BlockKind::SAMPLES, 7), samples(7)),
+        ];
+        for level in [0, 1, 3] {
+            let mut one = TraceWriter::in_memory(level).unwrap();
+            for (i, b) in &blocks {
+                one.write_block(*i, b).unwrap();
+            }
+            let mut batch = TraceWriter::in_memory(level).unwrap();
+            batch.write_blocks(&blocks).unwrap();
+            assert_eq!(one.into_bytes().unwrap(), batch.into_bytes().unwrap(), "level {level}");
+        }
+    }
+}
