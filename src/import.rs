@@ -263,7 +263,6 @@ fn cut_blocks(
         pending.extend(st.take_block(BlockKind::SAMPLES, *cpu));
     }
     pending.extend(side.take_block(BlockKind::SIDEBAND, STREAM_GLOBAL));
-    drop(cut);
     emit(pending)?;
     Ok((sum, lost))
 }
