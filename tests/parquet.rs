@@ -77,7 +77,9 @@ fn sql(q: &str, traces: &[&Path], format: &str) -> std::process::Output {
 #[test]
 fn parquet_files_read_in_pyarrow_and_duckdb_equal_report_and_flows() {
     let dir = tmpdir();
-    let mut traces = vec![mock(dir.path(), "false-sharing", 2000), mock(dir.path(), "mixed", 400)];
+    // The streaming mock's 280k samples fill two row groups (256Ki rows
+    // each), whose names are numbered apart.
+    let mut traces = vec![mock(dir.path(), "false-sharing", 2000), mock(dir.path(), "mixed", 400), mock(dir.path(), "streaming", 70_000)];
     traces.extend(live(dir.path()));
     let out = dir.path().join("tables");
     let mut args = vec!["export".to_string(), "--parquet".into(), out.display().to_string()];
@@ -142,6 +144,7 @@ fn parquet_files_read_in_pyarrow_and_duckdb_equal_report_and_flows() {
         flows_seen += have.len();
     }
     assert_eq!(samples["rows"], total);
+    assert!(samples["row_groups"].as_u64().unwrap() > traces.len() as u64, "a capture of more than one row group: {samples}");
     assert!(flows_seen > 0, "the mocks carry flows");
 
     // Exporting a capture again replaces its files (one file per table and capture).

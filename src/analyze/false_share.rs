@@ -426,7 +426,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             let pid = first_pid(&la);
             let hit = l.timeline.find_map(pid, 0, address);
             let below = l.timeline.file_map_below(pid, 0, address);
-            l.resolver.data_symbol_with_bss(hit.map(|h| (h, h.map_start, 0)), below, address).map(|d| d.text)
+            l.resolver.data_symbol_with_bss(hit.map(|h| (h, h.map_start, 0)), below, address).map(|d| d.text())
         };
         let offsets: Vec<OffsetRow> = la
             .offsets

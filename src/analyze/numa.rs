@@ -293,7 +293,7 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                 let below = l.timeline.file_map_below(pid, epoch, key);
                 l.resolver
                     .data_symbol_with_bss(hit.map(|h| (h, h.map_start, 0)), below, key)
-                    .map_or_else(|| "[unknown]".to_string(), |d| d.object)
+                    .map_or_else(|| "[unknown]".to_string(), |d| d.object.to_string())
             }
             PAGE => format!("pid {pid} page 0x{key:x}"),
             FLOW if key == 0 => "[no flow]".to_string(),

@@ -114,7 +114,7 @@ fn sample_json(
         let epoch = l.timeline.epoch_at(pid, time);
         let hit = l.timeline.find_map(pid, epoch, a).map(|h| (h, h.map_start, 0));
         let below = l.timeline.file_map_below(pid, epoch, a);
-        m.insert("data_sym".into(), json!(l.resolver.data_symbol_with_bss(hit, below, a).map(|d| d.text)));
+        m.insert("data_sym".into(), json!(l.resolver.data_symbol_with_bss(hit, below, a).map(|d| d.text())));
     }
     m.insert("data_src".into(), json!(s.data_src.map(|a| format!("0x{a:x}"))));
     if let Some(d) = s.data_src.map(DataSrc) {

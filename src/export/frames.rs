@@ -47,6 +47,11 @@ const NO_CODE: u32 = u32::MAX;
 /// only while someone does, and every names column's codes refer to it.
 static NAMES: std::sync::LazyLock<Arc<polars::prelude::CategoricalMapping>> = std::sync::LazyLock::new(|| Categories::global().mapping());
 
+/// The name a names column's code stands for ("" for a code no sink made).
+pub fn name_of(code: u32) -> &'static str {
+    NAMES.cat_to_str(code).unwrap_or("")
+}
+
 impl Names {
     fn code(&mut self, s: &str) -> u32 {
         if let Some(&c) = self.by_str.get(s) {
@@ -142,7 +147,12 @@ impl ColumnSink {
                 Some(Col::I64(v)) => Int64Chunked::from_vec(name, v).into_series(),
                 Some(Col::F64(v)) => Float64Chunked::from_vec(name, v).into_series(),
                 Some(Col::Name(n)) => {
-                    Series::from_cats_and_dtype(&UInt32Chunked::from_vec(name, n.codes).into_series(), &dtype(c.ty), true)?
+                    // SAFETY: every code is one NAMES.insert_cat returned (or 0
+                    // after a failed insert, past 2^32 names), so the global
+                    // mapping holds it; the checked constructor looks up every
+                    // row's code again.
+                    unsafe { Categorical32Chunked::from_cats_and_dtype_unchecked(UInt32Chunked::from_vec(name, n.codes), dtype(c.ty)) }
+                        .into_series()
                 }
                 Some(Col::Text(b)) => b.finish().into_series(),
                 Some(Col::Date(v)) => Int32Chunked::from_vec(name, v).into_series().cast(&dtype(c.ty))?,
@@ -464,7 +474,10 @@ fn build_frames(
     Ok(counts)
 }
 
-/// Frames of one table stacked in order (an empty table for none).
+/// Frames of one table stacked in order (an empty table for none). The
+/// columns keep the frames' chunks: the Parquet writer copies each row
+/// group into one array anyway, and polars' operators take chunked
+/// columns, so a copy of every column here would be one too many.
 pub fn concat_frames(mut v: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     if v.is_empty() {
         return Ok(DataFrame::empty());
@@ -473,6 +486,5 @@ pub fn concat_frames(mut v: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     for df in &v {
         first.vstack_mut(df)?;
     }
-    first.rechunk_mut();
     Ok(first)
 }

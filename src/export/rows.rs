@@ -42,7 +42,7 @@ struct FrameName {
 type AddrKey = (u32, u16, bool, u64);
 
 /// One decoded sample, before names.
-struct Raw {
+struct Raw<'a> {
     time: u64,
     cpu: u32,
     pid: u32,
@@ -60,8 +60,8 @@ struct Raw {
     weight: u64,
     phys: u64,
     /// The data object (name, type) and the mapping or file it is in.
-    data_object: Option<(String, String)>,
-    line: Option<(String, u32, u64, u32)>,
+    data_object: Option<(&'a str, &'a str)>,
+    line: Option<(&'a str, u32, u64, u32)>,
     c2c: [u8; 5],
     numa: Option<bool>,
     cpu_node: Option<u32>,
@@ -173,7 +173,7 @@ pub struct RowBuilder<'a> {
     needs: Needs,
     /// Emptied per-block sample vectors, reused by the next batch's blocks
     /// (each is a few MB: fresh ones cost page faults on every batch).
-    raw_free: std::sync::Mutex<Vec<Vec<Raw>>>,
+    raw_free: std::sync::Mutex<Vec<Vec<Raw<'a>>>>,
 }
 
 impl std::fmt::Debug for RowBuilder<'_> {
@@ -247,7 +247,7 @@ impl<'a> RowBuilder<'a> {
         out
     }
 
-    fn decode(&self, b: &BlockRef) -> Result<Vec<Raw>, TraceError> {
+    fn decode(&self, b: &BlockRef) -> Result<Vec<Raw<'a>>, TraceError> {
         let l = self.l;
         let mut out = self.raw_free.lock().ok().and_then(|mut f| f.pop()).unwrap_or_default();
         out.reserve(b.header.record_count as usize);
@@ -276,8 +276,7 @@ impl<'a> RowBuilder<'a> {
                     let sat = |v: u64| v.min(255) as u8;
                     c2c = [sat(one.lcl_hitm), sat(one.rmt_hitm), sat(one.tot_hitm), sat(one.tot_recs()), sat(one.stores())];
                     if let Some((_, k, rel)) = hit {
-                        let object =
-                            k.dso.and_then(|x| l.timeline.dsos.get(x as usize)).map_or_else(|| "[X]".to_string(), |x| x.path.clone());
+                        let object = k.dso.and_then(|x| l.timeline.dsos.get(x as usize)).map_or("[X]", |x| x.path.as_str());
                         line = Some((object, k.pid.unwrap_or(u32::MAX), k.line, (rel % self.line_size) as u32));
                     }
                 }
@@ -349,7 +348,7 @@ impl<'a> RowBuilder<'a> {
         blocks: &[(u32, BlockRef)],
         make: &(dyn Fn(usize) -> S + Sync),
     ) -> Result<Batch<S>, TraceError> {
-        let raws: Vec<Vec<Raw>> = blocks.par_iter().map(|(_, b)| self.decode(b)).collect::<Result<_, _>>()?;
+        let raws: Vec<Vec<Raw<'a>>> = blocks.par_iter().map(|(_, b)| self.decode(b)).collect::<Result<_, _>>()?;
         // Names for the addresses this batch adds, found per block and
         // resolved in parallel.
         let known = &self.names;
@@ -431,7 +430,7 @@ impl<'a> RowBuilder<'a> {
         merge_objects(&mut self.acc.objects, std::mem::take(&mut batch.objects));
     }
 
-    fn encode_block<S: Sink>(&self, block: u32, mut rs: Vec<Raw>, mut w: S) -> Encoded<S> {
+    fn encode_block<S: Sink>(&self, block: u32, mut rs: Vec<Raw<'a>>, mut w: S) -> Encoded<S> {
         let l = self.l;
         let unnamed = FrameName { symbol: String::new(), dso: String::new(), build_id: String::new() };
         let mut dsrc_ids: HashMap<u64, u32> = HashMap::default();
@@ -502,7 +501,7 @@ impl<'a> RowBuilder<'a> {
             } else {
                 w.name(0, "").name(0, "").name(0, "").name(0, "").u8(0);
             }
-            w.u64(r.weight).u64(r.phys).str(r.data_object.as_ref().map_or("", |o| o.0.as_str()));
+            w.u64(r.weight).u64(r.phys).str(r.data_object.map_or("", |o| o.0));
             match &r.line {
                 Some((object, pid, line, off)) => w.str(object).u32(*pid).u64(*line).u32(*off),
                 None => w.str("").u32(none).u64(0).u32(0),
@@ -523,9 +522,7 @@ impl<'a> RowBuilder<'a> {
             }
             *flows.entry(r.flow).or_default() += 1;
             if let Some((name, type_name)) = &r.data_object {
-                let e = objects
-                    .entry((r.pid, name.as_str(), type_name.as_str()))
-                    .or_insert(ObjectAcc { start: u64::MAX, ..Default::default() });
+                let e = objects.entry((r.pid, *name, *type_name)).or_insert(ObjectAcc { start: u64::MAX, ..Default::default() });
                 e.start = e.start.min(r.addr);
                 e.end = e.end.max(r.addr.saturating_add(1));
                 e.samples += 1;

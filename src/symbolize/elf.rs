@@ -33,7 +33,11 @@ impl Symbol {
 
     /// The name as perf's Symbol column shows it (C++ without parameters).
     pub fn display_name(&self) -> String {
-        self.display.get_or_init(|| super::dwarf::demangle_no_params(&self.name).into_boxed_str()).to_string()
+        self.display_str().to_string()
+    }
+    /// `display_name` without a copy (demangled once per symbol).
+    pub fn display_str(&self) -> &str {
+        self.display.get_or_init(|| super::dwarf::demangle_no_params(&self.name).into_boxed_str())
     }
     /// The full demangled name (C++ with parameters), as addr2line -C prints it.
     pub fn full_name(&self) -> String {

@@ -111,16 +111,22 @@ pub struct DataObject {
     pub type_name: String,
 }
 
-/// What a data address is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DataSymbol {
-    /// "counters+0x40", "[heap]+0x1f0", "[stack]", "[anon]".
-    pub text: String,
+/// What a data address is: names borrowed from the resolver and the
+/// timeline, so that naming every memory sample allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSymbol<'a> {
     /// The object's or mapping's name without the offset.
-    pub object: String,
+    pub object: &'a str,
     pub offset: u64,
     /// The type of a registered data object ('' otherwise).
-    pub type_name: String,
+    pub type_name: &'a str,
+}
+
+impl DataSymbol<'_> {
+    /// "counters+0x40", "[heap]+0x1f0", "[anon]+0x10".
+    pub fn text(&self) -> String {
+        format!("{}+0x{:x}", self.object, self.offset)
+    }
 }
 
 /// A file in perf's build-id cache (`~/.debug/.build-id/ab/cdef.../elf`).
@@ -298,7 +304,7 @@ impl Resolver {
     ///
     /// `below` is the file mapping just below an anonymous one: a binary's
     /// .bss past its file-backed pages lives there, at the same load bias.
-    pub fn data_symbol_with_bss(&self, map: Option<(MapHit, u64, u64)>, below: Option<MapHit>, addr: u64) -> Option<DataSymbol> {
+    pub fn data_symbol_with_bss(&self, map: Option<(MapHit, u64, u64)>, below: Option<MapHit>, addr: u64) -> Option<DataSymbol<'_>> {
         if let (Some((hit, _, _)), Some(b)) = (map, below) {
             if self.dsos.get(hit.dso as usize).is_some_and(|d| d.is_anonymous()) {
                 if let Ok(es) = self.symbols(b.dso) {
@@ -306,12 +312,7 @@ impl Resolver {
                     // the file offset addr would have if the mapping went on.
                     if let Some(s) = es.segment_vaddr(b.file_offset).and_then(|va| es.lookup_data(va).map(|s| (s, va))) {
                         let (s, va) = s;
-                        return Some(DataSymbol {
-                            text: format!("{}+0x{:x}", s.display_name(), va - s.start),
-                            object: s.display_name(),
-                            offset: va - s.start,
-                            type_name: String::new(),
-                        });
+                        return Some(DataSymbol { object: s.display_str(), offset: va - s.start, type_name: "" });
                     }
                 }
             }
@@ -319,37 +320,22 @@ impl Resolver {
         self.data_symbol(map, addr)
     }
 
-    pub fn data_symbol(&self, map: Option<(MapHit, u64, u64)>, addr: u64) -> Option<DataSymbol> {
+    pub fn data_symbol(&self, map: Option<(MapHit, u64, u64)>, addr: u64) -> Option<DataSymbol<'_>> {
         let i = self.data_objects.partition_point(|o| o.start <= addr);
         if let Some(o) = self.data_objects[..i].last().filter(|o| addr < o.end) {
-            return Some(DataSymbol {
-                text: format!("{}+0x{:x}", o.name, addr - o.start),
-                object: o.name.clone(),
-                offset: addr - o.start,
-                type_name: o.type_name.clone(),
-            });
+            return Some(DataSymbol { object: &o.name, offset: addr - o.start, type_name: &o.type_name });
         }
         let (hit, map_start, _map_end) = map?;
         let dso = self.dsos.get(hit.dso as usize)?;
         if let Ok(es) = self.symbols(hit.dso) {
             if let Some(va) = es.offset_to_vaddr(hit.file_offset) {
                 if let Some(s) = es.lookup_data(va) {
-                    return Some(DataSymbol {
-                        text: format!("{}+0x{:x}", s.display_name(), va - s.start),
-                        object: s.display_name(),
-                        offset: va - s.start,
-                        type_name: String::new(),
-                    });
+                    return Some(DataSymbol { object: s.display_str(), offset: va - s.start, type_name: "" });
                 }
             }
         }
-        let name = if dso.is_anonymous() { "[anon]".to_string() } else { dso.path.clone() };
-        Some(DataSymbol {
-            text: format!("{name}+0x{:x}", addr - map_start),
-            object: name,
-            offset: addr - map_start,
-            type_name: String::new(),
-        })
+        let object = if dso.is_anonymous() { "[anon]" } else { dso.path.as_str() };
+        Some(DataSymbol { object, offset: addr - map_start, type_name: "" })
     }
 
     /// The binary of `dso` on this machine (under --symfs), when it is the
