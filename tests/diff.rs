@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Recordings measure shares of busy loops: one at a time, on one CPU (this
-/// machine's two CPUs run the same loop at different speeds).
+/// machine's two CPUs run the same loop at different speeds), and with no
+/// other test of this file running beside them (a mock test's load once
+/// shifted one of twenty unchanged runs enough to be flagged).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -286,6 +288,7 @@ fn perf_diff_columns_are_the_same() {
 
 #[test]
 fn memory_comparisons_find_new_contention_and_remote_access() {
+    let _s = serial();
     let d = tmpdir();
     let mock = |scenario: &str, seed: &str| {
         let p = d.path().join(format!("{scenario}-{seed}.msen"));
@@ -324,6 +327,7 @@ fn memory_comparisons_find_new_contention_and_remote_access() {
 
 #[test]
 fn bad_arguments_and_inputs_are_clear_errors() {
+    let _s = serial();
     let d = tmpdir();
     let t = d.path().join("t.msen");
     assert!(run(&["record", "--mock", "mixed", "--rounds", "200", "-q", "-o", t.to_str().unwrap()]).status.success());
