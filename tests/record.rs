@@ -247,7 +247,10 @@ fn sigint_stops_cleanly() {
     unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
     let st = rec.wait().unwrap();
     assert!(st.success());
-    assert!(t.elapsed() < Duration::from_secs(3));
+    // A bound on hanging, not a speed test: the debug build on a loaded
+    // CI machine once took over 3 s to embed a system-wide capture's
+    // symbols after the signal.
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?} after SIGINT", t.elapsed());
     let info = json(&run(&["info", "--format", "json", out.to_str().unwrap()]));
     assert_eq!(info["clean_close"], true);
     assert_eq!(info["capture_end"]["stop_reason"], "signal");
