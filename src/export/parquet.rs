@@ -159,14 +159,13 @@ impl TableFile {
     /// The footer, then the file under its final name; on failure the
     /// half-written file is removed.
     fn finish(mut self) -> PolarsResult<(PathBuf, u64)> {
-        let tmp = self.tmp.clone();
         let done = self.w.end(None).and_then(|_| {
             let f = self.w.into_inner().into_inner().map_err(|e| io_err(&self.tmp, e.into_error()))?;
             f.sync_all().map_err(|e| io_err(&self.tmp, e))?;
             std::fs::rename(&self.tmp, &self.path).map_err(|e| io_err(&self.path, e))
         });
         if let Err(e) = done {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(&self.tmp);
             return Err(e);
         }
         let bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
