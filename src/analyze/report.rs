@@ -1117,7 +1117,28 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     if keep_graphs {
         use super::callgraph::{CallTree, GraphOrder};
         let order = cfg.callgraph.order.unwrap_or(if children { GraphOrder::Caller } else { GraphOrder::Callee });
-        let shown: HashMap<RowId, usize> = row_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        // A row whose chains sum below the absolute threshold prints no
+        // graph at all (every branch is under it), so its tree is not built:
+        // most rows of a system-wide capture are such, and building their
+        // trees was most of the time and memory of a report with children.
+        // (The renderer's total is the row's event's period.)
+        let printed = |r: usize, sum: u64| match cfg.callgraph.mode {
+            super::callgraph::GraphMode::Fractal => true,
+            _ => {
+                let total = report.events.get(report.rows[r].event as usize).map_or(0, |e| e.period);
+                sum as f64 >= total as f64 * cfg.callgraph.threshold / 100.0
+            }
+        };
+        // A row's chains sum to at most its children (or self) period.
+        let shown: HashMap<RowId, usize> = row_ids
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| {
+                let row = &report.rows[i];
+                printed(i, row.period.max(row.children_period.unwrap_or(0)))
+            })
+            .map(|(i, id)| (*id, i))
+            .collect();
         let mut trees: Vec<Option<CallTree>> = vec![None; report.rows.len()];
         // Each resolved address's frame name, interned once (perf names an
         // unresolved frame by its address).
@@ -1177,10 +1198,15 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             .collect();
         let mut tasks: Vec<(u32, u32, u32)> = tasks.into_iter().flatten().collect();
         tasks.sort_unstable();
+        // The exact sum, for rows the bound above let through.
         // Each row's tree on its own, rows in parallel; adds in a fixed
         // order, so trees do not depend on the thread count.
         let built: Vec<(u32, CallTree)> = tasks
             .par_chunk_by(|a, b| a.0 == b.0)
+            .filter(|chunk| {
+                let sum = chunk.iter().fold(0u64, |s, &(_, i, _)| s.saturating_add(entries[i as usize].1.period));
+                printed(chunk[0].0 as usize, sum)
+            })
             .map(|chunk| {
                 let mut t = CallTree::new();
                 for &(_, i, from) in chunk {

@@ -101,13 +101,17 @@ pub struct Needs {
     pub chain: bool,
     /// The memory columns: data_symbol, line_*, c2c_*, numa_access, mem_node.
     pub memory: bool,
+    /// data_src in words: mem_op, mem_level, mem_snoop, mem_tlb, mem_locked.
+    pub dsrc: bool,
+    /// cpu_node (the memory columns find it themselves).
+    pub cpu_node: bool,
     pub comm: bool,
     /// Rollup rows and the flow and data-object sums (the other tables).
     pub side: bool,
 }
 
 impl Needs {
-    pub const ALL: Needs = Needs { names: true, chain: true, memory: true, comm: true, side: true };
+    pub const ALL: Needs = Needs { names: true, chain: true, memory: true, dsrc: true, cpu_node: true, comm: true, side: true };
 
     /// What sample columns accepted by `wanted` need, for the samples table
     /// alone (no rollup rows, flow or data-object sums).
@@ -130,6 +134,8 @@ impl Needs {
                 "numa_access",
                 "mem_node",
             ]),
+            dsrc: any(&["mem_op", "mem_level", "mem_snoop", "mem_tlb", "mem_locked"]),
+            cpu_node: any(&["cpu_node"]),
             comm: any(&["comm"]),
             side: false,
         }
@@ -258,14 +264,15 @@ impl<'a> RowBuilder<'a> {
             let pid = s.pid.unwrap_or(u32::MAX);
             let tid = s.tid.unwrap_or(u32::MAX);
             let time = s.time.unwrap_or(0);
-            let epoch = l.timeline.epoch_at(pid, time);
+            // The mapping epoch names addresses; nothing else needs it.
+            let epoch = if self.needs.names || self.needs.chain || self.needs.memory { l.timeline.epoch_at(pid, time) } else { 0 };
             let kernel = matches!(cpumode, misc::KERNEL | misc::GUEST_KERNEL | misc::HYPERVISOR);
             let chain = (self.needs.chain && l.chain_into(ev, s, &mut unwinder, &mut buf)).then(|| buf.clone().into_boxed_slice());
             let mem = self.mem_events.get(ev as usize).copied().unwrap_or(false);
             let d = DataSrc(s.data_src.unwrap_or(0));
             let addr = s.addr.unwrap_or(0);
-            let cpu_node = s.cpu.and_then(|c| self.cpu_node.get(&c).copied());
             let memory = mem && self.needs.memory;
+            let cpu_node = if memory || self.needs.cpu_node { s.cpu.and_then(|c| self.cpu_node.get(&c).copied()) } else { None };
             let mem_node = s.phys_addr.filter(|&a| a != 0 && self.needs.memory).and_then(|pa| crate::analyze::numa::mem_node_of(l, pa));
             let mut c2c = [0u8; 5];
             let mut line = None;
@@ -493,7 +500,7 @@ impl<'a> RowBuilder<'a> {
             };
             w.u64(stack_id).u64(r.flow);
             w.u64(r.addr).u64(r.data_src);
-            if has_dsrc {
+            if has_dsrc && self.needs.dsrc {
                 // The texts are a function of data_src: made once per distinct value in a block.
                 let id = *dsrc_ids.entry(r.data_src).or_insert_with(|| {
                     dsrc_texts.push([d.op_text().to_string(), d.lvl_text(), d.snoop_text(), d.tlb_text()]);
