@@ -827,12 +827,16 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     // Without line information perf 6.1 prints a kernel address as
     // `function+offset` (decimal) and a user address as `??:0`. perf never
     // asks addr2line about a DSO named in brackets ([vdso], [vsyscall]):
-    // those are always `function+offset`.
+    // those are always `function+offset`. Nor does addr2line find anything
+    // in a PLT (no symbol-table entry covers it: `??:0` is its "not found",
+    // where a function without lines gives `??:?`), so perf falls back to
+    // its own symbol there too.
     let srcline = |i: usize| {
         let r = &resolved[i];
         let bracketed = !r.kernel && r.dso.starts_with('[');
+        let plt = r.sym.as_ref().is_ok_and(|n| n.ends_with("@plt"));
         let name_off = || match (&r.sym, r.sym_off) {
-            (Ok(name), Some(off)) if r.kernel || bracketed => format!("{name}+{off}"),
+            (Ok(name), Some(off)) if r.kernel || bracketed || plt => format!("{name}+{off}"),
             _ => "??:0".to_string(),
         };
         match dwarf.get(i).and_then(|f| f.first()) {
