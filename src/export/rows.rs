@@ -188,6 +188,10 @@ impl std::fmt::Debug for RowBuilder<'_> {
     }
 }
 
+/// Data-object sums of one block, keyed by (pid, and the pointer and length
+/// of the object and type names) as the resolver holds them.
+type ObjectsAt<'s> = HashMap<(u32, usize, usize, usize, usize), (&'s str, &'s str, ObjectAcc)>;
+
 impl<'a> RowBuilder<'a> {
     pub fn new(l: &'a Loaded, capture_id: String) -> RowBuilder<'a> {
         Self::resume(l, capture_id, CaptureAcc::default())
@@ -450,7 +454,7 @@ impl<'a> RowBuilder<'a> {
         // Keyed by where the names live (the resolver's strings, borrowed
         // for the whole export), not by their text: hashing and comparing
         // the text per sample was a tenth of the export. Merged by text below.
-        let mut objects: HashMap<(u32, usize, usize, usize, usize), (&str, &str, ObjectAcc)> = HashMap::default();
+        let mut objects: ObjectsAt<'_> = HashMap::default();
         // (window, flow, own frame, event) -> samples, period, l1, llc, local, remote, hitm.
         let mut by_frame: HashMap<(u64, u64, u32, u16), [u64; 7]> = HashMap::default();
         let none = u32::MAX;
