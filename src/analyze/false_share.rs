@@ -305,6 +305,13 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                             full = None;
                         }
                     }
+                    // Only a sample with a HITM or peer hit can make its line
+                    // shared; without --show-all no other line is counted, so
+                    // the millions of lines a streaming load touches once
+                    // never enter the map.
+                    if !cfg.show_all && one.lcl_hitm + one.rmt_hitm + one.lcl_peer + one.rmt_peer == 0 {
+                        return;
+                    }
                     let c = lines.entry(key).or_default();
                     c[0] += one.lcl_hitm;
                     c[1] += one.rmt_hitm;
