@@ -139,12 +139,43 @@ impl NodeSet {
 }
 
 #[derive(Debug, Default)]
-struct Part {
+struct Part<'l> {
     stats: NumaStats,
     matrix: BTreeMap<(u32, u32), u64>,
-    /// (kind, pid, epoch, key) where key is ip (functions), data address (objects),
-    /// page (pages) or 0 (processes); resolved after the merge.
+    /// (kind, pid, epoch, key) where key is ip (functions), page (pages) or
+    /// 0 (processes); resolved after the merge.
     spots: HashMap<(u8, u32, u16, u64), SpotAcc>,
+    /// Data objects, named per sample and keyed by where the name lives
+    /// (pointer, length): a streaming load touches a million addresses but
+    /// few objects, and a map keyed by address grew with the samples.
+    objects: HashMap<(usize, usize), (&'l str, SpotAcc)>,
+}
+
+impl SpotAcc {
+    fn add(&mut self, one: Acc, remote: bool, cnode: Option<u32>, mnode: Option<u32>) {
+        self.acc += one;
+        if remote {
+            if let Some(c) = cnode {
+                self.cpu_nodes.insert(c);
+            }
+            if let Some(m) = mnode {
+                self.mem_nodes.insert(m);
+            }
+        }
+    }
+
+    fn merge(&mut self, o: &SpotAcc) {
+        self.acc += o.acc;
+        self.cpu_nodes.union(&o.cpu_nodes);
+        self.mem_nodes.union(&o.mem_nodes);
+    }
+}
+
+/// The name msen numa gives the data object at `addr` (pid's maps at epoch).
+fn object_name(l: &Loaded, pid: u32, epoch: u16, addr: u64) -> &str {
+    let hit = l.timeline.find_map(pid, epoch, addr);
+    let below = l.timeline.file_map_below(pid, epoch, addr);
+    l.resolver.data_symbol_with_bss(hit.map(|h| (h, h.map_start, 0)), below, addr).map_or("[unknown]", |d| d.object)
 }
 
 const FUNC: u8 = 0;
@@ -185,10 +216,10 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
     let mem_node = |pa: u64| mem_node_of(l, pa);
     let page = l.trace.meta.page_size.max(4096) as u64;
     let mem_events: Vec<bool> = l.events.list.iter().map(|e| e.attr.sample_type & sample::DATA_SRC != 0).collect();
-    let parts: Vec<Part> = l
+    let parts: Vec<Part<'_>> = l
         .sample_blocks()
         .par_iter()
-        .map(|b| -> Result<Part, TraceError> {
+        .map(|b| -> Result<Part<'_>, TraceError> {
             let mut p = Part::default();
             let mut stats = super::loaded::DecodeStats::default();
             l.for_each_sample_flow(b, &mut stats, |ev, _cpumode, s, flow| {
@@ -232,27 +263,15 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                 let epoch = l.timeline.epoch_at(pid, s.time.unwrap_or(0));
                 let addr = s.addr.unwrap_or(0);
                 let flow_key = (FLOW, 0, 0, flow.map_or(0, |f| f.id));
-                for key in [
-                    (FUNC, pid, epoch, s.ip.unwrap_or(0)),
-                    (OBJ, pid, epoch, addr),
-                    (PAGE, pid, 0, addr / page * page),
-                    (PROC, pid, 0, 0),
-                    flow_key,
-                ] {
+                for key in [(FUNC, pid, epoch, s.ip.unwrap_or(0)), (PAGE, pid, 0, addr / page * page), (PROC, pid, 0, 0), flow_key] {
                     if key.0 == FLOW && !l.flows.enabled {
                         continue;
                     }
-                    let e = p.spots.entry(key).or_default();
-                    e.acc += one;
-                    if remote {
-                        if let Some(c) = cnode {
-                            e.cpu_nodes.insert(c);
-                        }
-                        if let Some(m) = mnode {
-                            e.mem_nodes.insert(m);
-                        }
-                    }
+                    p.spots.entry(key).or_default().add(one, remote, cnode, mnode);
                 }
+                let object = object_name(l, pid, epoch, addr);
+                let e = p.objects.entry((object.as_ptr() as usize, object.len())).or_insert_with(|| (object, SpotAcc::default()));
+                e.1.add(one, remote, cnode, mnode);
             })?;
             Ok(p)
         })
@@ -260,21 +279,21 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
     let mut stats = NumaStats::default();
     let mut node_matrix = BTreeMap::new();
     let mut spots: HashMap<(u8, u32, u16, u64), SpotAcc> = HashMap::default();
+    let mut named: [BTreeMap<String, SpotAcc>; 5] = Default::default();
     for p in parts {
         stats += p.stats;
         for (k, v) in p.matrix {
             *node_matrix.entry(k).or_default() += v;
         }
         for (k, v) in p.spots {
-            let e = spots.entry(k).or_default();
-            e.acc += v.acc;
-            e.cpu_nodes.union(&v.cpu_nodes);
-            e.mem_nodes.union(&v.mem_nodes);
+            spots.entry(k).or_default().merge(&v);
+        }
+        for (_, (name, v)) in p.objects {
+            named[OBJ as usize].entry(name.to_string()).or_default().merge(&v);
         }
     }
     // Name each spot, then merge spots that share a name (one function seen
     // at many ips, one object at many addresses).
-    let mut named: [BTreeMap<String, SpotAcc>; 5] = Default::default();
     for ((kind, pid, epoch, key), v) in spots {
         let name = match kind {
             FUNC => {
@@ -288,13 +307,6 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                     Err(_) => format!("{}+0x{:x}", r.dso, r.rel),
                 }
             }
-            OBJ => {
-                let hit = l.timeline.find_map(pid, epoch, key);
-                let below = l.timeline.file_map_below(pid, epoch, key);
-                l.resolver
-                    .data_symbol_with_bss(hit.map(|h| (h, h.map_start, 0)), below, key)
-                    .map_or_else(|| "[unknown]".to_string(), |d| d.object.to_string())
-            }
             PAGE => format!("pid {pid} page 0x{key:x}"),
             FLOW if key == 0 => "[no flow]".to_string(),
             FLOW => l.flows.text(key),
@@ -307,10 +319,7 @@ pub fn numa(l: &Loaded, top: usize) -> Result<Numa, TraceError> {
                 format!("{comm} ({pid})")
             }
         };
-        let e = named[kind as usize].entry(name).or_default();
-        e.acc += v.acc;
-        e.cpu_nodes.union(&v.cpu_nodes);
-        e.mem_nodes.union(&v.mem_nodes);
+        named[kind as usize].entry(name).or_default().merge(&v);
     }
     let rank = |m: &BTreeMap<String, SpotAcc>| -> Vec<HotSpot> {
         let mut v: Vec<HotSpot> = m
