@@ -309,7 +309,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                     // shared; without --show-all no other line is counted, so
                     // the millions of lines a streaming load touches once
                     // never enter the map.
-                    if !cfg.show_all && one.lcl_hitm + one.rmt_hitm + one.lcl_peer + one.rmt_peer == 0 {
+                    if !cfg.show_all && !one.is_shared() {
                         return;
                     }
                     let c = lines.entry(key).or_default();
