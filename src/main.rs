@@ -271,6 +271,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     out.flush()?;
                 }
             }
+            output::timing::mark("rendered");
             let empty = r.total_samples == 0;
             // The process ends here: freeing the tables (millions of small
             // allocations on a big capture) would only cost time.

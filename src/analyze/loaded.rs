@@ -158,7 +158,9 @@ impl Loaded {
     /// Open an msen trace, or a perf.data (recognized by its magic; its
     /// samples are analyzed in place). `-` is stdin, FIFOs are streams.
     pub fn open(path: &Path, opts: &LoadOptions) -> Result<Loaded, TraceError> {
+        crate::output::timing::mark("open");
         let bytes = crate::trace::source::read_all(path)?;
+        crate::output::timing::mark("read");
         let name = if crate::trace::source::is_stdin(path) { "<stdin>".to_string() } else { path.display().to_string() };
         let trace = if crate::perf::data::is_perf_data(&bytes) {
             let hint = empty_perf_data_hint(&bytes);
@@ -215,6 +217,7 @@ impl Loaded {
                 }
             }
         }
+        crate::output::timing::mark("sideband decoded");
         recs.sort_by_key(|(t, b, s, _)| (*t, *b, *s));
         let mut timeline = Timeline::default();
         for (time, _, _, s) in &recs {
@@ -226,6 +229,7 @@ impl Loaded {
             }
         }
         timeline.finish();
+        crate::output::timing::mark("timeline");
         let mut kallsyms = Kallsyms::default();
         if let Some(k) = &opts.kernel_symbols {
             kallsyms = (**k).clone();
@@ -308,6 +312,7 @@ impl Loaded {
             Some(b) => trace.decode_or_skip(&b)?.map(|d| d.into_owned()),
             None => None,
         };
+        crate::output::timing::mark("kallsyms, jit, data objects, embedded");
         let resolver = Resolver::new(timeline.dsos.clone(), build_ids, kallsyms, opts.symfs.clone())
             .with_embedded(embedded)
             .with_vdso(vdso)
@@ -324,11 +329,17 @@ impl Loaded {
                 None => stats.corrupt_blocks_skipped += 1,
             }
         }
-        let unwind = super::unwind::Unwind::new(&resolver, timeline.dsos.len(), &carried);
+        crate::output::timing::mark("resolver");
+        let stack_copies = events.list.iter().any(|e| e.attr.sample_type & crate::perf::attr::sample::STACK_USER != 0);
+        let unwind =
+            if stack_copies { super::unwind::Unwind::new(&resolver, timeline.dsos.len(), &carried) } else { super::unwind::Unwind::none() };
+        crate::output::timing::mark("unwind tables");
         let flows = super::flows::FlowIndex::load(&trace, events.tags.is_some())?;
+        crate::output::timing::mark("flows");
         let agent = super::agent::AgentTimeline::load(&trace)?;
         let clock_periods = super::agent::ClockPeriods::new(&agent, events.list.iter().map(|e| e.name.as_str()));
         let host = super::agent::load_host(&trace)?;
+        crate::output::timing::mark("loaded");
         Ok(Loaded {
             trace,
             events,

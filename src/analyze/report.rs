@@ -774,6 +774,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             },
         )
         .try_reduce(|| Partial { totals: vec![(0, 0); nev], ..Default::default() }, |a, b| Ok(a.merge(b)))?;
+    crate::output::timing::mark("decoded samples");
     pb.finish_and_clear();
 
     // Resolve each distinct address once.
@@ -800,8 +801,10 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             },
         )
         .collect();
+    crate::output::timing::mark("resolved addresses");
     let index: HashMap<AddrKey, usize> = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
     // DWARF frames of every resolved address, when lines or inlines are asked for.
+    crate::output::timing::mark("address index");
     let want_dwarf = cfg.sort.contains(&SortKey::Srcline) || cfg.inline;
     let dwarf: Vec<Vec<crate::symbolize::dwarf::Frame>> = if want_dwarf {
         let items: Vec<(usize, (u32, u64))> = resolved.iter().enumerate().filter_map(|(i, r)| r.elf_addr.map(|a| (i, a))).collect();
@@ -947,6 +950,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             *by_sym.entry(ident).or_insert_with(|| frames_i.id(frame_parts(r, ri)))
         })
         .collect();
+    crate::output::timing::mark("frame ids");
     let inl: Vec<Vec<u32>> = if cfg.inline {
         (0..resolved.len())
             .map(|ri| {
@@ -981,6 +985,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         })
         .collect();
 
+    crate::output::timing::mark("call-chain frame ids");
     // Per distinct raw key: its context id, its own address, its chain's
     // addresses (callee first, cut to --max-stack).
     let entries: Vec<(&RawKey, &Acc)> = partial.map.iter().collect();
@@ -1007,6 +1012,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
         })
         .collect();
 
+    crate::output::timing::mark("contexts and chains");
     // Self and children periods per row id, in parallel over raw keys (sums
     // commute: the result does not depend on the split).
     let acc = (0..entries.len())
@@ -1053,6 +1059,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             acc
         })
         .reduce(RowAccum::default, RowAccum::merge);
+    crate::output::timing::mark("row sums");
     let unresolved: BTreeMap<String, u64> = acc.unresolved.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     let mut kept_totals = acc.kept;
     kept_totals.resize(nev, (0, 0));
@@ -1149,6 +1156,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             .then_with(|| key_cmp(ia, ib))
             .then(ia.cmp(ib))
     });
+    crate::output::timing::mark("rows sorted");
     let mut rows: Vec<(RowId, Row)> = ids
         .into_iter()
         .map(|((event, c, f), a)| {
@@ -1170,8 +1178,10 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
     limit_rows_by(&mut rows, cfg, |(_, r)| r);
     let hidden = before - rows.len();
     let (row_ids, rows): (Vec<RowId>, Vec<Row>) = rows.into_iter().unzip();
+    crate::output::timing::mark("rows built");
     let mut report = Report::assemble(l, cfg, totals, rows, partial.stats, children, folded.into_iter().collect(), unresolved);
     report.rows_hidden += hidden;
+    crate::output::timing::mark("assembled");
     if keep_graphs {
         use super::callgraph::{CallTree, GraphOrder};
         let order = cfg.callgraph.order.unwrap_or(if children { GraphOrder::Caller } else { GraphOrder::Callee });
@@ -1283,6 +1293,7 @@ pub fn report(l: &Loaded, cfg: &ReportConfig) -> Result<Report, TraceError> {
             row.graph = t;
         }
     }
+    crate::output::timing::mark("graphs");
     Ok(report)
 }
 

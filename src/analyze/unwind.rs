@@ -191,6 +191,12 @@ impl Unwind {
         Unwind { sections, paths }
     }
 
+    /// No binaries: for a trace without user stack copies, which never
+    /// unwinds (finding every binary's path loads its symbol table).
+    pub fn none() -> Unwind {
+        Unwind { sections: Vec::new(), paths: Vec::new() }
+    }
+
     fn sections(&self, dso: u32) -> Option<&Arc<Sections>> {
         let cell = self.sections.get(dso as usize)?;
         cell.get_or_init(|| self.paths[dso as usize].as_deref().and_then(Sections::load).map(Arc::new)).as_ref()

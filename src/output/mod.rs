@@ -9,6 +9,7 @@ pub mod host;
 pub use host::host_timeline;
 pub mod numa;
 pub mod report;
+pub mod timing;
 
 use std::io::IsTerminal;
 
