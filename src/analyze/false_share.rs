@@ -15,6 +15,7 @@ use crate::trace::TraceError;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Display {
@@ -83,13 +84,115 @@ struct OffsetAcc {
     writers: BTreeSet<u32>,
 }
 
+/// A line's physical addresses, for PA cnt (changes of address between
+/// consecutive samples in time order) and nodes, in memory bounded by the
+/// blocks: each block's samples of the line are sorted and summarized when
+/// the block ends. Summaries of stretches that do not overlap in time join
+/// exactly; a line whose stretches overlap (blocks out of time order) is
+/// summarized again from its samples in pass 3.
+#[derive(Debug, Clone, Default)]
+struct PhysSeen {
+    /// (time, address) of this block's samples, until `seal`.
+    block: Vec<(u64, u64)>,
+    /// (first time, last time, summary) per sealed stretch: usually one
+    /// (a line sampled in one block), kept inline for the millions of lines
+    /// `--show-all` details.
+    stretches: smallvec::SmallVec<[(u64, u64, PhysTrail); 1]>,
+}
+
+impl PhysSeen {
+    fn seal(&mut self, node: impl Fn(u64) -> Option<u32>) {
+        if self.block.is_empty() {
+            return;
+        }
+        let (lo, hi) = self.block.iter().fold((u64::MAX, 0), |(lo, hi), &(t, _)| (lo.min(t), hi.max(t)));
+        let trail = PhysTrail::of(std::mem::take(&mut self.block), node);
+        self.stretches.push((lo, hi, trail));
+    }
+    /// The whole line's summary, or None when stretches overlap in time.
+    fn joined(mut self) -> Option<PhysTrail> {
+        self.stretches.sort_unstable_by_key(|&(lo, hi, _)| (lo, hi));
+        let mut it = self.stretches.into_iter();
+        let Some((_, mut end, mut acc)) = it.next() else { return Some(PhysTrail::default()) };
+        for (lo, hi, t) in it {
+            // Equal times sort by address: a tie across stretches is an overlap.
+            if lo <= end {
+                return None;
+            }
+            acc.then(t);
+            end = hi;
+        }
+        Some(acc)
+    }
+}
+
+/// A stretch of a line's samples in time order, summarized: its first and
+/// last physical address, the changes within it (the first counted as a
+/// change from 0, as perf counts it) and the addresses' nodes.
+#[derive(Debug, Clone, Default)]
+struct PhysTrail {
+    first: u64,
+    last: u64,
+    changes: u64,
+    nodes: NodeSet,
+}
+
+/// Memory nodes, as a bit set below 64 (no allocation) and a list above.
+#[derive(Debug, Clone, Default)]
+struct NodeSet {
+    low: u64,
+    high: BTreeSet<u32>,
+}
+
+impl NodeSet {
+    fn insert(&mut self, n: u32) {
+        if n < 64 {
+            self.low |= 1 << n;
+        } else {
+            self.high.insert(n);
+        }
+    }
+    fn extend(&mut self, o: NodeSet) {
+        self.low |= o.low;
+        self.high.extend(o.high);
+    }
+    /// Ascending.
+    fn into_vec(self) -> Vec<u32> {
+        (0..64).filter(|&n| self.low & (1 << n) != 0).chain(self.high).collect()
+    }
+}
+
+impl PhysTrail {
+    /// The summary of (time, address) samples, sorted here.
+    fn of(mut phys: Vec<(u64, u64)>, node: impl Fn(u64) -> Option<u32>) -> PhysTrail {
+        phys.sort_unstable();
+        let mut t = PhysTrail { first: phys.first().map_or(0, |p| p.1), ..Default::default() };
+        for &(_, pa) in &phys {
+            t.changes += (t.last != pa) as u64;
+            t.last = pa;
+        }
+        for n in phys.iter().filter_map(|&(_, pa)| node(pa)) {
+            t.nodes.insert(n);
+        }
+        t
+    }
+    /// Append a later stretch: its first change is counted from this one's
+    /// last address rather than from 0.
+    fn then(&mut self, later: PhysTrail) {
+        // later.changes counted its first sample as a change from 0.
+        self.changes = self.changes + later.changes + (later.first != self.last) as u64 - (later.first != 0) as u64;
+        self.last = later.last;
+        self.nodes.extend(later.nodes);
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct LineAcc {
     stats: C2cStats,
     /// A virtual address in the line as sampled (perf prints this rounded).
     vaddr: u64,
-    /// (time, phys_addr) for PA cnt, in time order after sorting.
-    phys: Vec<(u64, u64)>,
+    /// The physical addresses sampled in the line, for PA cnt and nodes.
+    phys: PhysSeen,
     nodes: BTreeMap<u32, C2cStats>,
     offsets: BTreeMap<(u64, u64), OffsetAcc>,
     /// Records by the flow the CPU was serving (0: none), with flow context.
@@ -219,7 +322,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
         }
         la.vaddr = s.addr.unwrap_or(0);
         if let Some(pa) = s.phys_addr {
-            la.phys.push((s.time.unwrap_or(0), pa));
+            la.phys.block.push((s.time.unwrap_or(0), pa));
         }
         let node = s.cpu.and_then(|c| cpu_node.get(&c).copied()).unwrap_or(0);
         *la.nodes.entry(node).or_default() += one;
@@ -257,7 +360,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             let e = into.entry(k).or_default();
             e.stats += v.stats;
             e.vaddr = if e.vaddr == 0 { v.vaddr } else { e.vaddr.min(v.vaddr) };
-            e.phys.extend(v.phys);
+            e.phys.stretches.extend(v.phys.stretches);
             for (n, s) in v.nodes {
                 *e.nodes.entry(n).or_default() += s;
             }
@@ -288,9 +391,13 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
     const FULL_DETAIL_LINES: usize = 65_536;
     const BLOCK_DETAIL_LINES: usize = 1_024;
     type Part1 = (C2cStats, HashMap<LineKey, [u64; 4]>, Option<HashMap<LineKey, LineAcc>>);
+    // Each block's span of sample times with a physical address (pass 3's clusters).
+    let spans: Vec<(AtomicU64, AtomicU64)> = blocks.iter().map(|_| (AtomicU64::new(u64::MAX), AtomicU64::new(0))).collect();
     let (stats, compact, full): Part1 = blocks
         .par_iter()
-        .map(|b| -> Result<Part1, TraceError> {
+        .zip(&spans)
+        .map(|(b, span)| -> Result<Part1, TraceError> {
+            let (mut t_min, mut t_max) = (u64::MAX, 0);
             let mut total = C2cStats::default();
             let mut lines: HashMap<LineKey, [u64; 4]> = HashMap::default();
             let mut full: Option<HashMap<LineKey, LineAcc>> = Some(HashMap::default());
@@ -299,6 +406,10 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                 let Some((one, hit)) = classify(ev, cpumode, s) else { return };
                 total += one;
                 if let Some((class, key, rel)) = hit {
+                    if s.phys_addr.is_some() {
+                        let t = s.time.unwrap_or(0);
+                        (t_min, t_max) = (t_min.min(t), t_max.max(t));
+                    }
                     if let Some(f) = full.as_mut() {
                         detail(f.entry(key.clone()).or_default(), one, class, rel, s, flow);
                         if f.len() > BLOCK_DETAIL_LINES {
@@ -319,6 +430,11 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                     c[3] += one.rmt_peer;
                 }
             })?;
+            span.0.store(t_min, Ordering::Relaxed);
+            span.1.store(t_max, Ordering::Relaxed);
+            for la in full.iter_mut().flat_map(|f| f.values_mut()) {
+                la.phys.seal(|pa| phys_node(l, pa));
+            }
             Ok((total, lines, full))
         })
         .try_reduce(
@@ -342,6 +458,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                 Ok((ta, big, full))
             },
         )?;
+    crate::output::timing::mark("pass 1");
     let metric_of = |c: &[u64; 4]| match cfg.display {
         Display::Tot => c[0] + c[1],
         Display::Rmt => c[1],
@@ -388,6 +505,9 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
                         }
                         detail(lines.entry(key).or_default(), one, class, rel, s, flow);
                     })?;
+                    for la in lines.values_mut() {
+                        la.phys.seal(|pa| phys_node(l, pa));
+                    }
                     Ok((shared_part, lines))
                 })
                 .collect::<Result<_, _>>()?;
@@ -401,10 +521,77 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             (shared_stats, lines)
         }
     };
-    let lines: BTreeMap<LineKey, LineAcc> = lines.into_iter().collect();
+    crate::output::timing::mark("pass 2");
+    // Each line's physical-address summary; None where stretches overlap.
+    let mut lines: BTreeMap<LineKey, (LineAcc, Option<PhysTrail>)> = lines
+        .into_iter()
+        .map(|(k, mut la)| {
+            let joined = std::mem::take(&mut la.phys).joined();
+            (k, (la, joined))
+        })
+        .collect();
+    // Pass 3, only for lines whose stretches overlap in time: PA cnt needs
+    // their samples' physical addresses in time order. Blocks whose time spans overlap form
+    // a cluster; clusters are disjoint in time, so sorting each cluster's
+    // samples and joining the clusters' summaries in time order is the
+    // global sort, while memory holds one cluster's samples per worker.
+    let moved: rustc_hash::FxHashSet<LineKey> = lines.iter().filter(|(_, (_, j))| j.is_none()).map(|(k, _)| k.clone()).collect();
+    if !moved.is_empty() {
+        let mut trails: HashMap<LineKey, PhysTrail> = HashMap::default();
+        let mut order: Vec<(u64, u64, usize)> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, (a, b))| (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed), i))
+            .filter(|&(a, b, _)| a <= b)
+            .collect();
+        order.sort_unstable();
+        let mut clusters: Vec<(u64, Vec<usize>)> = Vec::new();
+        for (a, b, i) in order {
+            match clusters.last_mut() {
+                Some((end, members)) if a <= *end => {
+                    *end = (*end).max(b);
+                    members.push(i);
+                }
+                _ => clusters.push((b, vec![i])),
+            }
+        }
+        crate::output::timing::mark(&format!("pass 3: {} blocks in {} clusters", blocks.len(), clusters.len()));
+        let parts: Vec<HashMap<LineKey, PhysTrail>> = clusters
+            .par_iter()
+            .map(|(_, members)| -> Result<_, TraceError> {
+                let mut samples: HashMap<LineKey, Vec<(u64, u64)>> = HashMap::default();
+                let mut st = super::loaded::DecodeStats::default();
+                for &bi in members {
+                    l.for_each_sample_flow(&blocks[bi], &mut st, |ev, cpumode, s, _| {
+                        let (Some(pa), Some((_, Some((_, key, _))))) = (s.phys_addr, classify(ev, cpumode, s)) else { return };
+                        if moved.contains(&key) {
+                            samples.entry(key).or_default().push((s.time.unwrap_or(0), pa));
+                        }
+                    })?;
+                }
+                Ok(samples.into_iter().map(|(k, v)| (k, PhysTrail::of(v, |pa| phys_node(l, pa)))).collect())
+            })
+            .collect::<Result<_, _>>()?;
+        for part in parts {
+            for (k, t) in part {
+                match trails.entry(k) {
+                    std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().then(t),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(t);
+                    }
+                }
+            }
+        }
+        for (k, t) in trails {
+            if let Some((_, j)) = lines.get_mut(&k) {
+                *j = Some(t);
+            }
+        }
+    }
+    crate::output::timing::mark("pass 3 (lines whose page moved)");
     debug_assert_eq!(cfg.display.metric(&shared_stats), total_metric);
     let mut rows: Vec<LineRow> = Vec::new();
-    for (k, mut la) in lines {
+    for (k, (la, trail)) in lines {
         if !la.stats.is_shared() && !cfg.show_all {
             continue;
         }
@@ -413,18 +600,8 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
         if !cfg.show_all && (total_metric == 0 || (m as f64) / (total_metric as f64) < 0.001) {
             continue;
         }
-        la.phys.sort_unstable();
-        // perf counts a change from its initial 0 too: the first sample counts.
-        let pa_cnt = la
-            .phys
-            .iter()
-            .scan(0u64, |prev, &(_, pa)| {
-                let changed = *prev != pa;
-                *prev = pa;
-                Some(changed as u64)
-            })
-            .sum();
-        let nodes: Vec<u32> = la.phys.iter().filter_map(|&(_, pa)| phys_node(l, pa)).collect::<BTreeSet<_>>().into_iter().collect();
+        let trail = trail.unwrap_or_default();
+        let (pa_cnt, nodes): (u64, Vec<u32>) = (trail.changes, trail.nodes.into_vec());
         let dso_name = k.dso.and_then(|d| l.timeline.dsos.get(d as usize)).map_or_else(|| "[X]".to_string(), |d| d.path.clone());
         let address = la.vaddr / line_size * line_size;
         let data_symbol = if k.kernel || k.dso.is_none() {
@@ -484,6 +661,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             flows,
         });
     }
+    crate::output::timing::mark("rows");
     // Metric descending; ties by address then pid (perf leaves ties in tree order).
     rows.sort_by(|a, b| {
         cfg.display.metric(&b.stats).cmp(&cfg.display.metric(&a.stats)).then(a.address.cmp(&b.address)).then(a.pid.cmp(&b.pid))
@@ -570,4 +748,69 @@ fn verdict(offsets: &[OffsetRow], shared: bool) -> String {
         writers.entry(o.offset).or_default().extend(o.writer_tids.iter().copied());
     }
     Verdict::of(&users, &writers, shared).to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// PA cnt as perf computes it: every sample in time order, from 0.
+    fn direct(mut v: Vec<(u64, u64)>) -> u64 {
+        v.sort_unstable();
+        let mut prev = 0;
+        v.iter().map(|&(_, pa)| std::mem::replace(&mut prev, pa) != pa).filter(|&c| c).count() as u64
+    }
+
+    fn node(pa: u64) -> Option<u32> {
+        Some((pa >> 32) as u32)
+    }
+
+    #[test]
+    fn stretches_in_time_order_join_to_the_count_of_all_samples() {
+        // A page that moves between nodes and back, sampled 40 times, with
+        // one address repeated and an address 0 in the middle.
+        let samples: Vec<(u64, u64)> = (0..40u64)
+            .map(|t| {
+                (
+                    t * 10,
+                    if t == 17 {
+                        0
+                    } else if t % 7 < 3 {
+                        0x1_0000_1000
+                    } else {
+                        0x2_0000_1000
+                    },
+                )
+            })
+            .collect();
+        let want = direct(samples.clone());
+        for cut in [1usize, 3, 8, 13, 40] {
+            let mut seen = PhysSeen::default();
+            // Stretches arrive out of order, each shuffled inside.
+            let chunks: Vec<Vec<(u64, u64)>> = samples.chunks(cut).map(|c| c.iter().rev().copied().collect()).collect();
+            for c in chunks.into_iter().rev() {
+                seen.block = c;
+                seen.seal(node);
+            }
+            let t = seen.joined().unwrap();
+            assert_eq!(t.changes, want, "stretches of {cut}");
+            assert_eq!(t.nodes.into_vec(), vec![0, 1, 2]);
+        }
+    }
+
+    #[test]
+    fn overlapping_stretches_are_not_joined() {
+        let mut seen = PhysSeen { block: vec![(10, 1), (30, 2)], ..Default::default() };
+        seen.seal(node);
+        seen.block = vec![(20, 2)];
+        seen.seal(node);
+        assert!(seen.joined().is_none());
+        // A tie at one time is an overlap too: equal times sort by address.
+        let mut seen = PhysSeen { block: vec![(10, 1), (20, 2)], ..Default::default() };
+        seen.seal(node);
+        seen.block = vec![(20, 1)];
+        seen.seal(node);
+        assert!(seen.joined().is_none());
+    }
 }
