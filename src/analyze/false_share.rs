@@ -134,32 +134,7 @@ struct PhysTrail {
     first: u64,
     last: u64,
     changes: u64,
-    nodes: NodeSet,
-}
-
-/// Memory nodes, as a bit set below 64 (no allocation) and a list above.
-#[derive(Debug, Clone, Default)]
-struct NodeSet {
-    low: u64,
-    high: BTreeSet<u32>,
-}
-
-impl NodeSet {
-    fn insert(&mut self, n: u32) {
-        if n < 64 {
-            self.low |= 1 << n;
-        } else {
-            self.high.insert(n);
-        }
-    }
-    fn extend(&mut self, o: NodeSet) {
-        self.low |= o.low;
-        self.high.extend(o.high);
-    }
-    /// Ascending.
-    fn into_vec(self) -> Vec<u32> {
-        (0..64).filter(|&n| self.low & (1 << n) != 0).chain(self.high).collect()
-    }
+    nodes: super::numa::NodeSet,
 }
 
 impl PhysTrail {
@@ -182,7 +157,7 @@ impl PhysTrail {
         // later.changes counted its first sample as a change from 0.
         self.changes = self.changes + later.changes + (later.first != self.last) as u64 - (later.first != 0) as u64;
         self.last = later.last;
-        self.nodes.extend(later.nodes);
+        self.nodes.union(&later.nodes);
     }
 }
 
@@ -601,7 +576,7 @@ pub fn false_share(l: &Loaded, cfg: &FalseShareConfig) -> Result<FalseShare, Tra
             continue;
         }
         let trail = trail.unwrap_or_default();
-        let (pa_cnt, nodes): (u64, Vec<u32>) = (trail.changes, trail.nodes.into_vec());
+        let (pa_cnt, nodes): (u64, Vec<u32>) = (trail.changes, trail.nodes.to_vec());
         let dso_name = k.dso.and_then(|d| l.timeline.dsos.get(d as usize)).map_or_else(|| "[X]".to_string(), |d| d.path.clone());
         let address = la.vaddr / line_size * line_size;
         let data_symbol = if k.kernel || k.dso.is_none() {
@@ -795,7 +770,7 @@ mod tests {
             }
             let t = seen.joined().unwrap();
             assert_eq!(t.changes, want, "stretches of {cut}");
-            assert_eq!(t.nodes.into_vec(), vec![0, 1, 2]);
+            assert_eq!(t.nodes.to_vec(), vec![0, 1, 2]);
         }
     }
 

@@ -107,13 +107,13 @@ struct SpotAcc {
 /// seen), a sorted list above. One per hot-spot key, and there is a key
 /// per distinct data address, so it must not allocate in the common case.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct NodeSet {
+pub(crate) struct NodeSet {
     low: u64,
     high: Vec<u32>,
 }
 
 impl NodeSet {
-    fn insert(&mut self, n: u32) {
+    pub(crate) fn insert(&mut self, n: u32) {
         if n < 64 {
             self.low |= 1 << n;
         } else if let Err(i) = self.high.binary_search(&n) {
@@ -121,7 +121,7 @@ impl NodeSet {
         }
     }
 
-    fn union(&mut self, o: &NodeSet) {
+    pub(crate) fn union(&mut self, o: &NodeSet) {
         self.low |= o.low;
         for &n in &o.high {
             self.insert(n);
@@ -133,7 +133,7 @@ impl NodeSet {
     }
 
     /// In increasing order.
-    fn to_vec(&self) -> Vec<u32> {
+    pub(crate) fn to_vec(&self) -> Vec<u32> {
         (0..64).filter(|b| self.low & (1 << b) != 0).chain(self.high.iter().copied()).collect()
     }
 }
